@@ -1,0 +1,340 @@
+"""Typed, frozen configuration read from params.yaml: one dataclass per section.
+
+Unknown keys and bad values are rejected with a message naming `section.key`.
+Values are cast to the declared type, because `dvc exp run -S train.lr=5e-5` writes
+`lr: 5e-05`, which YAML reads back as a string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import DevagenError
+from .presets import PRESETS, downsample_factor
+
+BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
+                  "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+SAMPLERS = ("dpmpp", "ddim", "ddpm")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+
+
+def _check(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise DevagenError(f"params.yaml: {key}: {why}")
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """Where the DHCD archive comes from when no local copy is given."""
+
+    url: str = "https://archive.ics.uci.edu/static/public/389/devanagari+handwritten+character+dataset.zip"
+    retries: int = 3
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check(self.url.startswith(("http://", "https://")), "fetch.url", "must be an http(s) URL")
+        _check(self.retries >= 1, "fetch.retries", "must be >= 1")
+        _check(self.timeout_s > 0, "fetch.timeout_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How the archive is turned into prepared arrays."""
+
+    image_size: int = 32
+    dedupe: bool = True
+
+    def __post_init__(self) -> None:
+        _check(8 <= self.image_size <= 256, "data.image_size", "must be in [8, 256]")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Batched on-device augmentation; each transform has a strength and a probability."""
+
+    enabled: bool = True
+    rotate_deg: float = 8.0
+    rotate_p: float = 0.5
+    scale: float = 0.1
+    scale_p: float = 0.5
+    translate: float = 0.06
+    translate_p: float = 0.5
+    stroke_p: float = 0.2
+    elastic_alpha: float = 1.0
+    elastic_p: float = 0.2
+    brightness: float = 0.1
+    contrast: float = 0.1
+    color_p: float = 0.3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name.endswith("_p"):
+                _check(0.0 <= v <= 1.0, f"augment.{f.name}", "probability must be in [0, 1]")
+            elif f.name != "enabled":
+                _check(v >= 0, f"augment.{f.name}", "strength must be >= 0")
+        _check(self.rotate_deg <= 45, "augment.rotate_deg", "must be <= 45 (larger turns change the letter)")
+        _check(self.scale < 0.5, "augment.scale", "must be < 0.5")
+        _check(self.translate < 0.5, "augment.translate", "must be < 0.5")
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    """The OCR judge: a character classifier trained on real train images only."""
+
+    seed: int = 0
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    width: int = 32
+    label_smoothing: float = 0.1
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train_ocr.epochs", "must be >= 1")
+        _check(self.batch_size >= 1, "train_ocr.batch_size", "must be >= 1")
+        _check(self.lr > 0, "train_ocr.lr", "must be > 0")
+        _check(self.width >= 4, "train_ocr.width", "must be >= 4")
+        _check(0 <= self.label_smoothing < 1, "train_ocr.label_smoothing", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which UNet2DModel to build; `conditional` adds 46 class embeddings + a null label."""
+
+    preset: str = "cpu_small"
+    conditional: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.preset in PRESETS, "model.preset", f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The noise schedule and training objective (saved with the model's scheduler)."""
+
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "cosine"
+    prediction_type: str = "v_prediction"
+    offset_noise: float = 0.0
+    min_snr_gamma: float = 5.0  # 0 disables min-SNR-γ loss weighting
+
+    def __post_init__(self) -> None:
+        _check(self.num_train_timesteps >= 2, "diffusion.num_train_timesteps", "must be >= 2")
+        _check(self.beta_schedule in BETA_SCHEDULES, "diffusion.beta_schedule",
+               f"unknown schedule {self.beta_schedule!r}; choose one of linear, cosine, sigmoid")
+        _check(self.prediction_type in PREDICTION_TYPES, "diffusion.prediction_type",
+               f"unknown {self.prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
+        _check(self.offset_noise >= 0, "diffusion.offset_noise", "must be >= 0")
+        _check(self.min_snr_gamma >= 0, "diffusion.min_snr_gamma", "must be >= 0 (0 disables)")
+
+    @property
+    def diffusers_beta_schedule(self) -> str:
+        return BETA_SCHEDULES[self.beta_schedule]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The diffusion training loop."""
+
+    seed: int = 0
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    epochs: float = 0.0  # used when max_steps is 0
+    max_steps: int = 3000
+    grad_accum: int = 1
+    grad_clip: float = 1.0  # clip gradients at this norm, 0 disables
+    mixed_precision: str = "auto"
+    ema_decay: float = 0.999  # 0 disables EMA
+    cond_drop_prob: float = 0.1
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 25
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        _check(self.lr > 0, "train.lr", "must be > 0")
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _check(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+        _check(self.epochs >= 0 and self.max_steps >= 0, "train.max_steps", "epochs and max_steps must be >= 0")
+        _check(self.epochs > 0 or self.max_steps > 0, "train.max_steps", "set max_steps > 0 or epochs > 0")
+        _check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
+        _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables)")
+        _check(self.mixed_precision in MIXED_PRECISION, "train.mixed_precision",
+               f"choose one of {', '.join(MIXED_PRECISION)}")
+        _check(0 <= self.ema_decay < 1, "train.ema_decay", "must be in [0, 1)")
+        _check(0 <= self.cond_drop_prob < 1, "train.cond_drop_prob", "must be in [0, 1)")
+        _check(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
+        _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
+        _check(self.log_every >= 1, "train.log_every", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How the sample stage draws images from the trained model."""
+
+    seed: int = 0
+    sampler: str = "dpmpp"
+    steps: int = 20
+    guidance_scale: float = 2.0  # 1 = conditional only, no guidance
+    per_class: int = 50  # conditional models
+    count: int = 2300  # unconditional models
+    batch_size: int = 256
+    use_ema: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.sampler in SAMPLERS, "sample.sampler", f"choose one of {', '.join(SAMPLERS)}")
+        _check(self.steps >= 1, "sample.steps", "must be >= 1")
+        _check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
+        _check(self.per_class >= 1, "sample.per_class", "must be >= 1")
+        _check(self.count >= 1, "sample.count", "must be >= 1")
+        _check(self.batch_size >= 1, "sample.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """FID/KID/precision/recall in judge features, OCR accuracy, optional Inception FID."""
+
+    seed: int = 0
+    confidence: float = 0.9  # legibility threshold for unconditional models
+    kid_subset_size: int = 1000  # capped at the sample count
+    kid_subsets: int = 100  # KID is the mean (and std) over this many random subsets
+    prc_neighborhood: int = 3  # k of the k-NN balls that define precision/recall manifolds
+    batch_size: int = 256
+    inception_weights: Optional[str] = None  # local copy of torch-fidelity's Inception weights
+
+    def __post_init__(self) -> None:
+        _check(0 < self.confidence < 1, "evaluate.confidence", "must be in (0, 1)")
+        _check(self.kid_subset_size >= 2, "evaluate.kid_subset_size", "must be >= 2")
+        _check(self.kid_subsets >= 1, "evaluate.kid_subsets", "must be >= 1")
+        _check(self.prc_neighborhood >= 1, "evaluate.prc_neighborhood", "must be >= 1")
+        _check(self.batch_size >= 1, "evaluate.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The rendered report."""
+
+    recent_runs: int = 5  # MLflow runs in the comparison table
+
+    def __post_init__(self) -> None:
+        _check(self.recent_runs >= 1, "report.recent_runs", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow; MLFLOW_TRACKING_URI overrides `uri`."""
+
+    enabled: bool = True
+    experiment: str = "devagen"
+    uri: str = "sqlite:///mlflow.db"
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of params.yaml."""
+
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train_ocr: OcrConfig = field(default_factory=OcrConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def _cast(value: Any, typ: Any, key: str) -> Any:
+    """Cast one YAML value to the declared field type, or raise naming the key."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+            return None
+        return _cast(value, args[0], key)
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            _check(text in ("true", "false", "1", "0", "yes", "no"), key, f"expected true/false, got {value!r}")
+            return text in ("true", "1", "yes")
+        if typ is int:
+            number = float(value)
+            _check(number == int(number), key, f"expected an integer, got {value!r}")
+            return int(number)
+        if typ is float:
+            return float(value)
+        if typ is str:
+            _check(value is not None, key, "must not be empty")
+            return str(value)
+    except (TypeError, ValueError):
+        raise DevagenError(f"params.yaml: {key}: expected {typ.__name__}, got {value!r}") from None
+    return value
+
+
+def section_from_dict(cls: type, raw: Any, section: str) -> Any:
+    """Build one section's dataclass from its YAML mapping; reject unknown keys."""
+    raw = raw or {}
+    _check(isinstance(raw, dict), section, "must be a mapping of key: value")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in raw:
+        _check(key in known, f"{section}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+    values = {k: _cast(v, hints[k], f"{section}.{k}") for k, v in raw.items()}
+    return cls(**values)
+
+
+def params_from_dict(raw: Any) -> Params:
+    """Build the whole Params from a parsed params.yaml mapping."""
+    raw = raw or {}
+    _check(isinstance(raw, dict), "(top level)", "must be a mapping of sections")
+    hints = typing.get_type_hints(Params)
+    for name in raw:
+        _check(name in hints, name, f"unknown section (known: {', '.join(hints)})")
+    params = Params(**{n: section_from_dict(hints[n], raw.get(n), n) for n in hints if n in raw})
+    check_consistency(params)
+    return params
+
+
+def check_consistency(params: Params) -> None:
+    """Cross-section checks that no single section can make alone."""
+    factor = downsample_factor(params.model.preset)
+    _check(params.data.image_size % factor == 0, "data.image_size",
+           f"{params.data.image_size} is not a multiple of {factor}, the downsampling of preset {params.model.preset!r}")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise DevagenError(f"{path}: not found; run from the repository root or pass --params PATH")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DevagenError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return params_from_dict(raw)
+
+
+def flatten(params: Params) -> dict[str, Any]:
+    """`section.key` → value, for MLflow params and reports."""
+    out: dict[str, Any] = {}
+    for name, section in dataclasses.asdict(params).items():
+        for key, value in section.items():
+            out[f"{name}.{key}"] = value
+    return out

@@ -1,0 +1,21 @@
+"""Where each stage reads and writes, relative to the repository root (dvc.yaml declares the same;
+tests/test_dvc_yaml.py checks the two agree)."""
+
+from pathlib import Path
+
+RAW_DIR = Path("data/raw")
+PREPARED_DIR = Path("data/prepared")
+TRAIN_NPZ = PREPARED_DIR / "train.npz"
+TEST_NPZ = PREPARED_DIR / "test.npz"
+OCR_DIR = Path("models/ocr")
+DIFFUSION_DIR = Path("models/diffusion")
+CHECKPOINT_DIR = Path("models/checkpoints")
+SAMPLES_NPZ = Path("samples/samples.npz")
+METRICS_DIR = Path("reports/metrics")
+FIGURES_DIR = Path("reports/figures")
+TRAIN_LOG = Path("reports/train/log.csv")
+OCR_PER_CLASS = Path("reports/ocr/per_class.csv")
+EVAL_PER_CLASS = Path("reports/eval/per_class.csv")
+REPORT_HTML = Path("reports/report.html")
+REPORT_MD = Path("reports/report.md")
+RUN_FILE = DIFFUSION_DIR / "mlflow_run.json"

@@ -1,0 +1,46 @@
+"""Named UNet2DModel shapes. Pure data (no torch), so params can be validated cheaply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The source document's network. Its code lists down_block_types with a missing comma
+# ("DownBlock2D" "DownBlock2D" concatenates into one bogus 5-entry tuple); this is the
+# intended 6-entry list: attention at the 5th level (2x2 for 32x32 inputs).
+SEED = {
+    "block_out_channels": (128, 128, 256, 256, 512, 512),
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    "layers_per_block": 1,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "seed": SEED,
+    # For tests: seconds per step on CPU, learns nothing useful.
+    "tiny": {
+        "block_out_channels": (16, 32),
+        "down_block_types": ("DownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "UpBlock2D"),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+    },
+    # CPU: cost follows full-resolution convs and 16x16 attention, so keep the 32x32
+    # level narrow and put attention only at 8x8.
+    "cpu_small": {
+        "block_out_channels": (32, 64, 128),
+        "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "layers_per_block": 1,
+    },
+    "cpu_base": {
+        "block_out_channels": (32, 64, 128),
+        "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+        "up_block_types": ("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        "layers_per_block": 2,
+    },
+}
+
+
+def downsample_factor(preset: str) -> int:
+    """How many times the UNet halves the image: image_size must be a multiple of it."""
+    return 2 ** (len(PRESETS[preset]["block_out_channels"]) - 1)
