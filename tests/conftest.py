@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny DHCD-shaped archives built offline in a temp dir."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from dhcd_fixture import make_archive  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """46 classes x (3 train + 2 test) synthetic glyph images in the official layout."""
+    return make_archive(tmp_path_factory.mktemp("dhcd") / "DevanagariHandwrittenCharacterDataset.zip")
+
+
+from model_fixture import make_model_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A conditional (47 class embeddings) random-weight `tiny` UNet at 16x16, v-prediction, as training saves it."""
+    return make_model_dir(tmp_path_factory.mktemp("model") / "diffusion", conditional=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_uncond_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same without class embeddings (model.conditional: false)."""
+    return make_model_dir(tmp_path_factory.mktemp("model_uncond") / "diffusion", conditional=False)

@@ -1,0 +1,62 @@
+"""params.yaml → typed config: casting, unknown keys, bad values named by key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devagen.config import Params, flatten, load_params, params_from_dict
+from devagen.errors import DevagenError
+
+REPO = Path(__file__).parents[1]
+
+
+def test_repo_params_load() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert isinstance(params, Params) and params.data.image_size == 32
+
+
+def test_dvc_exp_style_strings_are_cast() -> None:
+    params = params_from_dict({"train": {"lr": "5e-05", "max_steps": "10", "augment": "false"}})
+    assert params.train.lr == 5e-5 and params.train.max_steps == 10 and params.train.augment is False
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"train": {"lrr": 1}}, "train.lrr: unknown key"),
+    ({"trian": {}}, "trian: unknown section"),
+    ({"train": {"lr": -1}}, "train.lr: must be > 0"),
+    ({"train": {"batch_size": 0}}, "train.batch_size"),
+    ({"train": {"batch_size": 2.5}}, "train.batch_size: expected an integer"),
+    ({"train": {"lr": "fast"}}, "train.lr: expected float"),
+    ({"model": {"preset": "huge"}}, "model.preset: unknown preset 'huge'"),
+    ({"diffusion": {"beta_schedule": "quadratic"}}, "diffusion.beta_schedule"),
+    ({"diffusion": {"prediction_type": "x0"}}, "diffusion.prediction_type"),
+    ({"data": {"image_size": 34}, "model": {"preset": "cpu_small"}}, "data.image_size: 34 is not a multiple of 4"),
+    ({"sample": {"sampler": "euler"}}, "sample.sampler"),
+    ({"augment": {"rotate_p": 1.5}}, "augment.rotate_p"),
+    ({"train": {"augment": "maybe"}}, "train.augment: expected true/false"),
+])
+def test_bad_values_name_the_key(raw: dict, key: str) -> None:
+    with pytest.raises(DevagenError, match=key.replace("(", r"\(")):
+        params_from_dict(raw)
+
+
+def test_seed_preset_needs_image_size_multiple_of_32() -> None:
+    params_from_dict({"model": {"preset": "seed"}, "data": {"image_size": 64}})
+    with pytest.raises(DevagenError, match="data.image_size"):
+        params_from_dict({"model": {"preset": "seed"}, "data": {"image_size": 48}})
+
+
+def test_missing_and_invalid_yaml_files(tmp_path: Path) -> None:
+    with pytest.raises(DevagenError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(DevagenError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_flatten_has_every_section_key() -> None:
+    flat = flatten(Params())
+    assert flat["train.lr"] == Params().train.lr and "sample.guidance_scale" in flat

@@ -1,0 +1,46 @@
+"""dvc.yaml agrees with the code: every stage's command module, params sections and paths exist."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import yaml
+
+from devagen import paths
+from devagen.cli import cli
+from devagen.config import Params
+
+REPO = Path(__file__).parents[1]
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def _names(entries: list) -> list[str]:
+    return [next(iter(e)) if isinstance(e, dict) else e for e in entries]
+
+
+def test_every_stage_has_its_module_and_command() -> None:
+    for name, stage in STAGES.items():
+        script = stage["cmd"].split()[1]
+        assert script == f"stages/{name}.py" and (REPO / script).is_file(), name
+        assert name.replace("_", "-") in cli.commands, f"devagen has no `{name}` command"
+        assert script in stage["deps"], f"{name} should depend on its own script"
+
+
+def test_every_params_key_exists() -> None:
+    sections = typing.get_type_hints(Params)
+    for name, stage in STAGES.items():
+        for key in _names(stage.get("params", [])):
+            section, _, field = key.partition(".")
+            assert section in sections, f"{name}: params section {section!r} unknown"
+            if field:
+                assert field in typing.get_type_hints(sections[section]), f"{name}: {key} unknown"
+
+
+def test_declared_outputs_match_library_paths() -> None:
+    declared = {p for s in STAGES.values() for kind in ("outs", "metrics", "plots") for p in _names(s.get(kind, []))}
+    for path in (paths.RAW_DIR, paths.PREPARED_DIR):
+        assert str(path) in declared
+    for dep in (d for s in STAGES.values() for d in s.get("deps", [])):
+        produced = any(dep == p or dep.startswith(p + "/") for p in declared)
+        assert produced or (REPO / dep).exists(), f"dependency {dep} is neither in the repo nor produced by a stage"
