@@ -98,13 +98,18 @@ class OcrConfig:
     width: int = 32
     label_smoothing: float = 0.1
     augment: bool = True
+    dropout: float = 0.1  # before the final linear layer
+    warmup: float = 0.2  # fraction of all steps the one-cycle LR spends rising to lr
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train_ocr.epochs", "must be >= 1")
         _check(self.batch_size >= 1, "train_ocr.batch_size", "must be >= 1")
         _check(self.lr > 0, "train_ocr.lr", "must be > 0")
+        _check(self.weight_decay >= 0, "train_ocr.weight_decay", "must be >= 0")
         _check(self.width >= 4, "train_ocr.width", "must be >= 4")
         _check(0 <= self.label_smoothing < 1, "train_ocr.label_smoothing", "must be in [0, 1)")
+        _check(0 <= self.dropout < 1, "train_ocr.dropout", "must be in [0, 1)")
+        _check(0 < self.warmup < 1, "train_ocr.warmup", "must be in (0, 1)")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,527 @@
+"""The rendered report: metrics, figures and recent MLflow runs as one HTML file and one Markdown file.
+
+The content is built once as a list of blocks (heading, paragraph, table, figure) and rendered twice:
+HTML embeds every image as a base64 data URI (it opens from disk, with no network); Markdown links
+each image by its path relative to reports/. Every sentence that states a number is generated from
+the metrics files, so the text cannot drift from the numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+from PIL import Image
+
+from . import paths, plots
+from .classes import CLASS_GLYPHS, CLASS_NAMES
+from .errors import DevagenError
+from .figures import save_image
+from .io import read_json
+
+STAGE_OF = {"data": "prepare", "ocr": "train_ocr", "train": "train", "sample": "sample", "eval": "evaluate"}
+FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", "process", "per_class", "confusion")
+KEY_PARAMS = ("model.preset", "model.conditional", "diffusion.prediction_type", "diffusion.beta_schedule",
+              "diffusion.min_snr_gamma", "train.lr", "train.batch_size", "train.max_steps",
+              "sample.sampler", "sample.steps", "sample.guidance_scale")
+KEY_METRICS = ("ocr_accuracy", "legible_share", "fid", "kid", "precision", "recall", "inception_fid",
+               "final_loss", "img_per_s")
+MISSING = "—"
+CAPTIONS = {
+    "dataset": "Real DHCD training images, one row per class.",
+    "augment": "Each row: an original training image, then 8 augmented copies as the model sees them.",
+    "loss_curve": "Training loss (log scale) and learning rate at each logged step.",
+    "samples": "Generated samples.",
+    "steps": "The same starting noise sampled with different numbers of steps.",
+    "denoising": "Denoising from pure noise to a character (animated GIF).",
+    "process": "Snapshots of the denoising process.",
+    "per_class": "Per-class OCR accuracy of generated samples; black ticks: the judge on real test images.",
+    "confusion": "What the judge reads (columns) for each class asked for (rows).",
+}
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything the report shows; built by load_report_inputs or by hand in tests."""
+
+    params: dict[str, Any]  # flattened params.yaml: "train.lr" -> 0.001
+    metrics: dict[str, dict]  # "data" | "ocr" | "train" | "sample" | "eval" -> that stage's JSON, {} if not run
+    train_log: list[dict]  # rows of reports/train/log.csv: step, loss, lr, img_per_s (str or float)
+    figures: dict[str, Path]  # figure name -> existing .png/.gif
+    runs: list[dict]  # tracking.recent_runs(...) output, newest first
+    run_name: Optional[str]
+    date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M"))
+    report_dir: Path = paths.REPORT_MD.parent  # where report.md lives; its image links are relative to it
+    compare_metrics: tuple[str, ...] = KEY_METRICS  # MLflow metric names in the runs table
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    caption: str
+
+
+Block = Union[Heading, Para, Table, Figure]
+
+
+# ---- numbers as text -------------------------------------------------------------------------
+
+def _float(value: Any) -> Optional[float]:
+    """A finite float from a number or numeric string, else None (bools are not numbers here)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def fmt_num(value: Any, digits: int = 3) -> str:
+    """3 significant digits ('0.0341', '12.3', '1,234'), ints with separators, bools yes/no, '—' if absent."""
+    if value is None or value == "":
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    number = _float(value)
+    if number is None:
+        return str(value)
+    return f"{number:,.0f}" if abs(number) >= 10 ** digits else f"{number:.{digits}g}"
+
+
+def fmt_pct(value: Any) -> str:
+    """A share in [0, 1] as '93.1 %', '—' if absent."""
+    number = _float(value)
+    return MISSING if number is None else f"{100 * number:.1f} %"
+
+
+def fmt_duration(value: Any) -> str:
+    """Seconds as '42 s', '12.5 min' or '3.2 h'."""
+    s = _float(value)
+    if s is None:
+        return MISSING
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def _kv_table(values: Mapping[str, Any], spec: Sequence[tuple[str, str, Callable[[Any], str]]]) -> Table:
+    """Two-column table of (label, formatted value) for the spec's keys present in `values`."""
+    rows = [[label, fmt(values[key])] for label, key, fmt in spec if values.get(key) is not None]
+    return Table(["quantity", "value"], rows)
+
+
+# ---- the plain-English reading ----------------------------------------------------------------
+
+def _quality_sentence(ev: Mapping[str, Any], confidence: Any) -> str:
+    """What the judge makes of the samples: OCR accuracy (conditional) or legibility/coverage."""
+    n = f"{ev['n_generated']:,} " if isinstance(ev.get("n_generated"), int) else ""
+    if ev.get("conditional", "ocr_accuracy" in ev) and _float(ev.get("ocr_accuracy")) is not None:
+        text = (f"The judge reads {fmt_pct(ev['ocr_accuracy'])} of the {n}generated characters "
+                "as the class they were asked for")
+        if _float(ev.get("judge_test_accuracy")) is not None:
+            text += f" (it reads {fmt_pct(ev['judge_test_accuracy'])} of real test characters correctly)"
+        return text + "."
+    parts = []
+    if _float(ev.get("legible_share")) is not None:
+        sure = f" (judge confidence at least {fmt_num(confidence)})" if _float(confidence) is not None else ""
+        parts.append(f"{fmt_pct(ev['legible_share'])} of the {n}generated characters are legible{sure}")
+    if _float(ev.get("class_coverage")) is not None:
+        parts.append(f"they cover {fmt_pct(ev['class_coverage'])} of the {len(CLASS_NAMES)} classes")
+    if _float(ev.get("class_entropy_norm")) is not None:
+        parts.append(f"with a class balance of {fmt_num(ev['class_entropy_norm'], 2)} (1 = all classes equally often)")
+    text = ", ".join(parts)
+    return text[:1].upper() + text[1:] + "." if text else ""
+
+
+def _distance_sentence(ev: Mapping[str, Any]) -> str:
+    """FID and precision/recall in judge features, each beside its real-vs-real floor."""
+    text = ""
+    fid, floor = _float(ev.get("fid")), _float(ev.get("floor_fid"))
+    if fid is not None:
+        text = f"FID in judge features is {fmt_num(fid)}"
+        if floor is not None:
+            text += f" against {fmt_num(floor)} between two sets of real images"
+            text += f", {fid / floor:.1f} times that floor" if floor > 0 else ""
+        text += " (lower is better)."
+    p, r = _float(ev.get("precision")), _float(ev.get("recall"))
+    if p is not None and r is not None:
+        fp, fr = ev.get("floor_precision"), ev.get("floor_recall")
+        text += (f" Precision {fmt_num(p, 2)} (real: {fmt_num(fp, 2)}) is the share of samples that land among "
+                 f"real characters; recall {fmt_num(r, 2)} (real: {fmt_num(fr, 2)}) is the share of real variety "
+                 "they reach.")
+    return text.strip()
+
+
+def _inception_sentence(ev: Mapping[str, Any]) -> str:
+    """Inception FID, or why it was skipped."""
+    if _float(ev.get("inception_fid")) is not None:
+        return f"The usual Inception FID is {fmt_num(ev['inception_fid'])}."
+    status = ev.get("inception_status")
+    return f"Inception FID was not computed ({status})." if status else ""
+
+
+def _cost_sentence(tr: Mapping[str, Any], sa: Mapping[str, Any]) -> str:
+    """What training and sampling cost."""
+    text = ""
+    if _float(tr.get("steps")) is not None:
+        text = f"Training ran {fmt_num(tr['steps'])} steps"
+        text += f" in {fmt_duration(tr['wall_s'])}" if _float(tr.get("wall_s")) is not None else ""
+        text += f" at {fmt_num(tr['img_per_s'])} images/s" if _float(tr.get("img_per_s")) is not None else ""
+        text += f" on {tr['device']}" if tr.get("device") else ""
+        text += f", ending at loss {fmt_num(tr['final_loss'])}." if _float(tr.get("final_loss")) is not None else "."
+    if _float(sa.get("ms_per_image")) is not None:
+        nfe = f" ({fmt_num(sa['nfe'])} network evaluations)" if _float(sa.get("nfe")) is not None else ""
+        text += f" Sampling takes {fmt_num(sa['ms_per_image'])} ms per image{nfe}."
+    return text.strip()
+
+
+def summarize(metrics: Mapping[str, Mapping[str, Any]], params: Optional[Mapping[str, Any]] = None) -> str:
+    """One plain-English paragraph reading the headline numbers; every number comes from `metrics`."""
+    ev, tr, sa = metrics.get("eval") or {}, metrics.get("train") or {}, metrics.get("sample") or {}
+    quality = (_quality_sentence(ev, (params or {}).get("evaluate.confidence")) if ev
+               else "The evaluate stage has not run, so there is no quality reading yet.")
+    parts = [quality, _distance_sentence(ev), _inception_sentence(ev), _cost_sentence(tr, sa)]
+    return " ".join(p for p in parts if p)
+
+
+# ---- sections ---------------------------------------------------------------------------------
+
+def _not_run(stage: str) -> Para:
+    return Para(f"Not run: reports/metrics/{stage}.json is missing (the {STAGE_OF[stage]} stage has not run).")
+
+
+# (label, eval.json key, format, floor key, how to read)
+EVAL_ROWS = (
+    ("OCR accuracy", "ocr_accuracy", fmt_pct, None, "samples the judge reads as the class asked for"),
+    ("judge confidence in the class asked for", "ocr_intended_confidence", fmt_pct, None, "mean probability"),
+    ("legible share", "legible_share", fmt_pct, None, "samples the judge is confident about"),
+    ("class coverage", "class_coverage", fmt_pct, None, "classes the judge finds among the samples"),
+    ("class balance", "class_entropy_norm", fmt_num, None, "entropy of judged classes / log 46; 1 = even"),
+    ("FID, judge features", "fid", fmt_num, "floor_fid", "lower is better; floor = two real sets"),
+    ("KID, judge features", "kid", fmt_num, "floor_kid", "lower is better"),
+    ("precision", "precision", fmt_num, "floor_precision", "samples that land among real characters"),
+    ("recall", "recall", fmt_num, "floor_recall", "real variety the samples reach"),
+    ("Inception FID", "inception_fid", fmt_num, None, "ImageNet features; a weak judge of 32×32 glyphs"),
+    ("judge test accuracy", "judge_test_accuracy", fmt_pct, None, "context: the judge on real test images"),
+    ("generated images", "n_generated", fmt_num, None, ""),
+)
+
+
+def _eval_table(ev: Mapping[str, Any], ocr: Mapping[str, Any]) -> Table:
+    """Metric | this run | real-data floor | how to read, for the keys eval.json has."""
+    values = dict(ev)
+    values.setdefault("judge_test_accuracy", ocr.get("test_accuracy"))
+    rows = []
+    for label, key, fmt, floor, note in EVAL_ROWS:
+        shown = fmt(values.get(key))
+        if key == "kid" and values.get("kid_std") is not None:
+            shown += f" ± {fmt_num(values['kid_std'])}"
+        if key == "inception_fid" and values.get(key) is None and values.get("inception_status"):
+            shown = f"skipped: {values['inception_status']}"
+        if shown != MISSING:
+            rows.append([label, shown, fmt(values.get(floor)) if floor else "", note])
+    return Table(["metric", "this run", "real data (floor)", "how to read"], rows)
+
+
+def _metrics_section(inputs: ReportInputs) -> list[Block]:
+    ev, ocr = inputs.metrics.get("eval") or {}, inputs.metrics.get("ocr") or {}
+    blocks: list[Block] = [Heading("Metrics"), _eval_table(ev, ocr) if ev else _not_run("eval"),
+                           Heading("OCR judge", 3)]
+    spec = [("test accuracy on real images", "test_accuracy", fmt_pct),
+            ("training time", "train_seconds", fmt_duration)]
+    return blocks + [_kv_table(ocr, spec) if ocr else _not_run("ocr")]
+
+
+def _figure(name: str) -> Figure:
+    return Figure(name, CAPTIONS[name])
+
+
+def _data_section(inputs: ReportInputs) -> list[Block]:
+    data = inputs.metrics.get("data") or {}
+    spec = [("train images", "train", fmt_num), ("test images", "test", fmt_num), ("classes", "classes", fmt_num),
+            ("duplicates removed", "duplicates_removed", fmt_num), ("pixel mean (0–1)", "pixel_mean", fmt_num),
+            ("pixel std (0–1)", "pixel_std", fmt_num)]
+    return [Heading("Data"), _kv_table(data, spec) if data else _not_run("data"),
+            _figure("dataset"), _figure("augment")]
+
+
+def _loss_sentence(log: Sequence[Mapping[str, Any]]) -> list[Block]:
+    """'Loss went from a at step s0 to b at step s1 over n logged points', from the train log."""
+    pts = [(_float(r.get("step")), _float(r.get("loss"))) for r in log]
+    pts = [(s, v) for s, v in pts if s is not None and v is not None]
+    if not pts:
+        return []
+    (s0, a), (s1, b) = pts[0], pts[-1]
+    return [Para(f"The logged loss went from {fmt_num(a)} at step {fmt_num(int(s0))} to {fmt_num(b)} "
+                 f"at step {fmt_num(int(s1))} over {len(pts)} logged points.")]
+
+
+def _training_section(inputs: ReportInputs) -> list[Block]:
+    tr = inputs.metrics.get("train") or {}
+    spec = [("steps", "steps", fmt_num), ("epochs", "epochs", fmt_num), ("final loss", "final_loss", fmt_num),
+            ("images / s", "img_per_s", fmt_num), ("wall time", "wall_s", fmt_duration),
+            ("parameters", "params", fmt_num), ("device", "device", str)]
+    return [Heading("Training"), _kv_table(tr, spec) if tr else _not_run("train"),
+            *_loss_sentence(inputs.train_log), _figure("loss_curve")]
+
+
+def _samples_section(inputs: ReportInputs) -> list[Block]:
+    sa = inputs.metrics.get("sample") or {}
+    spec = [("sampler", "sampler", str), ("steps", "steps", fmt_num), ("network evaluations", "nfe", fmt_num),
+            ("guidance scale", "guidance_scale", fmt_num), ("images / s", "images_per_s", fmt_num),
+            ("ms / image", "ms_per_image", fmt_num)]
+    return [Heading("Samples"), _kv_table(sa, spec) if sa else _not_run("sample"),
+            _figure("samples"), _figure("steps"),
+            Heading("Denoising"), _figure("denoising"), _figure("process")]
+
+
+def per_class_values(raw: Any) -> dict[str, Optional[float]]:
+    """per_class_accuracy as {class_name: float or None}, from a dict or a list in class order."""
+    if isinstance(raw, Mapping):
+        return {str(k): _float(v) for k, v in raw.items()}
+    if isinstance(raw, (list, tuple)) and len(raw) == len(CLASS_NAMES):
+        return {name: _float(v) for name, v in zip(CLASS_NAMES, raw)}
+    return {}
+
+
+def _per_class_section(inputs: ReportInputs) -> list[Block]:
+    values = per_class_values((inputs.metrics.get("eval") or {}).get("per_class_accuracy"))
+    known = sorted((v, n) for n, v in values.items() if v is not None)
+    blocks: list[Block] = [Heading("Per-class accuracy")]
+    if known:
+        hardest = ", ".join(f"{CLASS_GLYPHS.get(n, n)} ({n}) {fmt_pct(v)}" for v, n in known[:5])
+        easiest = ", ".join(f"{CLASS_GLYPHS.get(n, n)} {fmt_pct(v)}" for v, n in known[::-1][:3])
+        text = f"Hardest classes to generate legibly: {hardest}. Easiest: {easiest}."
+        unknown = len(values) - len(known)
+        if unknown:
+            text += f" {unknown} {'class has' if unknown == 1 else 'classes have'} no samples to judge."
+        blocks.append(Para(text))
+    return blocks + [_figure("per_class"), _figure("confusion")]
+
+
+def _runs_section(inputs: ReportInputs) -> list[Block]:
+    blocks: list[Block] = [Heading("Recent runs")]
+    if not inputs.runs:
+        return blocks + [Para("No MLflow runs to compare (tracking disabled, unreachable or empty).")]
+    header, rows = compare_runs(inputs.runs, inputs.compare_metrics)
+    rows = [[f"{r[0]} (this report)" if r[0] == inputs.run_name else r[0], *r[1:]] for r in rows]
+    intro = (f"The {len(rows)} latest MLflow runs, newest first: the parameters that differ between them "
+             "and their key metrics (the MLflow UI comparison, in a form that travels).")
+    return blocks + [Para(intro), Table(header, rows)]
+
+
+def compare_runs(runs: Sequence[Mapping[str, Any]], metric_keys: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Header + rows: run name, only the params whose values differ between runs, then the metrics any run has."""
+    keys = sorted({k for r in runs for k in r.get("params") or {}})
+    differing = [k for k in keys if len({(r.get("params") or {}).get(k) for r in runs}) > 1]
+    shown = [m for m in metric_keys if any(m in (r.get("metrics") or {}) for r in runs)]
+    rows = []
+    for r in runs:
+        params, metrics = r.get("params") or {}, r.get("metrics") or {}
+        name = r.get("name") or str(r.get("run_id", ""))[:8]
+        rows.append([name, *(str(params.get(k, MISSING)) for k in differing),
+                     *(fmt_num(metrics.get(m), 4) for m in shown)])
+    return ["run", *differing, *shown], rows
+
+
+def report_blocks(inputs: ReportInputs) -> list[Block]:
+    """The whole report as blocks, in reading order."""
+    params = [[k, fmt_num(inputs.params.get(k), 4)] for k in KEY_PARAMS]
+    head: list[Block] = [Heading("devagen report", 1),
+                         Para(f"Run: {inputs.run_name or 'not tracked'} · generated {inputs.date}"),
+                         Heading("Summary"), Para(summarize(inputs.metrics, inputs.params)),
+                         Heading("Key parameters"), Table(["parameter", "value"], params)]
+    return (head + _metrics_section(inputs) + _data_section(inputs) + _training_section(inputs)
+            + _samples_section(inputs) + _per_class_section(inputs) + _runs_section(inputs))
+
+
+# ---- rendering ----------------------------------------------------------------------------------
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans", "Noto Sans Devanagari", sans-serif;
+       max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.5; }
+h1 { margin-bottom: 0.2em; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.95em; }
+th, td { border: 1px solid #ddd; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
+th { background: #f5f5f5; }
+figure { margin: 1.2em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+img.pixel { image-rendering: pixelated; }
+figcaption, .missing { color: #666; font-size: 0.9em; }
+.missing { font-style: italic; }
+"""
+MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+CHARTS = ("loss_curve", "per_class")  # smooth charts; the rest are pixel grids shown crisp
+
+
+def _missing_figure(name: str) -> str:
+    return f"figure {name} not available (the stage that draws it has not run)"
+
+
+def data_uri(path: Path) -> str:
+    """The file as a base64 data URI (image/png, image/gif or image/jpeg by suffix)."""
+    mime = MIME.get(path.suffix.lower(), "application/octet-stream")
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _html_block(block: Block, figures: Mapping[str, Path]) -> str:
+    e = html.escape
+    if isinstance(block, Heading):
+        return f"<h{block.level}>{e(block.text)}</h{block.level}>"
+    if isinstance(block, Para):
+        return f"<p>{e(block.text)}</p>"
+    if isinstance(block, Table):
+        head = "".join(f"<th>{e(h)}</th>" for h in block.header)
+        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    path = figures.get(block.name)
+    if path is None or not Path(path).is_file():
+        return f'<p class="missing">{e(_missing_figure(block.name))}</p>'
+    css = "" if block.name in CHARTS else ' class="pixel"'
+    return (f'<figure><img{css} src="{data_uri(Path(path))}" alt="{e(block.name)}">'
+            f"<figcaption>{e(block.caption)}</figcaption></figure>")
+
+
+def to_html(blocks: Sequence[Block], figures: Mapping[str, Path], title: str) -> str:
+    """A self-contained HTML page: inline CSS, images as data URIs, no external references."""
+    body = "\n".join(_html_block(b, figures) for b in blocks)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_block(block: Block, figures: Mapping[str, Path], report_dir: Path) -> str:
+    if isinstance(block, Heading):
+        return "#" * block.level + " " + block.text
+    if isinstance(block, Para):
+        return block.text
+    if isinstance(block, Table):
+        lines = [block.header, ["---"] * len(block.header), *block.rows]
+        return "\n".join("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in lines)
+    path = figures.get(block.name)
+    if path is None or not Path(path).is_file():
+        return f"*({_missing_figure(block.name)})*"
+    link = Path(os.path.relpath(Path(path).resolve(), report_dir.resolve())).as_posix()
+    return f"![{block.name}]({link})\n\n*{block.caption}*"
+
+
+def to_markdown(blocks: Sequence[Block], figures: Mapping[str, Path], report_dir: Path) -> str:
+    """The same blocks as Markdown; images linked by path relative to `report_dir`."""
+    return "\n\n".join(_md_block(b, figures, report_dir) for b in blocks) + "\n"
+
+
+def build_report(inputs: ReportInputs) -> tuple[str, str]:
+    """(html, markdown) of the whole report; pure apart from reading the figure files."""
+    blocks = report_blocks(inputs)
+    title = f"devagen report — {inputs.run_name}" if inputs.run_name else "devagen report"
+    return to_html(blocks, inputs.figures, title), to_markdown(blocks, inputs.figures, inputs.report_dir)
+
+
+# ---- reading inputs and drawing the charts ------------------------------------------------------
+
+def read_metrics(root: Path) -> dict[str, dict]:
+    """reports/metrics/<stage>.json under root for each stage; {} for a stage that has not run."""
+    out: dict[str, dict] = {}
+    for stage in STAGE_OF:
+        path = root / paths.METRICS_DIR / f"{stage}.json"
+        try:
+            out[stage] = read_json(path) if path.is_file() else {}
+        except json.JSONDecodeError as exc:
+            raise DevagenError(f"{path}: not valid JSON ({exc.msg}); rerun the {STAGE_OF[stage]} stage") from None
+    return out
+
+
+def read_train_log(root: Path) -> list[dict]:
+    """Rows of reports/train/log.csv under root (values as strings); [] when training has not run."""
+    path = root / paths.TRAIN_LOG
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def load_report_inputs(root: Path, params: dict, runs: list[dict], run_name: Optional[str]) -> ReportInputs:
+    """Collect metrics, the train log and the figures that exist under root; missing files are tolerated."""
+    figures: dict[str, Path] = {}
+    for name in FIGURES:
+        found = [p for p in (root / paths.FIGURES_DIR / f"{name}{ext}" for ext in (".png", ".gif")) if p.is_file()]
+        if found:
+            figures[name] = found[0]
+    return ReportInputs(params=dict(params), metrics=read_metrics(root), train_log=read_train_log(root),
+                        figures=figures, runs=list(runs), run_name=run_name, report_dir=root / paths.REPORT_MD.parent)
+
+
+def _smooth(values: Sequence[float], window: int) -> list[float]:
+    """Centred moving average (no lag); the window shrinks at the ends so the length is kept."""
+    half = window // 2
+    return [sum(values[max(0, i - half):i + half + 1]) / len(values[max(0, i - half):i + half + 1])
+            for i in range(len(values))]
+
+
+def loss_figure(log: Sequence[Mapping[str, Any]]) -> Optional[Image.Image]:
+    """Loss (log y, plus a moving average when there are 20+ points) above the learning rate, or None without data."""
+    rows = [(_float(r.get("step")), _float(r.get("loss")), _float(r.get("lr"))) for r in log]
+    rows = [r for r in rows if r[0] is not None and r[1] is not None]
+    if not rows:
+        return None
+    steps, loss, lr = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+    series = {"loss": loss, **({"loss, smoothed": _smooth(loss, max(3, len(loss) // 15))} if len(loss) >= 20 else {})}
+    panels = [plots.line_plot(steps, series, "Training loss", "step", "loss", log_y=True)]
+    if any(v is not None for v in lr):
+        panels.append(plots.line_plot(steps, {"learning rate": lr}, "Learning rate", "step", "lr"))
+    return plots.stack_vertical(panels)
+
+
+def per_class_figure(ev: Mapping[str, Any], ocr: Mapping[str, Any]) -> Optional[Image.Image]:
+    """Per-class OCR accuracy of samples as glyph bars, the judge's real-test accuracy as ticks; None without data."""
+    values = per_class_values(ev.get("per_class_accuracy"))
+    if not any(v is not None for v in values.values()):
+        return None
+    real = per_class_values(ocr.get("per_class_accuracy"))
+    reference = [real.get(n) for n in values] if real else None
+    return plots.bar_plot([CLASS_GLYPHS.get(n, n) for n in values], list(values.values()),
+                          "Per-class OCR accuracy of generated samples", reference=reference)
+
+
+def render_plots(inputs_root: Path) -> dict[str, Path]:
+    """Write reports/figures/loss_curve.png and per_class.png under the root when their data exist."""
+    metrics = read_metrics(inputs_root)
+    drawn = {"loss_curve": loss_figure(read_train_log(inputs_root)),
+             "per_class": per_class_figure(metrics["eval"], metrics["ocr"])}
+    written: dict[str, Path] = {}
+    for name, image in drawn.items():
+        if image is not None:
+            written[name] = inputs_root / paths.FIGURES_DIR / f"{name}.png"
+            save_image(image, written[name])
+    return written

@@ -1,0 +1,173 @@
+"""Evaluation maths on hand-made inputs with known answers (tiny stand-in judge, few samples)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from devagen import metrics
+from devagen.classes import CLASS_NAMES, NUM_CLASSES, glyphs
+from devagen.config import EvaluateConfig
+from devagen.errors import DevagenError
+
+CFG = EvaluateConfig(kid_subsets=5, batch_size=64)
+
+
+class StandInJudge(nn.Module):
+    """Same interface as devagen.ocr.Judge: features = 4x4 average pool (16 dims) times `scale`."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = scale
+        self.head = nn.Linear(16, NUM_CLASSES)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, 4).flatten(1) * self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@pytest.fixture(scope="module")
+def real() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (120, 32, 32), dtype=np.uint8)
+
+
+def brighter(images: np.ndarray, by: int) -> np.ndarray:
+    return np.clip(images.astype(np.int16) + by, 0, 255).astype(np.uint8)
+
+
+def test_identical_sets_give_zero_fid_and_full_precision_recall(real):
+    out = metrics.judge_feature_metrics(StandInJudge(), real, real.copy(), CFG)
+    shifted = metrics.judge_feature_metrics(StandInJudge(), brighter(real, 40), real, CFG)
+    assert set(out) >= {"fid", "kid_mean", "kid_std", "precision", "recall"}
+    assert abs(out["fid"]) < 1e-6 * shifted["fid"]
+    assert out["precision"] == 1.0 and out["recall"] == 1.0
+    assert abs(out["kid_mean"]) < 0.01 * shifted["kid_mean"]
+
+
+def test_fid_grows_with_the_shift(real):
+    small = metrics.judge_feature_metrics(StandInJudge(), brighter(real, 10), real, CFG)["fid"]
+    large = metrics.judge_feature_metrics(StandInJudge(), brighter(real, 60), real, CFG)["fid"]
+    assert 0 < small < large
+
+
+def test_each_call_uses_its_own_judge_and_leaves_it_untouched(real):
+    gen = brighter(real, 30)
+    judge = StandInJudge().train()
+    base = metrics.judge_feature_metrics(judge, gen, real, CFG)["fid"]
+    scaled = metrics.judge_feature_metrics(StandInJudge(scale=10.0), gen, real, CFG)["fid"]
+    assert scaled == pytest.approx(100 * base, rel=1e-6)  # FID is quadratic in the feature scale
+    assert judge.training and judge.head.weight.requires_grad  # the adapter works on a copy
+
+
+def test_unequal_sets_are_cut_to_the_smaller_and_kid_subset_capped(real):
+    cfg = EvaluateConfig(kid_subset_size=1000, kid_subsets=3)
+    out = metrics.judge_feature_metrics(StandInJudge(), real[:7], real, cfg)
+    assert out["n"] == 7 and math.isfinite(out["kid_mean"])
+    assert metrics.judge_feature_metrics(StandInJudge(), real, real[:9], cfg)["n"] == 9
+
+
+def test_too_few_images_is_a_user_error(real):
+    with pytest.raises(DevagenError, match="sample.count"):
+        metrics.judge_feature_metrics(StandInJudge(), real[:3], real, CFG)
+
+
+def test_real_floor_uses_n_images_per_set(real):
+    out = metrics.real_floor(StandInJudge(), brighter(real, 1), real, CFG, n=50)
+    assert out["n"] == 50 and out["fid"] >= 0
+    same = metrics.real_floor(StandInJudge(), real, real, CFG)  # different draws of the same pool
+    assert 0 < same["fid"] < metrics.judge_feature_metrics(StandInJudge(), brighter(real, 40), real, CFG)["fid"]
+
+
+def test_inception_fid_skips_without_weights_and_rejects_bad_paths(real, tmp_path):
+    assert metrics.inception_fid(real, real, None, CFG) is None
+    with pytest.raises(DevagenError, match="evaluate.inception_weights"):
+        metrics.inception_fid(real, real, str(tmp_path / "missing.pth"), CFG)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(DevagenError, match="evaluate.inception_weights"):
+        metrics.inception_fid(real, real, str(junk), CFG)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"fc.weight": torch.zeros(3, 3)}, wrong)
+    with pytest.raises(DevagenError, match="evaluate.inception_weights"):
+        metrics.inception_fid(real, real, str(wrong), CFG)
+
+
+def one_hot(classes: np.ndarray) -> np.ndarray:
+    return np.eye(NUM_CLASSES)[classes]
+
+
+def test_judge_perfect_set_reads_fully():
+    intended = np.repeat(np.arange(NUM_CLASSES), 3)
+    out = metrics.ocr_accuracy(one_hot(intended), intended)
+    assert out["accuracy"] == 1.0 and out["intended_confidence"] == 1.0
+    assert all(v == 1.0 for v in out["per_class"].values())
+    assert np.array_equal(out["confusion"], 3 * np.eye(NUM_CLASSES, dtype=np.int64))
+
+
+def test_shuffled_labels_read_at_chance():
+    rng = np.random.default_rng(1)
+    n, p = 46_000, 1 / NUM_CLASSES
+    intended = rng.integers(0, NUM_CLASSES, n)
+    acc = metrics.ocr_accuracy(one_hot(rng.permutation(intended)), intended)["accuracy"]
+    assert abs(acc - p) < 4 * math.sqrt(p * (1 - p) / n)  # 4 binomial standard deviations
+
+
+def test_per_class_accuracy_confusion_and_rows():
+    intended = np.array([0, 0, 1, 2])
+    probs = np.full((4, NUM_CLASSES), 0.0)
+    probs[[0, 1, 2, 3], [0, 5, 1, 1]] = 0.6  # read as 0, 5, 1, 1
+    probs[:, 45] += 0.4  # the rest of each row on class 45
+    out = metrics.ocr_accuracy(probs, intended)
+    assert out["accuracy"] == 0.5
+    assert out["intended_confidence"] == pytest.approx((0.6 + 0.0 + 0.6 + 0.0) / 4)
+    per = out["per_class"]
+    assert len(per) == NUM_CLASSES and list(per) == list(CLASS_NAMES)
+    assert (per[CLASS_NAMES[0]], per[CLASS_NAMES[1]], per[CLASS_NAMES[2]]) == (0.5, 1.0, 0.0)
+    assert per[CLASS_NAMES[3]] is None
+    assert out["confusion"][0, 5] == 1 and out["confusion"][2, 1] == 1 and out["confusion"].sum() == 4
+    rows = metrics.per_class_rows(per)
+    expected = [(0, 0.5), (1, 1.0), (2, 0.0)]
+    assert rows == [{"class": CLASS_NAMES[c], "glyph": glyphs()[c], "accuracy": a} for c, a in expected]
+
+
+def test_ocr_accuracy_rejects_logits_and_bad_labels():
+    with pytest.raises(ValueError, match="probabilities"):
+        metrics.ocr_accuracy(np.full((2, NUM_CLASSES), 3.0), np.array([0, 1]))
+    with pytest.raises(ValueError, match="class indices"):
+        metrics.ocr_accuracy(one_hot(np.array([0, 1])), np.array([0, 46]))
+
+
+def test_legibility_on_hand_made_probs():
+    probs = np.full((4, NUM_CLASSES), 0.0)
+    probs[0, 3] = probs[1, 3] = probs[2, 7] = 0.95  # three confident reads: 3, 3, 7
+    probs[3, 9] = 0.5  # one unsure read
+    probs[:, 0] += 1 - probs.sum(1)
+    out = metrics.legibility(probs, confidence=0.9)
+    assert out["legible_share"] == 0.75 and out["class_coverage"] == 2
+    expected = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert out["class_entropy_nats"] == pytest.approx(expected)
+    assert out["class_entropy_norm"] == pytest.approx(expected / math.log(NUM_CLASSES))
+
+
+def test_legibility_entropy_of_uniform_reads_is_log_46_and_none_when_illegible():
+    out = metrics.legibility(one_hot(np.tile(np.arange(NUM_CLASSES), 2)), confidence=0.9)
+    assert out["class_coverage"] == NUM_CLASSES
+    assert out["class_entropy_nats"] == pytest.approx(math.log(NUM_CLASSES))
+    assert out["class_entropy_norm"] == pytest.approx(1.0)
+    flat = metrics.legibility(np.full((5, NUM_CLASSES), 1 / NUM_CLASSES), confidence=0.9)
+    assert flat["legible_share"] == 0.0 and flat["class_coverage"] == 0 and flat["class_entropy_nats"] is None
+
+
+def test_confusion_figure_shades_the_diagonal():
+    confusion = 4 * np.eye(NUM_CLASSES, dtype=np.int64)
+    img = metrics.confusion_figure(confusion, glyphs(), cell=10)
+    assert img.mode == "RGB" and img.width > NUM_CLASSES * 10 and img.height > NUM_CLASSES * 10
+    full = np.all(np.asarray(img) == (8, 48, 107), axis=-1)  # the colour of a row share of 1
+    assert full.sum() == NUM_CLASSES * 10 * 10  # exactly the 46 diagonal cells

@@ -1,0 +1,180 @@
+"""The rendered report: self-contained HTML, working Markdown links, 'not run' sections, run comparison, charts."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from devagen import figures, paths, plots, report
+from devagen.classes import CLASS_NAMES, glyphs
+from devagen.errors import DevagenError
+from devagen.io import write_csv, write_json
+from devagen.report import ReportInputs, build_report, compare_runs, load_report_inputs, render_plots, summarize
+
+PARAMS = {"model.preset": "cpu_small", "model.conditional": True, "diffusion.prediction_type": "v_prediction",
+          "diffusion.beta_schedule": "cosine", "diffusion.min_snr_gamma": 5.0, "train.lr": 0.001,
+          "train.batch_size": 64, "train.max_steps": 3000, "sample.sampler": "dpmpp", "sample.steps": 20,
+          "sample.guidance_scale": 2.0, "evaluate.confidence": 0.9}
+PER_CLASS = {name: 0.5 + 0.01 * i for i, name in enumerate(CLASS_NAMES)}
+PER_CLASS["character_5_kna"] = 0.125  # the hardest class
+PER_CLASS["digit_9"] = None  # no samples judged
+EVAL = {"conditional": True, "n_generated": 2300, "ocr_accuracy": 0.931, "ocr_intended_confidence": 0.88,
+        "fid": 12.3, "kid": 0.0123, "kid_std": 0.0004, "precision": 0.81, "recall": 0.62,
+        "floor_fid": 1.1, "floor_kid": 0.0002, "floor_precision": 0.86, "floor_recall": 0.84,
+        "inception_fid": None, "inception_status": "evaluate.inception_weights is null",
+        "judge_test_accuracy": 0.962, "per_class_accuracy": PER_CLASS}
+METRICS = {"data": {"train": 78150, "test": 13800, "classes": 46, "duplicates_removed": 25,
+                    "pixel_mean": 0.2404, "pixel_std": 0.41},
+           "ocr": {"test_accuracy": 0.962, "train_seconds": 310.0,
+                   "per_class_accuracy": {n: 0.96 for n in CLASS_NAMES}},
+           "train": {"steps": 3000, "epochs": 2.46, "final_loss": 0.0412, "img_per_s": 31.5, "wall_s": 6100.0,
+                     "params": 2_512_417, "device": "cpu"},
+           "sample": {"images_per_s": 8.1, "ms_per_image": 123.0, "nfe": 40, "sampler": "dpmpp", "steps": 20,
+                      "guidance_scale": 2.0},
+           "eval": EVAL}
+RUNS = [{"name": "exp-b", "run_id": "b" * 32, "start_time": 2, "metrics": {"ocr_accuracy": 0.931, "fid": 12.3},
+         "params": {"train.lr": "5e-05", "model.preset": "cpu_small", "sample.steps": "20"}},
+        {"name": "exp-a", "run_id": "a" * 32, "start_time": 1, "metrics": {"fid": 20.5},
+         "params": {"train.lr": "0.001", "model.preset": "cpu_small"}}]
+
+
+def make_report_root(root: Path) -> Path:
+    """A repository-shaped folder: every metrics file, a train log, pixel figures, a GIF, then the charts."""
+    for stage, values in METRICS.items():
+        write_json(values, root / paths.METRICS_DIR / f"{stage}.json")
+    write_csv([{"step": s, "loss": 0.05 + math.exp(-s / 500), "lr": 1e-3 * min(1.0, s / 200), "img_per_s": 30.0}
+               for s in range(25, 3001, 25)], root / paths.TRAIN_LOG)
+    cells = np.random.default_rng(0).integers(0, 256, (8, 32, 32), dtype=np.uint8)
+    for name in ("dataset", "augment", "samples", "steps", "process", "confusion"):
+        figures.save_image(figures.image_row(cells), root / paths.FIGURES_DIR / f"{name}.png")
+    figures.save_gif(list(cells), root / paths.FIGURES_DIR / "denoising.gif", scale=2)
+    render_plots(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_report_root(tmp_path_factory.mktemp("repo"))
+
+
+@pytest.fixture(scope="module")
+def rendered(root: Path) -> tuple[ReportInputs, str, str]:
+    inputs = load_report_inputs(root, PARAMS, RUNS, "exp-b")
+    return (inputs, *build_report(inputs))
+
+
+def test_render_plots_writes_both_charts(root: Path) -> None:
+    written = render_plots(root)
+    assert set(written) == {"loss_curve", "per_class"}
+    assert all(p.is_file() and p.parent == root / paths.FIGURES_DIR for p in written.values())
+
+
+def test_html_embeds_every_figure_and_reaches_for_nothing_outside(rendered) -> None:
+    inputs, html, _ = rendered
+    assert set(inputs.figures) == set(report.FIGURES)
+    for path in inputs.figures.values():
+        assert report.data_uri(path) in html  # the file's exact bytes, base64
+    assert "data:image/gif;base64," in html
+    assert all(ref.startswith("data:") for ref in re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', html))
+    assert "http" not in html.lower() and "url(" not in html and '<meta charset="utf-8">' in html
+
+
+def test_markdown_links_point_at_files_next_to_it(rendered, root: Path) -> None:
+    inputs, _, md = rendered
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(links) == len(inputs.figures)
+    assert all(link.startswith("figures/") and (root / "reports" / link).is_file() for link in links)
+
+
+def test_sections_appear_in_order_with_numbers_beside_their_floor(rendered) -> None:
+    _, html, md = rendered
+    order = ["Summary", "Key parameters", "Metrics", "Data", "Training", "Samples", "Denoising",
+             "Per-class accuracy", "Recent runs"]
+    positions = [md.index(f"## {h}\n") for h in order]
+    assert positions == sorted(positions)
+    assert "| FID, judge features | 12.3 | 1.1 |" in md and "| KID, judge features | 0.0123 ± 0.0004 | 0.0002 |" in md
+    assert "skipped: evaluate.inception_weights is null" in md
+    assert "| train.lr | 0.001 |" in md and "exp-b (this report)" in md
+    assert "ङ (character_5_kna) 12.5 %" in md and "1 class has no samples" in md
+    assert "ङ" in html and "Not run" not in md
+
+
+def test_missing_metrics_say_not_run(tmp_path: Path) -> None:
+    assert render_plots(tmp_path) == {}
+    inputs = load_report_inputs(tmp_path, {}, [], None)
+    html, md = build_report(inputs)
+    assert md.count("Not run:") == len(report.STAGE_OF) and html.count("Not run:") == len(report.STAGE_OF)
+    assert "evaluate stage has not run" in md and "No MLflow runs" in md
+    assert md.count("not available") == len(report.FIGURES) and "<img" not in html
+    only_train = build_report(ReportInputs({}, {"train": METRICS["train"]}, [], {}, [], "x"))[1]
+    assert only_train.count("Not run:") == len(report.STAGE_OF) - 1 and "Training ran 3,000 steps" in only_train
+
+
+def test_corrupt_metrics_file_is_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / paths.METRICS_DIR / "eval.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(DevagenError, match="eval.json.*evaluate stage"):
+        load_report_inputs(tmp_path, {}, [], None)
+
+
+def test_compare_runs_shows_only_the_params_that_differ() -> None:
+    header, rows = compare_runs(RUNS, ["ocr_accuracy", "fid", "never_logged"])
+    assert header == ["run", "sample.steps", "train.lr", "ocr_accuracy", "fid"]
+    assert rows == [["exp-b", "20", "5e-05", "0.931", "12.3"], ["exp-a", "—", "0.001", "—", "20.5"]]
+    assert compare_runs(RUNS[:1], ["fid"]) == (["run", "fid"], [["exp-b", "12.3"]])
+
+
+def test_summary_is_read_from_the_numbers() -> None:
+    text = summarize(METRICS, PARAMS)
+    for part in ("93.1 %", "2,300", "96.2 %", "12.3 against 1.1", "11.2 times", "0.81", "0.62",
+                 "inception_weights is null", "3,000 steps", "101.7 min", "123 ms"):
+        assert part in text, part
+    worse = summarize({**METRICS, "eval": {**EVAL, "ocr_accuracy": 0.5, "fid": 40.0}}, PARAMS)
+    assert "50.0 %" in worse and "40 against 1.1" in worse and "93.1" not in worse and "12.3" not in worse
+    uncond = {"conditional": False, "n_generated": 100, "legible_share": 0.7, "class_coverage": 0.9,
+              "class_entropy_norm": 0.95, "inception_fid": 55.5}
+    text = summarize({"eval": uncond}, PARAMS)
+    assert "70.0 % of the 100 generated characters are legible (judge confidence at least 0.9)" in text
+    assert "90.0 % of the 46 classes" in text and "Inception FID is 55.5" in text and "asked for" not in text
+
+
+def test_html_escapes_text() -> None:
+    html, _ = build_report(ReportInputs({}, {}, [], {}, [], "<script>x</script>"))
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_ticks_are_round_numbers_covering_the_data() -> None:
+    assert plots.linear_ticks(25, 3000) == [0, 500, 1000, 1500, 2000, 2500, 3000]
+    assert plots.linear_ticks(0.0, 0.001, 5) == pytest.approx([0, 0.0002, 0.0004, 0.0006, 0.0008, 0.001])
+    assert plots.log_ticks(0.03, 0.9) == pytest.approx([0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
+    assert plots.log_ticks(0.002, 3.0) == pytest.approx([0.001, 0.01, 0.1, 1.0, 10.0])
+    assert plots.linear_ticks(2.0, 2.0)[0] < 2.0 < plots.linear_ticks(2.0, 2.0)[-1]
+    labels = [plots.format_tick(v) for v in (0.0, 0.0002, 2e-05, 1500.0, 20000.0)]
+    assert labels == ["0", "0.0002", "2e-05", "1500", "20k"]
+
+
+def _count_color(image: Image.Image, rgb: tuple[int, int, int]) -> int:
+    pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+    return int((np.abs(pixels - rgb).sum(axis=1) < 30).sum())
+
+
+def test_plots_are_sane_images() -> None:
+    steps = list(range(10, 1001, 10))
+    line = plots.line_plot(steps, {"loss": [1 / s for s in steps], "gap": [float("nan")] * 100}, "t", "step", "loss",
+                           log_y=True)
+    assert line.size == (640, 320) and line.mode == "RGB" and _count_color(line, plots.PALETTE[0]) > 500
+    empty = plots.line_plot([], {"loss": []}, "t", "step", "loss")
+    assert empty.size == (640, 320)
+    bars = plots.bar_plot(glyphs(), [0.5] * 45 + [None], "per class", reference=[0.9] * 46)
+    few = plots.bar_plot(glyphs()[:3], [1.0, 0.0, 0.3], "three")
+    assert 600 < bars.width < 2000 and bars.height == 300 and few.width < bars.width
+    tall, short = (_count_color(plots.bar_plot(["a"], [v], "x"), plots.PALETTE[0]) for v in (0.9, 0.1))
+    assert tall > 4 * short  # bar area follows the value
+    with pytest.raises(ValueError):
+        plots.bar_plot(["a", "b"], [0.5], "mismatch")
