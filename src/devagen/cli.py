@@ -82,6 +82,200 @@ def prepare(params_path: str) -> None:
                f"{stats['duplicates_removed']} duplicates removed from train")
 
 
+@cli.command("train-ocr")
+@PARAMS_OPTION
+def train_ocr(params_path: str) -> None:
+    """Train the OCR judge on real train images; test accuracy into reports/metrics/ocr.json."""
+    from . import data, ocr
+    from .io import write_csv
+    from .metrics import per_class_rows
+
+    params = _params(params_path)
+    train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
+    judge, result = ocr.train_judge(params.train_ocr, params.augment, train.images, train.labels,
+                                    test.images, test.labels)
+    ocr.save_judge(judge, paths.OCR_DIR, params.train_ocr, params.data.image_size)
+    write_json(result, paths.METRICS_DIR / "ocr.json")
+    write_csv(per_class_rows(result["per_class_accuracy"]), paths.OCR_PER_CLASS)
+    click.echo(f"train-ocr: judge test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s")
+
+
+class _StepLog:
+    """Training curve rows, appended to a file that survives a kill so a resumed run keeps its history."""
+
+    def __init__(self, path: Path, tracker) -> None:  # type: ignore[no-untyped-def]
+        from .io import read_jsonl
+
+        self.path, self.tracker = path, tracker
+        self.earlier = read_jsonl(path)
+        self.rows: list[dict] = []
+
+    def __call__(self, metrics: dict, step: int) -> None:
+        from .io import append_jsonl
+
+        row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+        self.rows.append(row)
+        append_jsonl(row, self.path)
+        self.tracker.log_metrics(metrics, step)
+
+    def history(self, resumed_from: int) -> list[dict]:
+        """Rows up to the checkpoint this run resumed from, then this run's rows."""
+        return [r for r in self.earlier if r["step"] <= resumed_from] + self.rows
+
+
+@cli.command()
+@PARAMS_OPTION
+def train(params_path: str) -> None:
+    """Train the diffusion UNet; model into models/diffusion/, curves and metrics into reports/."""
+    from . import data, tracking
+    from .config import flatten
+    from .device import pick_device
+    from .io import write_csv
+    from .training import train_diffusion
+
+    params = _params(params_path)
+    split = data.load_split(paths.TRAIN_NPZ)
+    tracker = tracking.start_run(params.tracking, flatten(params), {"device": str(pick_device())})
+    log = _StepLog(paths.CHECKPOINT_DIR / "log.jsonl", tracker)
+    result = train_diffusion(params.train, params.model, params.diffusion, params.augment, split.images,
+                             split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log)
+    write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)
+    write_json(result, paths.METRICS_DIR / "train.json")
+    tracker.log_metrics({k: v for k, v in result.items() if k != "resumed_from_step"})
+    tracker.save(paths.RUN_FILE)
+    click.echo(f"train: {result['steps']} steps, final loss {result['final_loss']:.4f}, "
+               f"{result['img_per_s']:.1f} img/s on {result['device']}")
+
+
+@cli.command()
+@PARAMS_OPTION
+def sample(params_path: str) -> None:
+    """Draw the evaluation samples and the figures (samples, steps, denoising GIF, process)."""
+    from . import data, figures, sampling, tracking
+    from .pipeline import load_pipeline, read_meta
+
+    params = _params(params_path)
+    cfg = params.sample
+    pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema)
+    meta = read_meta(paths.DIFFUSION_DIR)
+    images, labels, stats = sampling.sample_set(pipeline, meta, cfg)
+    _save_samples(images, labels)
+    write_json(stats, paths.METRICS_DIR / "sample.json")
+    real = data.load_split(paths.TEST_NPZ) if meta.conditional else None
+    fig = sampling.samples_figure(images, labels, meta.glyphs, real=None if real is None else (real.images, real.labels))
+    figures.save_image(fig, paths.FIGURES_DIR / "samples.png")
+    label = 0 if meta.conditional else None
+    figures.save_image(sampling.steps_figure(pipeline, label, cfg.seed, guidance_scale=cfg.guidance_scale),
+                       paths.FIGURES_DIR / "steps.png")
+    trajectory = pipeline.trajectory(label, cfg.steps, generator=sampling.image_generators(cfg.seed, 0, 1),
+                                     guidance_scale=cfg.guidance_scale)
+    figures.save_image(sampling.process_figure(trajectory), paths.FIGURES_DIR / "process.png")
+    figures.save_gif(sampling.denoising_frames(trajectory), paths.FIGURES_DIR / "denoising.gif")
+    tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
+    tracker.log_metrics({f"sample_{k}": v for k, v in stats.items()})
+    for name in ("samples.png", "steps.png", "process.png", "denoising.gif"):
+        tracker.log_artifact(paths.FIGURES_DIR / name, "figures")
+    click.echo(f"sample: {stats['images']} images at {stats['images_per_s']:.2f} img/s ({stats['nfe']} NFE each)")
+
+
+def _save_samples(images, labels) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    paths.SAMPLES_NPZ.parent.mkdir(parents=True, exist_ok=True)
+    tmp = paths.SAMPLES_NPZ.with_name(".tmp-samples.npz")
+    np.savez(tmp, images=images, labels=labels)
+    tmp.replace(paths.SAMPLES_NPZ)
+
+
+@cli.command()
+@PARAMS_OPTION
+def evaluate(params_path: str) -> None:
+    """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy -> eval.json."""
+    import numpy as np
+
+    from . import data, figures, ocr, tracking
+    from .classes import glyphs
+    from .evaluation import evaluate_samples
+    from .io import read_json, write_csv
+    from .metrics import confusion_figure
+
+    params = _params(params_path)
+    if not paths.SAMPLES_NPZ.is_file():
+        raise DevagenError(f"{paths.SAMPLES_NPZ}: not found; run `dvc repro sample` first")
+    with np.load(paths.SAMPLES_NPZ) as npz:
+        samples, intended = npz["images"], npz["labels"]
+    judge = ocr.load_judge(paths.OCR_DIR)
+    train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
+    result = evaluate_samples(judge, samples, intended, train.images, test.images, params.evaluate,
+                              say=lambda msg: click.echo(f"evaluate: {msg}"))
+    ocr_metrics = paths.METRICS_DIR / "ocr.json"
+    if ocr_metrics.is_file():
+        result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]
+    write_json(result.metrics, paths.METRICS_DIR / "eval.json")
+    if result.confusion is not None:
+        write_csv(result.per_class_rows, paths.EVAL_PER_CLASS)
+        figures.save_image(confusion_figure(result.confusion, glyphs()), paths.FIGURES_DIR / "confusion.png")
+    tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
+    tracker.log_metrics(result.metrics)
+    tracker.log_artifact(paths.FIGURES_DIR / "confusion.png", "figures")
+    headline = result.metrics.get("ocr_accuracy", result.metrics["legible_share"])
+    click.echo(f"evaluate: OCR {headline:.4f}, FID {result.metrics['fid']:.3f} (real floor {result.metrics['floor_fid']:.3f})")
+
+
+@cli.command()
+@PARAMS_OPTION
+def report(params_path: str) -> None:
+    """Render reports/report.html and reports/report.md and log them to the MLflow run."""
+    from . import report as rep
+    from . import tracking
+    from .config import flatten
+    from .io import write_text
+
+    params = _params(params_path)
+    tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
+    runs = tracking.recent_runs(params.tracking, params.report.recent_runs)
+    current = next((r["name"] for r in runs if r["run_id"] == tracker.run_id), None)
+    rep.render_plots(Path("."))
+    html, markdown = rep.build_report(rep.load_report_inputs(Path("."), flatten(params), runs, current))
+    write_text(html, paths.REPORT_HTML)
+    write_text(markdown, paths.REPORT_MD)
+    for path in (paths.REPORT_HTML, paths.REPORT_MD):
+        tracker.log_artifact(path, "report")
+    tracker.finish()
+    click.echo(f"report: {paths.REPORT_HTML} and {paths.REPORT_MD}")
+
+
+@cli.command()
+@click.option("--text", default=None, help='Devanagari characters to write in order, e.g. "क ख ग १ २ ३"')
+@click.option("--class", "class_name", default=None, help="one class (glyph or DHCD folder name) for a grid")
+@click.option("-n", "count", type=click.IntRange(1, 1024), default=16, show_default=True, help="images in the grid")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG to write")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=str(paths.DIFFUSION_DIR), show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 1000), default=None, help="sampling steps (default: sample.steps)")
+@click.option("--guidance", type=click.FloatRange(0, 50), default=None, help="CFG scale (default: sample.guidance_scale)")
+@PARAMS_OPTION
+def generate(text: str | None, class_name: str | None, count: int, out: str, model_dir: str, seed: int,
+             steps: int | None, guidance: float | None, params_path: str) -> None:
+    """Write generated handwriting for people: a word (--text) or a grid (--class / -n)."""
+    from . import figures
+    from .pipeline import load_pipeline
+    from .sampling import generate_class_grid
+    from .text import generate_text
+
+    cfg = _params(params_path).sample
+    steps, guidance = steps or cfg.steps, cfg.guidance_scale if guidance is None else guidance
+    if text is not None and class_name is not None:
+        raise DevagenError("generate: give either --text or --class, not both")
+    pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema)
+    if text is not None:
+        image = generate_text(pipeline, text, seed, steps, guidance)
+    else:
+        image = generate_class_grid(pipeline, class_name, count, seed, steps, guidance)
+    figures.save_image(image, Path(out))
+    click.echo(f"generate: wrote {out}")
+
+
 data_group = click.Group("data", help="Dataset commands (aliases of the stage commands).")
 data_group.add_command(fetch)
 data_group.add_command(prepare)

@@ -1,0 +1,89 @@
+"""The training objective: noise, targets (eps / v / x0), min-SNR weighting, CFG label dropout.
+
+Pure functions of tensors and the DDPMScheduler; the UNet knows nothing of diffusion.
+With the seed's choices (epsilon, min_snr_gamma 0, offset_noise 0) the loss is plain MSE on noise.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from .config import DiffusionConfig
+from .model import NULL_LABEL
+
+
+def training_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor,
+                    t: torch.Tensor) -> torch.Tensor:
+    """What the UNet must predict for x_t, (B, C, H, W): eps, v = √ᾱ·eps − √(1−ᾱ)·x0, or x0."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    if kind == "sample":
+        return x0
+    raise ValueError(f"unknown prediction_type {kind!r}")
+
+
+def snr(scheduler: DDPMScheduler, t: torch.Tensor) -> torch.Tensor:
+    """Signal-to-noise ratio ᾱ_t / (1 − ᾱ_t) per timestep, (B,) float32."""
+    alpha_bar = scheduler.alphas_cumprod.to(t.device, torch.float32)[t]
+    return alpha_bar / (1.0 - alpha_bar)
+
+
+def loss_weights(scheduler: DDPMScheduler, t: torch.Tensor, prediction_type: str,
+                 min_snr_gamma: float) -> torch.Tensor:
+    """Per-image min-SNR-γ weights (B,) for an MSE on `prediction_type`; all ones when γ is 0.
+
+    min-SNR-γ weights the x0-space loss by min(SNR, γ). An eps-MSE equals SNR·(x0-MSE) and a
+    v-MSE equals (SNR+1)·(x0-MSE), so the same weighting becomes min(SNR, γ)/SNR for eps and
+    min(SNR, γ)/(SNR+1) for v.
+    """
+    if min_snr_gamma <= 0:
+        return torch.ones(t.shape, device=t.device)
+    ratio = snr(scheduler, t)
+    clipped = torch.clamp(ratio, max=min_snr_gamma)
+    if prediction_type == "epsilon":
+        return clipped / ratio.clamp(min=torch.finfo(torch.float32).tiny)
+    if prediction_type == "v_prediction":
+        return clipped / (ratio + 1.0)
+    if prediction_type == "sample":
+        return clipped
+    raise ValueError(f"unknown prediction_type {prediction_type!r}")
+
+
+def sample_noise(x0: torch.Tensor, offset_noise: float,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Gaussian noise like x0 (B, C, H, W), plus a per-image-and-channel constant of std offset_noise."""
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    if offset_noise > 0:
+        shift = torch.randn((x0.shape[0], x0.shape[1], 1, 1), generator=generator,
+                            device=x0.device, dtype=x0.dtype)
+        noise = noise + offset_noise * shift
+    return noise
+
+
+def drop_labels(labels: torch.Tensor, p: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Replace each label (B,) int64 by NULL_LABEL with probability p (classifier-free guidance)."""
+    if p <= 0:
+        return labels
+    drop = torch.rand(labels.shape, generator=generator, device=labels.device) < p
+    return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
+
+
+def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor,
+                   labels: Optional[torch.Tensor], cfg: DiffusionConfig, cond_drop_prob: float,
+                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Scalar weighted MSE for a batch x0 (B, 1, S, S) in [-1, 1]; labels (B,) or None (unconditional)."""
+    noise = sample_noise(x0, cfg.offset_noise, generator)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],),
+                      generator=generator, device=x0.device)
+    noisy = scheduler.add_noise(x0, noise, t)
+    class_labels = None if labels is None else drop_labels(labels, cond_drop_prob, generator)
+    prediction = unet(noisy, t, class_labels=class_labels).sample
+    target = training_target(scheduler, x0, noise, t)
+    per_image = (prediction.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+    return (loss_weights(scheduler, t, scheduler.config.prediction_type, cfg.min_snr_gamma) * per_image).mean()

@@ -1,0 +1,217 @@
+"""The OCR judge: a compact CNN that reads one DHCD glyph, trained on real train images only.
+
+It later judges generated samples (OCR accuracy, legibility) and its penultimate features stand in
+for Inception's in FID/KID, so it never sees a generated image. Sized for 2 AVX2 CPU cores: the one
+full-resolution conv is narrow, the wide convs run at 1/2 and 1/4 of the side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .augment import augment_batch
+from .classes import CLASS_NAMES, NUM_CLASSES
+from .config import AugmentConfig, OcrConfig
+from .data import to_model_range
+from .device import pick_device
+from .errors import DevagenError
+
+CONFIG_FILE = "judge.json"
+WEIGHTS_FILE = "judge.safetensors"
+FORMAT_VERSION = 1
+EVAL_BATCH = 512  # images per forward pass when only reading (no gradients)
+
+LogFn = Callable[[dict, int], None]
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    """3x3 conv (no bias: BN follows) → BatchNorm → ReLU, same spatial size."""
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class Judge(nn.Module):
+    """(B, 1, S, S) float in [-1, 1] → logits (B, 46); `features` gives the (B, 4·width) penultimate layer."""
+
+    def __init__(self, width: int, image_size: int, dropout: float = 0.0, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.width, self.image_size, self.dropout, self.num_classes = width, image_size, dropout, num_classes
+        w = width
+        self.body = nn.Sequential(
+            *_conv_bn_relu(1, w), nn.MaxPool2d(2),  # S → S/2: the only full-resolution conv is narrow
+            *_conv_bn_relu(w, 2 * w), *_conv_bn_relu(2 * w, 2 * w), nn.MaxPool2d(2),  # S/2 → S/4
+            *_conv_bn_relu(2 * w, 4 * w), *_conv_bn_relu(4 * w, 4 * w),  # at S/4, then pooled away
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, num_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) float in [-1, 1] → (B, 4·width) globally pooled features (post-ReLU, ≥ 0)."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) float in [-1, 1] → (B, 46) logits."""
+        return self.head(self.body(x))
+
+
+def build_judge(cfg: OcrConfig, image_size: int) -> Judge:
+    """A freshly initialised judge for S x S images (weights drawn from torch's global RNG)."""
+    if image_size < 8:
+        raise DevagenError(f"data.image_size: the OCR judge needs images of at least 8x8, got {image_size}")
+    return Judge(cfg.width, image_size, cfg.dropout)
+
+
+def _check_split(images: np.ndarray, labels: Optional[np.ndarray], what: str) -> None:
+    """Raise naming `what` unless images are uint8 (N, S, S) and labels (N,) in [0, 46)."""
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] != images.shape[2] or len(images) == 0:
+        raise DevagenError(f"{what}: expected non-empty uint8 images (N, S, S), got {images.dtype} {images.shape}")
+    if labels is not None and (labels.shape != (len(images),) or labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise DevagenError(f"{what}: expected {len(images)} labels in [0, {NUM_CLASSES}), got shape {labels.shape}")
+
+
+@torch.no_grad()
+def _logits(judge: Judge, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """uint8 (N, S, S) on any device → float32 (N, 46) logits on the judge's device, eval mode."""
+    was_training, device = judge.training, next(judge.parameters()).device
+    judge.eval()
+    out = [judge(to_model_range(images[i:i + batch_size].to(device))) for i in range(0, len(images), batch_size)]
+    judge.train(was_training)
+    return torch.cat(out)
+
+
+def predict_proba(judge: Judge, images: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """uint8 (N, S, S) → float32 (N, 46) softmax probabilities (rows sum to 1)."""
+    _check_split(images, None, "predict_proba")
+    if images.shape[-1] != judge.image_size:
+        raise DevagenError(f"predict_proba: the judge reads {judge.image_size}x{judge.image_size} images, "
+                           f"got {images.shape[1]}x{images.shape[2]}; set data.image_size to match")
+    logits = _logits(judge, torch.from_numpy(np.ascontiguousarray(images)), batch_size)
+    return torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
+
+
+def _accuracy(judge: Judge, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, Optional[float]]]:
+    """(top-1 accuracy, per-class accuracy by class name; None for a class absent from `labels`)."""
+    hit = (_logits(judge, images, EVAL_BATCH).argmax(1) == labels).double()
+    hits = torch.zeros(NUM_CLASSES, dtype=torch.float64, device=hit.device).index_add_(0, labels, hit).tolist()
+    counts = torch.bincount(labels, minlength=NUM_CLASSES).tolist()
+    per_class = {name: (h / n if n else None) for name, h, n in zip(CLASS_NAMES, hits, counts)}
+    return hit.mean().item(), per_class
+
+
+def _train_epoch(judge: Judge, opt: torch.optim.Optimizer, sched: Any, images: torch.Tensor, labels: torch.Tensor,
+                 cfg: OcrConfig, aug: Optional[AugmentConfig], gen: torch.Generator, bar: tqdm) -> float:
+    """One pass over shuffled uint8 images (drops the ragged last batch); returns the mean loss."""
+    judge.train()
+    order = torch.randperm(len(images), generator=gen, device=gen.device).to(images.device)
+    steps, total = len(images) // cfg.batch_size, torch.zeros((), device=images.device)
+    for i in range(steps):
+        idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        x = to_model_range(images[idx])
+        if aug is not None:
+            x = augment_batch(x, aug, gen)
+        loss = F.cross_entropy(judge(x), labels[idx], label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.detach()
+        if i % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        bar.update(1)
+    return total.item() / steps
+
+
+def one_cycle(step: int, total: int, warmup: float) -> float:
+    """LR factor in (0, 1] at `step` of `total`: linear rise over a `warmup` fraction, then cosine toward 0."""
+    up = max(1, round(warmup * total))
+    if step < up:
+        return (step + 1) / up
+    return 0.5 * (1 + math.cos(math.pi * (step - up) / max(1, total - up)))
+
+
+def _optimizer(judge: Judge, cfg: OcrConfig, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """SGD with Nesterov momentum, weight decay on conv/linear weights only, and the one-cycle LR."""
+    decay = [p for p in judge.parameters() if p.ndim > 1]
+    rest = [p for p in judge.parameters() if p.ndim <= 1]  # BatchNorm and biases
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                          lr=cfg.lr, momentum=0.9, nesterov=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: one_cycle(step, total_steps, cfg.warmup))
+    return opt, sched
+
+
+def _on(device: torch.device, array: np.ndarray) -> torch.Tensor:
+    """A numpy array as a tensor on `device` (the whole split stays there: 78k x 32 x 32 uint8 is 80 MB)."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+def train_judge(cfg: OcrConfig, augment: AugmentConfig, train_images: np.ndarray, train_labels: np.ndarray,
+                test_images: np.ndarray, test_labels: np.ndarray, log_fn: Optional[LogFn] = None,
+                progress: bool = True) -> tuple[Judge, dict]:
+    """Train on uint8 (N, S, S) train images, test every epoch; returns (judge in eval mode on CPU, metrics)."""
+    _check_split(train_images, train_labels, "train_ocr: train split")
+    _check_split(test_images, test_labels, "train_ocr: test split")
+    if len(train_images) < cfg.batch_size:
+        raise DevagenError(f"params.yaml: train_ocr.batch_size: {cfg.batch_size} exceeds the {len(train_images)} train images")
+    start, device = time.perf_counter(), pick_device()
+    torch.manual_seed(cfg.seed)  # initial weights and dropout masks
+    judge = build_judge(cfg, train_images.shape[-1]).to(device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # shuffling and augmentation
+    x_train, y_train = _on(device, train_images), _on(device, train_labels.astype(np.int64))
+    x_test, y_test = _on(device, test_images), _on(device, test_labels.astype(np.int64))
+    steps = len(train_images) // cfg.batch_size
+    opt, sched = _optimizer(judge, cfg, cfg.epochs * steps)
+    aug = augment if cfg.augment and augment.enabled else None
+    with tqdm(total=cfg.epochs * steps, desc="train_ocr", unit="step", disable=not progress) as bar:
+        for epoch in range(1, cfg.epochs + 1):
+            loss = _train_epoch(judge, opt, sched, x_train, y_train, cfg, aug, gen, bar)
+            acc, per_class = _accuracy(judge, x_test, y_test)
+            bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{acc:.4f}")
+            if log_fn is not None:
+                log_fn({"train_loss": loss, "test_accuracy": acc, "lr": sched.get_last_lr()[0]}, epoch)
+    metrics = {"test_accuracy": acc, "per_class_accuracy": per_class, "train_seconds": time.perf_counter() - start,
+               "epochs": cfg.epochs, "params": sum(p.numel() for p in judge.parameters()), "device": str(device)}
+    return judge.cpu().eval(), metrics
+
+
+def save_judge(judge: Judge, directory: Path, cfg: OcrConfig, image_size: int) -> None:
+    """Write judge.safetensors (weights) + judge.json (architecture and the config that trained it)."""
+    from safetensors.torch import save_file
+
+    if image_size != judge.image_size:
+        raise DevagenError(f"data.image_size is {image_size} but the judge was trained on {judge.image_size}x"
+                           f"{judge.image_size} images; run `dvc repro prepare train_ocr` so they agree")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in judge.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    arch = {"width": judge.width, "image_size": image_size, "dropout": judge.dropout, "num_classes": judge.num_classes}
+    (directory / CONFIG_FILE).write_text(json.dumps({"format": FORMAT_VERSION, "architecture": arch,
+                                                     "train_ocr": dataclasses.asdict(cfg)}, indent=2) + "\n")
+
+
+def load_judge(directory: Path) -> Judge:
+    """Read a judge written by save_judge, in eval mode on CPU; a missing or corrupt one says how to rebuild."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    fix = "run `dvc repro train_ocr`"
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (directory / name).is_file():
+            raise DevagenError(f"{directory}: no OCR judge here ({name} missing); {fix}")
+    try:
+        arch = json.loads((directory / CONFIG_FILE).read_text())["architecture"]
+        judge = Judge(int(arch["width"]), int(arch["image_size"]), float(arch["dropout"]), int(arch["num_classes"]))
+        judge.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    except Exception as exc:  # json, KeyError, safetensors' own error type, shape mismatches
+        raise DevagenError(f"{directory}: the OCR judge is unreadable ({type(exc).__name__}: {exc}); {fix}") from None
+    return judge.eval()

@@ -1,0 +1,84 @@
+"""`devagen generate --text`: Devanagari text -> class indices -> one generated image per character.
+
+Supported: the 46 DHCD glyphs (36 consonants including the conjuncts क्ष त्र ज्ञ, digits ० … ९),
+ASCII digits 0-9 (read as ० … ९) and whitespace (each whitespace character leaves one blank cell).
+DHCD has no vowel signs, so text like कि is rejected rather than drawn without its sign.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .classes import GLYPH_TO_INDEX, glyphs
+from .config import SampleConfig
+from .errors import DevagenError
+from .figures import image_row
+from .pipeline import DevagenPipeline
+from .sampling import generate
+
+ASCII_DIGITS: dict[str, int] = {str(d): GLYPH_TO_INDEX[chr(0x0966 + d)] for d in range(10)}
+# Longest first, so a conjunct (3 code points: consonant + virama + consonant) wins over its first letter.
+TOKENS: tuple[tuple[str, int], ...] = tuple(sorted({**GLYPH_TO_INDEX, **ASCII_DIGITS}.items(),
+                                                   key=lambda item: -len(item[0])))
+
+
+def supported_characters() -> str:
+    """One line listing everything parse_text accepts."""
+    return f"{' '.join(glyphs())}, ASCII digits 0-9 and spaces"
+
+
+def _unsupported(char: str, position: int) -> DevagenError:
+    """The error for one character parse_text cannot draw."""
+    name = unicodedata.name(char, "unnamed")
+    hint = ""
+    if unicodedata.category(char).startswith("M"):
+        hint = " (DHCD has no vowel signs or marks; its only conjuncts are क्ष त्र ज्ञ)"
+    return DevagenError(f"--text: character {char!r} (U+{ord(char):04X} {name}) at position {position} "
+                        f"cannot be drawn{hint}; supported: {supported_characters()}")
+
+
+def parse_text(text: str) -> list[Optional[int]]:
+    """Text -> class index per drawn character in order, None per whitespace character (a gap)."""
+    text = unicodedata.normalize("NFC", text)
+    slots: list[Optional[int]] = []
+    i = 0
+    while i < len(text):
+        if text[i].isspace():
+            slots.append(None)
+            i += 1
+            continue
+        match = next(((token, index) for token, index in TOKENS if text.startswith(token, i)), None)
+        if match is None:
+            raise _unsupported(text[i], i)
+        slots.append(match[1])
+        i += len(match[0])
+    return slots
+
+
+def text_figure(images: np.ndarray, slots: Sequence[Optional[int]], scale: int = 4) -> Image.Image:
+    """uint8 (K, H, W) images, one per non-None slot, laid in a row with an empty black cell per gap."""
+    wanted = sum(slot is not None for slot in slots)
+    if len(images) != wanted:
+        raise ValueError(f"{len(images)} images for {wanted} characters")
+    blank = np.zeros(images.shape[1:], np.uint8)
+    drawn = iter(images)
+    cells = np.stack([blank if slot is None else next(drawn) for slot in slots])
+    return image_row(cells, scale=scale, gap=0)
+
+
+def generate_text(pipeline: DevagenPipeline, text: str, seed: int = 0, steps: int = 20,
+                  guidance_scale: float = 2.0) -> Image.Image:
+    """Draw `text` with a conditional model: one row, a generated image per character, gaps for spaces.
+
+    An unconditional model raises DevagenError (from the pipeline): it cannot be told what to draw.
+    """
+    slots = parse_text(text)
+    labels = np.array([slot for slot in slots if slot is not None], dtype=np.int64)
+    if len(labels) == 0:
+        raise DevagenError(f"--text: {text!r} has no characters to draw; supported: {supported_characters()}")
+    cfg = SampleConfig(seed=seed, steps=steps, guidance_scale=guidance_scale)
+    return text_figure(generate(pipeline, labels, len(labels), cfg, progress=False), slots)

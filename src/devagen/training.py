@@ -1,0 +1,407 @@
+"""The one diffusion training loop (accelerate): data order, EMA, checkpoint/resume, the saved model.
+
+Batch sizes: `train.batch_size` is per process and per micro-step. One optimizer step sees
+batch_size x grad_accum x num_processes images (the global batch). Every rank computes the same
+seeded stream of indices (epoch e = a permutation seeded by (seed, e), epochs back to back); global
+micro-batch p is stream positions [p*G, (p+1)*G) with G = batch_size x num_processes, and rank r
+takes slice [r*batch_size, (r+1)*batch_size) of it. The order is a pure function of (seed, p), so a
+resumed run continues it exactly; noise, timesteps, label dropout and augmentation come from a
+generator seeded by (seed, p, rank), so a resumed run also draws exactly what the lost one would have.
+
+Checkpoints resume only a run with the same fingerprint: the params that shape the weights, the data
+bytes and the process count; anything else starts fresh (and says so).
+
+Multi-process: `accelerate launch --multi_gpu --num_processes K SCRIPT` on CUDA; on a machine without
+a GPU the same command runs K CPU processes over gloo (this module asks accelerate for CPU then;
+ACCELERATE_USE_CPU=true forces that on a GPU machine too).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from .augment import augment_batch
+from .classes import CLASS_NAMES, NUM_CLASSES, glyphs
+from .config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from .data import to_model_range
+from .diffusion import diffusion_loss
+from .errors import DevagenError
+from .model import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
+from .pipeline import ModelMeta, write_meta
+
+log = logging.getLogger(__name__)
+
+LogFn = Callable[[dict, int], None]
+CHECKPOINT_RE = re.compile(r"^step_(\d{7})$")
+META_NAME = "devagen_checkpoint.json"  # written last, inside the temp dir, before the rename
+SMOOTHING = 0.98  # EMA of the loss shown in logs and returned as the final loss
+NOT_FINGERPRINTED = ("checkpoint_every", "keep_checkpoints", "log_every")  # do not change the weights
+
+
+@dataclass
+class _Run:
+    """What one training run holds: configs, prepared objects, the data on the device."""
+
+    cfg: TrainConfig
+    diffusion_cfg: DiffusionConfig
+    augment_cfg: AugmentConfig
+    accelerator: Accelerator
+    model: UNet2DModel  # the bare module (EMA and saving use it)
+    unet: torch.nn.Module  # the prepared module (DDP-wrapped under several processes)
+    optimizer: Any
+    lr_scheduler: Any
+    ema: Optional[EMAModel]
+    noise_scheduler: DDPMScheduler
+    images: torch.Tensor  # (N, S, S) uint8 on the device
+    labels: Optional[torch.Tensor]  # (N,) int64 on the device; None for an unconditional model
+    total_steps: int
+
+    @property
+    def global_batch(self) -> int:
+        """Images per optimizer step, over all processes and micro-steps."""
+        return self.cfg.batch_size * self.cfg.grad_accum * self.accelerator.num_processes
+
+
+@dataclass
+class _Checkpoints:
+    """Where this run's checkpoints go, what identifies them, and the newest one written or loaded."""
+
+    directory: Path
+    fingerprint: str
+    facts: dict  # what the fingerprint hashes, stored readable in each checkpoint
+    last: Optional[Path] = None
+    step: int = 0  # optimizer steps the newest one holds
+    loss: float = math.nan  # smoothed loss when it was written
+
+
+# ---------------------------------------------------------------- setup
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    """'auto' → 'bf16' (or 'fp16') on CUDA, 'no' on CPU, where bf16 autocast is >100x slower."""
+    on_cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes")
+    if setting == "auto":
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_cuda else "no"
+    if setting == "fp16" and not on_cuda:
+        raise DevagenError("params.yaml: train.mixed_precision: fp16 needs a CUDA GPU; use auto or no")
+    return setting
+
+
+def total_steps(cfg: TrainConfig, n: int, num_processes: int) -> int:
+    """Optimizer steps of the whole run: max_steps, or enough global batches for `epochs` passes."""
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    return max(1, math.ceil(cfg.epochs * n / (cfg.batch_size * cfg.grad_accum * num_processes)))
+
+
+def _check_data(images: np.ndarray, labels: np.ndarray, conditional: bool) -> None:
+    """Raise DevagenError unless images are uint8 (N, S, S) and labels (N,) in [0, 46)."""
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] != images.shape[2] or len(images) == 0:
+        raise DevagenError(f"train: images must be a non-empty uint8 array (N, S, S); got {images.dtype} {images.shape}")
+    if labels.shape != (len(images),):
+        raise DevagenError(f"train: labels must be (N,) = ({len(images)},); got {labels.shape}")
+    if conditional and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise DevagenError(f"train: labels must lie in [0, {NUM_CLASSES}); got [{labels.min()}, {labels.max()}]")
+
+
+def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig, augment_cfg: AugmentConfig,
+           images: np.ndarray, labels: np.ndarray) -> _Run:
+    """Accelerator, seeded UNet, AdamW, warmup+cosine lr, EMA, and the data as device tensors."""
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+                              gradient_accumulation_steps=cfg.grad_accum,
+                              step_scheduler_with_optimizer=False,  # stepped once per optimizer step below
+                              cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))
+    set_seed(cfg.seed)  # the same initial weights on every rank
+    model = build_unet(model_cfg, images.shape[-1])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = total_steps(cfg, len(images), accelerator.num_processes)
+    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, steps)
+    unet, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    ema = None
+    if cfg.ema_decay > 0:
+        ema = EMAModel(model.parameters(), decay=cfg.ema_decay, foreach=True)
+        accelerator.register_for_checkpointing(ema)  # saved and restored with the checkpoint
+    device = accelerator.device
+    images_t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    labels_t = torch.from_numpy(labels.astype(np.int64)).to(device) if model_cfg.conditional else None
+    return _Run(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
+                build_noise_scheduler(diffusion_cfg), images_t, labels_t, steps)
+
+
+def run_fingerprint(run: _Run, model_cfg: ModelConfig, images: np.ndarray, labels: np.ndarray) -> tuple[str, dict]:
+    """(short hash, facts) of everything that shapes the weights: configs, data bytes, process count."""
+    data = hashlib.blake2b(np.ascontiguousarray(images).tobytes(), digest_size=16)
+    data.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    facts = {
+        "train": {k: v for k, v in asdict(run.cfg).items() if k not in NOT_FINGERPRINTED},
+        "mixed_precision": run.accelerator.mixed_precision,
+        "model": asdict(model_cfg),
+        "diffusion": asdict(run.diffusion_cfg),
+        "augment": asdict(run.augment_cfg) if run.cfg.augment else None,
+        "num_processes": run.accelerator.num_processes,
+        "data": {"shape": list(images.shape), "blake2b": data.hexdigest()},
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16], facts
+
+
+# ---------------------------------------------------------------- one optimizer step
+
+
+@functools.lru_cache(maxsize=2)
+def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Order of the n examples in epoch `epoch`, (n,) int64 on CPU; the same on every rank and run."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def batch_indices(n: int, seed: int, start: int, count: int) -> torch.Tensor:
+    """Example indices at stream positions [start, start+count), (count,) int64; epochs back to back."""
+    parts = []
+    while count > 0:
+        epoch, offset = divmod(start, n)
+        take = min(count, n - offset)
+        parts.append(_permutation(n, seed, epoch)[offset:offset + take])
+        start, count = start + take, count - take
+    return torch.cat(parts)
+
+
+def _generator(device: torch.device, seed: int, position: int, rank: int) -> torch.Generator:
+    """A generator on `device` seeded by (seed, micro-batch position, rank)."""
+    state = np.random.SeedSequence([seed, position, rank]).generate_state(2, dtype=np.uint32)
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Generator]:
+    """This rank's share of global micro-batch `position`: x0 (b, 1, S, S) in [-1, 1], labels (b,) or None."""
+    acc, b = run.accelerator, run.cfg.batch_size
+    size = b * acc.num_processes
+    chosen = batch_indices(len(run.images), run.cfg.seed, position * size, size)
+    mine = chosen[acc.process_index * b:(acc.process_index + 1) * b].to(run.images.device)
+    generator = _generator(run.images.device, run.cfg.seed, position, acc.process_index)
+    x0 = to_model_range(run.images[mine])
+    if run.cfg.augment:
+        x0 = augment_batch(x0, run.augment_cfg, generator)
+    return x0, None if run.labels is None else run.labels[mine], generator
+
+
+def _optimizer_step(run: _Run, step: int) -> float:
+    """grad_accum micro-batches and one update; returns the loss averaged over ranks and micro-batches.
+
+    A non-finite loss (on any rank) is returned before backward, so the weights stay as they were.
+    """
+    acc, cfg, total = run.accelerator, run.cfg, 0.0
+    for micro in range(cfg.grad_accum):
+        x0, labels, generator = _draw_batch(run, step * cfg.grad_accum + micro)
+        with acc.accumulate(run.unet):
+            loss = diffusion_loss(run.unet, run.noise_scheduler, x0, labels, run.diffusion_cfg,
+                                  cfg.cond_drop_prob, generator)
+            value = acc.reduce(loss.detach(), "mean").item()  # every rank sees the same value
+            if not math.isfinite(value):
+                return value
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.grad_clip > 0:
+                acc.clip_grad_norm_(run.unet.parameters(), cfg.grad_clip)
+            run.optimizer.step()  # a no-op until the last micro-batch (accelerate)
+            if acc.sync_gradients:
+                run.lr_scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        total += value
+    if run.ema is not None:
+        run.ema.step(run.model.parameters())
+    return total / cfg.grad_accum
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _remove_dir(path: Path) -> None:
+    """Delete a directory so that a kill midway never leaves it looking complete (rename, then delete)."""
+    trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
+    path.rename(trash)
+    shutil.rmtree(trash)
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Rename the finished directory `tmp` to `final`, replacing what was there."""
+    if final.exists():
+        _remove_dir(final)
+    tmp.rename(final)
+
+
+def _clear_leftovers(directory: Path) -> None:
+    """Delete temp and trash directories that a killed run left behind."""
+    for path in directory.glob(".*"):
+        if path.is_dir() and path.name.startswith((".tmp-", ".trash-")):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def list_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path, str]]:
+    """Complete checkpoints as (step, path, fingerprint), oldest first."""
+    found = []
+    for path in checkpoint_dir.glob("step_*"):
+        match = CHECKPOINT_RE.match(path.name)
+        try:
+            meta = json.loads((path / META_NAME).read_text(encoding="utf-8")) if match else None
+        except (OSError, ValueError):
+            meta = None
+        if meta is not None:
+            found.append((int(match.group(1)), path, meta.get("fingerprint", "")))
+    return sorted(found)
+
+
+def _save_checkpoint(run: _Run, ckpt: _Checkpoints, step: int, loss: float) -> None:
+    """Write ckpt.directory/step_XXXXXXX via a temp dir; keep this run's newest `keep_checkpoints`."""
+    acc = run.accelerator
+    final = ckpt.directory / f"step_{step:07d}"
+    tmp = ckpt.directory / f".tmp-{final.name}"
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))  # weights, optimizer, lr schedule, EMA, RNG states of every rank
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        meta = {"step": step, "total_steps": run.total_steps, "loss": loss, "fingerprint": ckpt.fingerprint,
+                "facts": ckpt.facts}
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        _swap_in(tmp, final)
+        found = list_checkpoints(ckpt.directory)
+        ours = [path for _, path, fp in found if fp == ckpt.fingerprint]
+        stale = [path for _, path, fp in found if fp != ckpt.fingerprint]
+        for path in stale + ours[:-run.cfg.keep_checkpoints]:
+            _remove_dir(path)
+    acc.wait_for_everyone()
+    ckpt.last, ckpt.step, ckpt.loss = final, step, loss
+
+
+def _resume(run: _Run, ckpt: _Checkpoints) -> None:
+    """Load this run's newest checkpoint, if any, into the run and record it in ckpt."""
+    acc = run.accelerator
+    if acc.is_main_process:
+        ckpt.directory.mkdir(parents=True, exist_ok=True)
+        _clear_leftovers(ckpt.directory)
+    acc.wait_for_everyone()
+    found = list_checkpoints(ckpt.directory)
+    ours = [(step, path) for step, path, fp in found if fp == ckpt.fingerprint]
+    if len(ours) < len(found) and acc.is_main_process:
+        log.warning("train: %s holds checkpoints written with different params; starting fresh "
+                    "(they are deleted when this run writes its first checkpoint)", ckpt.directory)
+    if not ours:
+        return
+    ckpt.step, ckpt.last = ours[-1]
+    acc.load_state(str(ckpt.last))
+    if run.ema is not None:
+        run.ema.to(acc.device)  # accelerate loads custom state onto the CPU
+    ckpt.loss = json.loads((ckpt.last / META_NAME).read_text(encoding="utf-8")).get("loss", math.nan)
+    if acc.is_main_process:
+        log.warning("train: resuming from %s (step %d of %d)", ckpt.last, ckpt.step, run.total_steps)
+
+
+# ---------------------------------------------------------------- output
+
+
+def model_meta(model_cfg: ModelConfig, image_size: int) -> ModelMeta:
+    """What devagen.json tells loaders beside the diffusers folders."""
+    return ModelMeta(class_names=CLASS_NAMES, glyphs=tuple(glyphs()), image_size=image_size,
+                     conditional=model_cfg.conditional, null_label=NULL_LABEL if model_cfg.conditional else None,
+                     preset=model_cfg.preset)
+
+
+def save_trained_model(run: _Run, model_cfg: ModelConfig, out_dir: Path) -> None:
+    """Write out_dir/{unet (EMA, else raw), unet_raw, scheduler, devagen.json} via a temp dir, then rename."""
+    acc = run.accelerator
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir.with_name(f".tmp-{out_dir.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        raw = UNet2DModel.from_config(run.model.config)
+        raw.load_state_dict(run.model.state_dict())
+        raw.save_pretrained(tmp / "unet_raw")
+        if run.ema is not None:
+            run.ema.copy_to(raw.parameters())
+        raw.save_pretrained(tmp / "unet")
+        run.noise_scheduler.save_pretrained(tmp / "scheduler")
+        write_meta(model_meta(model_cfg, int(run.images.shape[-1])), tmp)
+        _swap_in(tmp, out_dir)
+    acc.wait_for_everyone()
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _nan_error(loss: float, step: int, last: Optional[Path], lr: float) -> DevagenError:
+    """The one-line message for a loss that stopped being finite."""
+    kept = f"last good checkpoint kept at {last}" if last else "no checkpoint was written yet"
+    return DevagenError(f"train: loss became {loss} at step {step}; {kept}; lower train.lr (now {lr:g}) "
+                        "or set train.grad_clip, then re-run")
+
+
+def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress: bool) -> tuple[float, float]:
+    """Optimizer steps ckpt.step+1 .. total with logging and checkpoints; returns (smoothed loss, img/s)."""
+    acc, cfg = run.accelerator, run.cfg
+    bar = tqdm(total=run.total_steps, initial=ckpt.step, desc="train", unit="step",
+               disable=not (progress and acc.is_main_process))
+    start, smoothed, began = ckpt.step, ckpt.loss, time.perf_counter()
+    window = (start, began)  # (step, time) at the last log line
+    for step in range(start + 1, run.total_steps + 1):
+        loss = _optimizer_step(run, step - 1)
+        if not math.isfinite(loss):
+            bar.close()
+            raise _nan_error(loss, step, ckpt.last, cfg.lr)
+        smoothed = loss if math.isnan(smoothed) else SMOOTHING * smoothed + (1 - SMOOTHING) * loss
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == run.total_steps:
+            now = time.perf_counter()
+            stats = {"loss": smoothed, "lr": run.lr_scheduler.get_last_lr()[0],
+                     "img_per_s": (step - window[0]) * run.global_batch / (now - window[1])}
+            window = (step, now)
+            bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{stats['lr']:.2e}", img_s=f"{stats['img_per_s']:.1f}")
+            if log_fn is not None and acc.is_main_process:
+                log_fn(stats, step)
+        if step % cfg.checkpoint_every == 0:
+            _save_checkpoint(run, ckpt, step, smoothed)
+    bar.close()
+    seconds = time.perf_counter() - began
+    return smoothed, (run.total_steps - start) * run.global_batch / seconds if start < run.total_steps else 0.0
+
+
+def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig,
+                    augment_cfg: AugmentConfig, images: np.ndarray, labels: np.ndarray, out_dir: Path,
+                    checkpoint_dir: Path, log_fn: Optional[LogFn] = None, progress: bool = True) -> dict:
+    """Train on uint8 images (N, S, S) with labels (N,) in [0, 46); save to out_dir; return train metrics.
+
+    Resumes from the newest checkpoint in checkpoint_dir written with the same params and data.
+    """
+    began = time.perf_counter()
+    _check_data(images, labels, model_cfg.conditional)
+    run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels)
+    ckpt = _Checkpoints(Path(checkpoint_dir), *run_fingerprint(run, model_cfg, images, labels))
+    _resume(run, ckpt)
+    start = ckpt.step
+    loss, img_per_s = _run_steps(run, ckpt, log_fn, progress)
+    save_trained_model(run, model_cfg, Path(out_dir))
+    return {
+        "steps": run.total_steps, "epochs": run.total_steps * run.global_batch / len(images),
+        "loss": loss, "img_per_s": img_per_s, "wall_s": time.perf_counter() - began,
+        "params": count_parameters(run.model), "device": str(run.accelerator.device),
+        "global_batch": run.global_batch, "resumed_from_step": start,
+    }

@@ -1,0 +1,127 @@
+"""The OCR judge: shapes, learning a separable synthetic set, probabilities, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from devagen.classes import CLASS_NAMES, NUM_CLASSES
+from devagen.config import AugmentConfig, OcrConfig
+from devagen.data import to_model_range
+from devagen.errors import DevagenError
+from devagen.ocr import build_judge, load_judge, predict_proba, save_judge, train_judge
+
+SIZE = 16
+TINY = OcrConfig(seed=0, epochs=4, batch_size=32, lr=0.2, width=8, label_smoothing=0.0, augment=False)
+
+
+def synthetic(per_class: int, seed: int, classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (classes·per_class, 16, 16): one fixed random blob pattern per class, 3 % of pixels flipped."""
+    templates = np.random.default_rng(123).random((classes, SIZE, SIZE)) < 0.3
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), per_class)
+    noisy = templates[labels] ^ (rng.random((len(labels), SIZE, SIZE)) < 0.03)
+    return (noisy * 255).astype(np.uint8), labels.astype(np.int64)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: a second OpenMP thread only adds sync cost (40 s instead of 7 on a busy 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple:
+    """(judge, metrics, logged rows) of TINY trained on 46 x 16 synthetic images."""
+    x, y = synthetic(16, seed=1)
+    xt, yt = synthetic(4, seed=2)
+    rows: list[tuple[dict, int]] = []
+    judge, metrics = train_judge(TINY, AugmentConfig(), x, y, xt, yt, log_fn=lambda m, s: rows.append((m, s)),
+                                 progress=False)
+    return judge, metrics, rows
+
+
+def test_build_shapes() -> None:
+    judge = build_judge(OcrConfig(width=8), 32)
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    assert judge(x).shape == (3, NUM_CLASSES)
+    assert judge.features(x).shape == (3, 32)  # 4 x width
+
+
+def test_build_rejects_tiny_images() -> None:
+    with pytest.raises(DevagenError, match="image_size"):
+        build_judge(OcrConfig(), 4)
+
+
+def test_learns_separable_set(trained: tuple) -> None:
+    judge, metrics, rows = trained
+    assert metrics["test_accuracy"] >= 0.9
+    assert set(metrics["per_class_accuracy"]) == set(CLASS_NAMES)
+    assert metrics["epochs"] == TINY.epochs and metrics["device"] in ("cpu", "cuda")
+    assert metrics["params"] == sum(p.numel() for p in judge.parameters())
+    assert metrics["train_seconds"] > 0
+    assert [s for _, s in rows] == list(range(1, TINY.epochs + 1))
+    assert rows[-1][0]["train_loss"] < rows[0][0]["train_loss"]
+    assert not judge.training and next(judge.parameters()).device.type == "cpu"
+
+
+def test_absent_test_class_has_no_accuracy() -> None:
+    x, y = synthetic(4, seed=1)
+    xt, yt = synthetic(2, seed=2, classes=3)
+    cfg = OcrConfig(epochs=1, batch_size=32, width=4, augment=False)
+    _, metrics = train_judge(cfg, AugmentConfig(), x, y, xt, yt, progress=False)
+    assert metrics["per_class_accuracy"][CLASS_NAMES[45]] is None
+    assert metrics["per_class_accuracy"][CLASS_NAMES[0]] is not None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="bitwise repeatability is promised on CPU only (cuDNN varies)")
+def test_same_seed_same_weights_with_augmentation() -> None:
+    x, y = synthetic(2, seed=1)
+    cfg = OcrConfig(seed=3, epochs=1, batch_size=16, width=4, augment=True)
+    runs = [train_judge(cfg, AugmentConfig(), x, y, x, y, progress=False)[0] for _ in range(2)]
+    for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_predict_proba_rows_sum_to_one(trained: tuple) -> None:
+    judge = trained[0]
+    x, y = synthetic(2, seed=5)
+    probs = predict_proba(judge, x, batch_size=7)  # a ragged last batch
+    assert probs.shape == (len(x), NUM_CLASSES) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (probs.argmax(1) == y).mean() >= 0.9
+
+
+def test_predict_proba_rejects_wrong_size(trained: tuple) -> None:
+    with pytest.raises(DevagenError, match="image_size"):
+        predict_proba(trained[0], np.zeros((2, 32, 32), np.uint8))
+
+
+def test_save_load_round_trip(trained: tuple, tmp_path) -> None:
+    judge = trained[0]
+    save_judge(judge, tmp_path / "ocr", TINY, SIZE)
+    loaded = load_judge(tmp_path / "ocr")
+    x = to_model_range(torch.from_numpy(synthetic(1, seed=7)[0]))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), judge(x))
+        assert torch.equal(loaded.features(x), judge.features(x))
+    assert not loaded.training
+
+
+def test_load_missing_dir_names_it(tmp_path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DevagenError, match="dvc repro train_ocr") as err:
+        load_judge(missing)
+    assert str(missing) in str(err.value)
+
+
+def test_load_corrupt_weights(trained: tuple, tmp_path) -> None:
+    save_judge(trained[0], tmp_path, TINY, SIZE)
+    (tmp_path / "judge.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(DevagenError, match="unreadable") as err:
+        load_judge(tmp_path)
+    assert str(tmp_path) in str(err.value)
