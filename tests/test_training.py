@@ -115,7 +115,7 @@ def test_trains_saves_and_round_trips(tmp_path: Path) -> None:
     logged: list[tuple[int, dict]] = []
     metrics = _train(tmp_path, _cfg(max_steps=4, checkpoint_every=4), log_fn=lambda s, i: logged.append((i, s)))
     assert metrics["steps"] == 4 and metrics["resumed_from_step"] == 0 and metrics["global_batch"] == 4
-    assert np.isfinite(metrics["loss"]) and metrics["img_per_s"] > 0 and metrics["epochs"] == pytest.approx(4 * 4 / 24)
+    assert np.isfinite(metrics["final_loss"]) and metrics["img_per_s"] > 0 and metrics["epochs"] == pytest.approx(4 * 4 / 24)
     assert [i for i, _ in logged] == [1, 2, 3, 4] and set(logged[0][1]) == {"loss", "lr", "img_per_s"}
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["devagen.json", "scheduler", "unet", "unet_raw"]

@@ -21,6 +21,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from .data import from_model_range
+from .device import pick_device
 from .errors import DevagenError
 
 META_FILE = "devagen.json"
@@ -246,7 +247,7 @@ def _load_ddpm_config(model_dir: Path) -> dict:
 
 def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
                   device: Union[str, torch.device, None] = None) -> DevagenPipeline:
-    """A trained model directory -> DevagenPipeline on `device` (None keeps it on the CPU), fp32, eval mode."""
+    """A trained model directory -> DevagenPipeline on `device` (None: pick_device()), fp32, eval mode."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise _broken(model_dir, "no such model directory")
@@ -258,4 +259,4 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
         raise _broken(model_dir, f"{META_FILE} null_label {meta.null_label} is not the UNet's last class embedding")
     pipeline = DevagenPipeline(unet=unet.eval(), scheduler=build_sampler(_load_ddpm_config(model_dir), sampler))
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device) if device is not None else pipeline
+    return pipeline.to(device if device is not None else pick_device())

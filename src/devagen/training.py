@@ -401,7 +401,7 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     save_trained_model(run, model_cfg, Path(out_dir))
     return {
         "steps": run.total_steps, "epochs": run.total_steps * run.global_batch / len(images),
-        "loss": loss, "img_per_s": img_per_s, "wall_s": time.perf_counter() - began,
+        "final_loss": loss, "img_per_s": img_per_s, "wall_s": time.perf_counter() - began,
         "params": count_parameters(run.model), "device": str(run.accelerator.device),
         "global_batch": run.global_batch, "resumed_from_step": start,
     }

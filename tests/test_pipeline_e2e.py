@@ -1,0 +1,78 @@
+"""End to end: a tiny DHCD-shaped archive through every dvc.yaml stage with `dvc repro`, outputs checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from dhcd_fixture import make_archive
+
+REPO = Path(__file__).parents[1]
+TINY = {
+    "train_ocr": {"epochs": 2, "batch_size": 32, "width": 8},
+    "model": {"preset": "tiny", "conditional": True},
+    "train": {"max_steps": 6, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 3, "log_every": 2},
+    "sample": {"steps": 2, "per_class": 2, "batch_size": 64},
+    "evaluate": {"kid_subset_size": 20, "batch_size": 64},
+}
+
+
+def _tiny_params(tmp: Path) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    params["tracking"]["uri"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _run(args: list[str], cwd: Path, env: dict) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
+    for name in ("dvc.yaml", "stages", "src"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, tmp_path / name)
+    _tiny_params(tmp_path)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "DVC_NO_ANALYTICS": "1",
+           "DHCD_ARCHIVE": str(make_archive(tmp_path / "dhcd.zip", train=6, test=3)),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env.pop("DVC_EXP_NAME", None)
+    _run(["dvc", "init", "--no-scm", "-q"], tmp_path, env)
+    _run(["dvc", "repro"], tmp_path, env)
+
+    metrics = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports/metrics").glob("*.json")}
+    assert set(metrics) == {"data", "ocr", "train", "sample", "eval"}
+    assert metrics["data"]["train"] == 46 * 6 and metrics["data"]["test"] == 46 * 3
+    assert 0.0 <= metrics["ocr"]["test_accuracy"] <= 1.0
+    assert metrics["train"]["steps"] == 6 and np.isfinite(metrics["train"]["final_loss"])
+    ev = metrics["eval"]
+    for key in ("fid", "kid", "precision", "recall", "floor_fid", "ocr_accuracy", "per_class_accuracy"):
+        assert key in ev, key
+    assert np.isfinite(ev["fid"]) and ev["fid"] >= 0 and 0 <= ev["ocr_accuracy"] <= 1
+    assert len(ev["per_class_accuracy"]) == 46
+
+    with np.load(tmp_path / "samples/samples.npz") as npz:
+        assert npz["images"].shape == (92, 32, 32) and npz["images"].dtype == np.uint8
+        assert sorted(set(npz["labels"].tolist())) == list(range(46))
+    for name in ("dataset.png", "augment.png", "samples.png", "steps.png", "process.png", "denoising.gif",
+                 "confusion.png", "loss_curve.png", "per_class.png"):
+        with Image.open(tmp_path / "reports/figures" / name) as img:
+            assert img.width > 50 and img.height > 30, name
+    html = (tmp_path / "reports/report.html").read_text()
+    assert html.count("data:image/") >= 8 and "http://" not in html.replace("http://www.w3.org", "")
+    assert "nothing to reproduce" in _run(["dvc", "status"], tmp_path, env).lower() or \
+        "up to date" in _run(["dvc", "status"], tmp_path, env).lower()
+    assert "didn't change, skipping" in _run(["dvc", "repro"], tmp_path, env)
