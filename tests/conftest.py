@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from dhcd_fixture import make_archive  # noqa: E402
+from model_fixture import make_model_dir  # noqa: E402
+
+# Tests use tiny tensors: one thread avoids thread hand-off costs that made them ~20x slower on
+# a busy 2-core machine. Subprocesses (e2e, kill -9, 2-process runs) inherit it through the env.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -17,8 +25,6 @@ def tiny_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """46 classes x (3 train + 2 test) synthetic glyph images in the official layout."""
     return make_archive(tmp_path_factory.mktemp("dhcd") / "DevanagariHandwrittenCharacterDataset.zip")
 
-
-from model_fixture import make_model_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
