@@ -26,6 +26,58 @@ def check_prepare() -> None:
 
 CHECKS = {"prepare": check_prepare}
 
+
+def _metrics(name: str) -> dict:
+    return json.loads(Path(f"reports/metrics/{name}.json").read_text())
+
+
+def check_train_ocr() -> None:
+    ocr = _metrics("ocr")
+    assert ocr["test_accuracy"] >= 0.99, f"judge test accuracy {ocr['test_accuracy']:.4f} < 0.99"
+    assert len(ocr["per_class_accuracy"]) == 46
+
+
+def check_train() -> None:
+    train = _metrics("train")
+    assert train["steps"] == 300 and train["final_loss"] == train["final_loss"] and train["final_loss"] < 1.0, train
+    assert Path("models/diffusion/unet/config.json").is_file()
+    assert len(Path("reports/train/log.csv").read_text().splitlines()) > 5
+
+
+def check_sample() -> None:
+    import numpy as np
+
+    with np.load("samples/samples.npz") as npz:
+        assert npz["images"].shape == (460, 32, 32), npz["images"].shape
+    for name in ("samples.png", "steps.png", "process.png", "denoising.gif"):
+        assert Path("reports/figures", name).stat().st_size > 1000, name
+
+
+def check_evaluate() -> None:
+    ev = _metrics("eval")
+    for key in ("fid", "kid", "precision", "recall", "floor_fid", "floor_kid", "ocr_accuracy", "per_class_accuracy"):
+        assert key in ev, key
+    assert ev["floor_fid"] < ev["fid"], "a tiny 300-step model should be further from real data than real data is"
+    assert 0.0 <= ev["ocr_accuracy"] <= 1.0 and len(ev["per_class_accuracy"]) == 46
+
+
+def check_report() -> None:
+    import re
+
+    md = Path("reports/report.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", md)
+    assert links, "report.md links no figure"
+    for link in links:
+        if not link.startswith(("http", "#")):
+            assert (Path("reports") / link).is_file(), f"report.md links a missing file: {link}"
+    html = Path("reports/report.html").read_text()
+    assert html.count("data:image/") >= 8 and 'src="http' not in html
+
+
+CHECKS.update(train_ocr=check_train_ocr, train=check_train, sample=check_sample,
+              evaluate=check_evaluate, report=check_report)
+
+
 if __name__ == "__main__":
     for name in sys.argv[1:]:
         CHECKS[name]()
