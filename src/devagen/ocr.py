@@ -8,7 +8,6 @@ full-resolution conv is narrow, the wide convs run at 1/2 and 1/4 of the side.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from .config import AugmentConfig, OcrConfig
 from .data import to_model_range
 from .device import pick_device
 from .errors import DevagenError
+from .io import read_json, write_json
 
 CONFIG_FILE = "judge.json"
 WEIGHTS_FILE = "judge.safetensors"
@@ -161,7 +161,8 @@ def train_judge(cfg: OcrConfig, augment: AugmentConfig, train_images: np.ndarray
     _check_split(train_images, train_labels, "train_ocr: train split")
     _check_split(test_images, test_labels, "train_ocr: test split")
     if len(train_images) < cfg.batch_size:
-        raise DevagenError(f"params.yaml: train_ocr.batch_size: {cfg.batch_size} exceeds the {len(train_images)} train images")
+        raise DevagenError(f"params.yaml: train_ocr.batch_size: {cfg.batch_size} exceeds the "
+                           f"{len(train_images)} train images")
     start, device = time.perf_counter(), pick_device()
     torch.manual_seed(cfg.seed)  # initial weights and dropout masks
     judge = build_judge(cfg, train_images.shape[-1]).to(device)
@@ -195,8 +196,8 @@ def save_judge(judge: Judge, directory: Path, cfg: OcrConfig, image_size: int) -
     state = {k: v.detach().cpu().contiguous() for k, v in judge.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE))
     arch = {"width": judge.width, "image_size": image_size, "dropout": judge.dropout, "num_classes": judge.num_classes}
-    (directory / CONFIG_FILE).write_text(json.dumps({"format": FORMAT_VERSION, "architecture": arch,
-                                                     "train_ocr": dataclasses.asdict(cfg)}, indent=2) + "\n")
+    write_json({"format": FORMAT_VERSION, "architecture": arch, "train_ocr": dataclasses.asdict(cfg)},
+               directory / CONFIG_FILE)
 
 
 def load_judge(directory: Path) -> Judge:
@@ -209,7 +210,7 @@ def load_judge(directory: Path) -> Judge:
         if not (directory / name).is_file():
             raise DevagenError(f"{directory}: no OCR judge here ({name} missing); {fix}")
     try:
-        arch = json.loads((directory / CONFIG_FILE).read_text())["architecture"]
+        arch = read_json(directory / CONFIG_FILE)["architecture"]
         judge = Judge(int(arch["width"]), int(arch["image_size"]), float(arch["dropout"]), int(arch["num_classes"]))
         judge.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     except Exception as exc:  # json, KeyError, safetensors' own error type, shape mismatches
