@@ -122,6 +122,12 @@ def fmt_pct(value: Any) -> str:
     return MISSING if number is None else f"{100 * number:.1f} %"
 
 
+def fmt_classes(value: Any) -> str:
+    """A class count as '41 / 46', '—' if absent."""
+    number = _float(value)
+    return MISSING if number is None else f"{int(number)} / {len(CLASS_NAMES)}"
+
+
 def fmt_duration(value: Any) -> str:
     """Seconds as '42 s', '12.5 min' or '3.2 h'."""
     s = _float(value)
@@ -152,7 +158,7 @@ def _quality_sentence(ev: Mapping[str, Any], confidence: Any) -> str:
         sure = f" (judge confidence at least {fmt_num(confidence)})" if _float(confidence) is not None else ""
         parts.append(f"{fmt_pct(ev['legible_share'])} of the {n}generated characters are legible{sure}")
     if _float(ev.get("class_coverage")) is not None:
-        parts.append(f"they cover {fmt_pct(ev['class_coverage'])} of the {len(CLASS_NAMES)} classes")
+        parts.append(f"they cover {int(ev['class_coverage'])} of the {len(CLASS_NAMES)} classes")
     if _float(ev.get("class_entropy_norm")) is not None:
         parts.append(f"with a class balance of {fmt_num(ev['class_entropy_norm'], 2)} (1 = all classes equally often)")
     text = ", ".join(parts)
@@ -221,7 +227,7 @@ EVAL_ROWS = (
     ("OCR accuracy", "ocr_accuracy", fmt_pct, None, "samples the judge reads as the class asked for"),
     ("judge confidence in the class asked for", "ocr_intended_confidence", fmt_pct, None, "mean probability"),
     ("legible share", "legible_share", fmt_pct, None, "samples the judge is confident about"),
-    ("class coverage", "class_coverage", fmt_pct, None, "classes the judge finds among the samples"),
+    ("class coverage", "class_coverage", fmt_classes, None, "classes the judge finds among the samples"),
     ("class balance", "class_entropy_norm", fmt_num, None, "entropy of judged classes / log 46; 1 = even"),
     ("FID, judge features", "fid", fmt_num, "floor_fid", "lower is better; floor = two real sets"),
     ("KID, judge features", "kid", fmt_num, "floor_kid", "lower is better"),
