@@ -294,10 +294,11 @@ def throughput_table(results: list[dict]) -> str:
 def profile_table(results: list[dict]) -> str:
     """Markdown: where the time of one profiled step goes, per loop (the last round's profile)."""
     last = {r["loop"]: r for r in results}
-    lines = ["| loop | step s | data % | forward % | backward % | optimizer % |", "|---|---|---|---|---|---|"]
+    lines = ["| loop | step s | data ms | data % | forward % | backward % | optimizer % |", "|---" * 7 + "|"]
     for loop, r in last.items():
         pcts = " | ".join(f"{r[f'{name}_pct']:.1f}" for name in PHASES)
-        lines.append(f"| {loop} | {r['profiled_step_s']:.3f} | {pcts} |")
+        data_ms = 10 * r["data_pct"] * r["profiled_step_s"]  # pct/100 * s * 1000
+        lines.append(f"| {loop} | {r['profiled_step_s']:.3f} | {data_ms:.1f} | {pcts} |")
     return "\n".join(lines)
 
 
@@ -326,7 +327,8 @@ def machine_note(bench: Bench, count: int) -> str:
 def main(preset: str, conditional: bool, batch: int, steps: int, warmup: int, count: int, workers: int,
          rounds: int, params_path: Path, npz: Path) -> None:
     """Time our training loop against the plain PNG/DataLoader loop; print img/s, ratio and a profile."""
-    bench = Bench(preset=preset, conditional=conditional, batch=batch, warmup=warmup, steps=steps, workers=workers)
+    bench = Bench(preset=preset, conditional=conditional, batch=batch, warmup=warmup, steps=steps,
+                  workers=workers)
     images, labels = pick_subset(npz, count, bench.seed)
     results = benchmark(bench, images, labels, load_params(params_path), rounds)
     click.echo(machine_note(bench, len(labels)) + "\n")
