@@ -52,3 +52,18 @@ def test_png_layout_round_trips(throughput, tmp_path: Path) -> None:
     x0, y = next(iter(loader))
     assert x0.shape == (2, 1, 16, 16) and float(x0.min()) >= -1 and float(x0.max()) <= 1
     assert sorted(y.tolist()) == [3, 45]  # devagen's class indices, not ImageFolder's folder order
+
+
+def test_sampler_quality_measures_one_setting(tiny_model_dir: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from sampler_quality import measure, table
+
+    from devagen.config import OcrConfig
+    from devagen.ocr import build_judge
+
+    judge = build_judge(OcrConfig(width=4), 16).eval()
+    labels = np.arange(46, dtype=np.int64)
+    real = np.random.default_rng(0).integers(0, 256, (60, 16, 16), dtype=np.uint8)
+    row = measure(tiny_model_dir, judge, "dpmpp", 2, 2.0, labels, real)
+    assert row["images"] == 46 and row["images_per_s"] > 0 and 0 <= row["ocr_accuracy"] <= 1
+    assert row["fid"] >= 0 and "| dpmpp | 2 |" in table([row])
