@@ -213,8 +213,8 @@ class EvaluateConfig:
     """FID/KID/precision/recall in judge features, OCR accuracy, optional Inception FID."""
 
     seed: int = 0
-    confidence: float = 0.9  # legibility threshold for unconditional models
-    kid_subset_size: int = 1000  # capped at the sample count
+    confidence: float = 0.7  # legibility threshold (label smoothing caps the judge near 0.9)
+    kid_subset_size: int = 500  # capped at the sample count
     kid_subsets: int = 100  # KID is the mean (and std) over this many random subsets
     prc_neighborhood: int = 3  # k of the k-NN balls that define precision/recall manifolds
     batch_size: int = 256
