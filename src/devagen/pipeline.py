@@ -43,8 +43,10 @@ SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
     "dpmpp": {"algorithm_type": "dpmsolver++", "solver_order": 2, "lower_order_final": True,
               "final_sigmas_type": "zero", "lambda_min_clipped": -5.1,
               "thresholding": True, "sample_max_value": 1.0},
-    # DDIM (eta 0) and ancestral DDPM clip predicted x0 to the pixel range for the same reason.
-    "ddim": {"clip_sample": True, "set_alpha_to_one": True},
+    # DDIM (eta 0) does NOT clip: it clips x0 but keeps the unclipped eps, and the mismatch ruined
+    # samples (measured on the default model, 20 steps CFG 3, 46 images: OCR 28 % clipped, 85 % not).
+    # Ancestral DDPM clips predicted x0 to the pixel range: its posterior mean uses x0 alone.
+    "ddim": {"clip_sample": False, "set_alpha_to_one": True},
     "ddpm": {"clip_sample": True},
 }
 SAMPLER_CLASSES: dict[str, type] = {"dpmpp": DPMSolverMultistepScheduler, "ddim": DDIMScheduler,
