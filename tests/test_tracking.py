@@ -43,3 +43,20 @@ def test_disabled_and_missing_run_file_are_noops(cfg: TrackingConfig, tmp_path: 
     assert not tracking.resume_run(cfg, tmp_path / "none.json").active
     off = TrackingConfig(enabled=False)
     assert not tracking.start_run(off, {}, {}).active and tracking.recent_runs(off, 3) == []
+
+
+def test_disabled_tracking_needs_no_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """tracking.enabled: false must run on a machine without mlflow (e.g. a bare GPU box)."""
+    import sys
+
+    for name in [m for m in sys.modules if m == "mlflow" or m.startswith("mlflow.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # any import of mlflow now raises ImportError
+    off = TrackingConfig(enabled=False)
+    run = tracking.start_run(off, {"train.lr": 1e-4}, {"device": "cuda"})
+    run.log_params({"a": 1})
+    run.log_metrics({"loss": 0.5}, step=1)
+    run.set_tags({"k": "v"})
+    run.log_artifact(tmp_path)
+    run.finish()
+    assert not run.active

@@ -65,6 +65,8 @@ class Tracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log numeric metrics (non-numbers are skipped) at an optional step."""
+        if not self.active:  # disabled tracking must work without mlflow installed
+            return
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -75,6 +77,8 @@ class Tracker:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values stringified), in batches MLflow accepts."""
+        if not self.active:
+            return
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
