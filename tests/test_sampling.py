@@ -141,7 +141,7 @@ def test_sample_set_covers_every_class(pipe: DevagenPipeline, tiny_model_dir: Pa
     images, labels, stats = sample_set(pipe, read_meta(tiny_model_dir), cfg, progress=False)
     assert images.shape == (46, 16, 16) and labels.dtype == np.int64
     np.testing.assert_array_equal(labels, np.arange(46))
-    assert stats["nfe"] == 2 and stats["images"] == 46 and stats["images_per_s"] > 0
+    assert stats["nfe"] == 2 and stats["images"] == 46 and stats["images_per_s"] > 0 and stats["sampler"] == "dpmpp"
 
 
 def test_sample_set_unconditional(tiny_uncond_model_dir: Path) -> None:

@@ -52,7 +52,7 @@ def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int
 
 def sample_set(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig,
                progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The sample stage's images uint8 (N, H, W), labels int64 (N,) (-1 = unconditional), numeric speed stats.
+    """The sample stage's images uint8 (N, H, W), labels int64 (N,) (-1 = unconditional), sampler and speed stats.
 
     Conditional: cfg.per_class images of each class, grouped by class. Unconditional: cfg.count images.
     """
@@ -63,7 +63,7 @@ def sample_set(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig,
     start = time.perf_counter()
     images = generate(pipeline, labels if meta.conditional else None, len(labels), cfg, progress)
     wall = time.perf_counter() - start
-    stats = {"images": len(images), "wall_s": wall, "images_per_s": len(images) / wall,
+    stats = {"sampler": cfg.sampler, "images": len(images), "wall_s": wall, "images_per_s": len(images) / wall,
              "ms_per_image": 1000.0 * wall / len(images),
              "nfe": cfg.steps * pipeline.passes_per_step(cfg.guidance_scale),  # UNet evaluations per image
              "steps": cfg.steps,
