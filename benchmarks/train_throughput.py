@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_throughput.py --preset cpu_small --batch 64 --steps 20
 
-Both loops train the same UNet (`--preset`, conditional unless `--unconditional`) in fp32 at the same
+Both loops train the same UNet (`--preset`, conditional unless `--unconditional`) in fp32 (or `--mixed-precision`) at the same
 batch size, in turn, in this one process, on a seeded subset of `data/prepared/train.npz`:
 
 - plain: the document's recipe, written anew here. The subset is written as PNG files in the DHCD
@@ -10,7 +10,7 @@ batch size, in turn, in this one process, on a seeded subset of `data/prepared/t
   decodes them with PIL every step, applies `RandomAffine` + `ToTensor` + `Normalize([0.5], [0.5])`,
   and accelerate copies each batch to the device; then `DDPMScheduler.add_noise`, epsilon MSE,
   `accelerator.backward`, grad clip 1.0, AdamW, cosine-with-warmup lr.
-- ours: `train_diffusion` itself with the params.yaml configs (max_steps, batch, fp32 overridden):
+- ours: `train_diffusion` itself with the params.yaml configs (max_steps, batch, precision overridden):
   the uint8 array held on the device, batches by index, augmentation on the device, EMA.
 
 img/s counts `--steps` optimizer steps after `--warmup` steps, from timestamps taken after each step
@@ -70,6 +70,7 @@ class Bench:
     warmup: int = 3  # steps before the timed window (>= 1)
     steps: int = 20  # timed optimizer steps; one more step is profiled after them
     workers: int = 0  # DataLoader worker processes of the plain loop
+    precision: str = "no"  # accelerate mixed precision of both loops: no | fp16 | bf16 (CUDA only)
     seed: int = 0
 
     @property
@@ -195,7 +196,7 @@ class Plain:
 
 def build_plain(bench: Bench, train_dir: Path, image_size: int) -> Plain:
     """Accelerator, the same seeded UNet as ours, AdamW, cosine-with-warmup lr, the PNG DataLoader."""
-    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(mixed_precision=bench.precision, cpu=not torch.cuda.is_available())
     set_seed(bench.seed)
     unet = build_unet(ModelConfig(preset=bench.preset, conditional=bench.conditional), image_size)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=PLAIN_LR)
@@ -248,9 +249,9 @@ def timing_our_step(timer: PhaseTimer) -> Iterator[None]:
 
 
 def run_ours(bench: Bench, images: np.ndarray, labels: np.ndarray, params: Params) -> dict:
-    """Run train_diffusion for bench.total steps (fp32, no checkpoints); img/s and its last step's profile."""
+    """Run train_diffusion for bench.total steps (bench.precision, no checkpoints); img/s and its last step's profile."""
     cfg = dataclasses.replace(params.train, batch_size=bench.batch, max_steps=bench.total, epochs=0.0, grad_accum=1,
-                              mixed_precision="no", checkpoint_every=bench.total + 1, log_every=1)
+                              mixed_precision=bench.precision, checkpoint_every=bench.total + 1, log_every=1)
     model_cfg = ModelConfig(preset=bench.preset, conditional=bench.conditional)
     timer, stamps = PhaseTimer(), []
 
@@ -307,7 +308,8 @@ def machine_note(bench: Bench, count: int) -> str:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores visible)"
     return (f"{datetime.date.today().isoformat()}; {platform.machine()} {device}; torch {torch.__version__}, "
             f"{torch.get_num_threads()} thread(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
-            f"preset {bench.preset} ({'conditional' if bench.conditional else 'unconditional'}), fp32, batch "
+            f"preset {bench.preset} ({'conditional' if bench.conditional else 'unconditional'}), "
+            f"{'fp32' if bench.precision == 'no' else bench.precision}, batch "
             f"{bench.batch}, {bench.steps} timed steps after {bench.warmup} warm-up, {count} real train images, "
             f"{bench.workers} DataLoader workers")
 
@@ -321,14 +323,16 @@ def machine_note(bench: Bench, count: int) -> str:
 @click.option("--images", "count", type=click.IntRange(1), default=4096, show_default=True,
               help="real train images written as PNG for the plain loop (and held in memory for ours)")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="plain DataLoader workers")
+@click.option("--mixed-precision", "precision", type=click.Choice(["no", "fp16", "bf16"]), default="no",
+              show_default=True, help="both loops' accelerate mixed precision (fp16/bf16 need CUDA)")
 @click.option("--rounds", type=click.IntRange(1), default=1, show_default=True, help="plain+ours repeats")
 @click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("params.yaml"))
 @click.option("--data", "npz", type=click.Path(dir_okay=False, path_type=Path), default=paths.TRAIN_NPZ)
 def main(preset: str, conditional: bool, batch: int, steps: int, warmup: int, count: int, workers: int,
-         rounds: int, params_path: Path, npz: Path) -> None:
+         precision: str, rounds: int, params_path: Path, npz: Path) -> None:
     """Time our training loop against the plain PNG/DataLoader loop; print img/s, ratio and a profile."""
     bench = Bench(preset=preset, conditional=conditional, batch=batch, warmup=warmup, steps=steps,
-                  workers=workers)
+                  workers=workers, precision=precision)
     images, labels = pick_subset(npz, count, bench.seed)
     results = benchmark(bench, images, labels, load_params(params_path), rounds)
     click.echo(machine_note(bench, len(labels)) + "\n")

@@ -67,3 +67,60 @@ def test_sampler_quality_measures_one_setting(tiny_model_dir: Path) -> None:
     row = measure(tiny_model_dir, judge, "dpmpp", 2, 2.0, labels, real)
     assert row["images"] == 46 and row["images_per_s"] > 0 and 0 <= row["ocr_accuracy"] <= 1
     assert row["fid"] >= 0 and "| dpmpp | 2 |" in table([row])
+
+
+def _load_script(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _readme_overrides(experiment: str) -> dict:
+    """The -S key=value pairs of README's `dvc exp run -n <experiment>` line, values parsed as YAML."""
+    import yaml
+
+    readme = (SCRIPT.parents[1] / "README.md").read_text(encoding="utf-8")
+    [line] = [ln for ln in readme.splitlines() if ln.startswith(f"dvc exp run -n {experiment} ")]
+    pairs = [tok.split("=", 1) for tok in line.split(" -S ")[1:]]
+    return {key: yaml.safe_load(value) for key, value in pairs}
+
+
+@pytest.mark.parametrize("experiment, config", [("seed-gpu", "seed"), ("gpu-recommended", "recommended")])
+def test_gpu_runs_measure_the_readme_commands(experiment: str, config: str) -> None:
+    """benchmarks/gpu_runs.py measured what README tells GPU users to run (sample.count only sizes the FID set)."""
+    import yaml
+
+    from devagen.config import params_from_dict
+
+    gpu_runs = _load_script("gpu_runs")
+    measured = gpu_runs.CONFIGS[config]
+    readme = _readme_overrides(experiment)
+    assert set(readme) == set(measured) - {"sample.count", "sample.per_class"}
+    base = yaml.safe_load((SCRIPT.parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    sizes = {k: v for k, v in measured.items() if k in ("sample.count", "sample.per_class")}
+    # values cast as `dvc exp run -S` strings are: README's "1e-4" is the script's 1e-4
+    assert params_from_dict(gpu_runs.apply(base, {**readme, **sizes})) == params_from_dict(gpu_runs.apply(base, measured))
+    params = params_from_dict(gpu_runs.apply(base, {**measured, **gpu_runs.COMMON}))
+    assert params.model.preset == "seed" and params.model.conditional == (config == "recommended")
+    assert not params.tracking.enabled
+
+
+def test_gpu_runs_row_and_table() -> None:
+    """Share of peak = FLOP per image × img/s ÷ measured peak; the table shows OCR as a percentage."""
+    import yaml
+
+    gpu_runs = _load_script("gpu_runs")
+    base = yaml.safe_load((SCRIPT.parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    raw = gpu_runs.apply(base, gpu_runs.RECOMMENDED)
+    result = {"config": "recommended", "train_wall_s": 70.0,
+              "train": {"img_per_s": 2000.0, "steps": 1222, "epochs": 2.0, "wall_s": 60.0},
+              "sample": {"images_per_s": 250.0},
+              "eval": {"n_generated": 920, "ocr_accuracy": 0.9, "legible_share": 0.8, "fid": 1.5, "floor_fid": 0.75}}
+    row = gpu_runs.row(result, raw, flop=10e9, peaks={"bf16": 800.0, "fp16": 750.0})
+    assert row["train_tflop_per_s"] == pytest.approx(20.0) and row["peak_pct"] == pytest.approx(2.5)
+    assert row["train_min"] == pytest.approx(1.0) and row["mixed_precision"] == "bf16"
+    table = gpu_runs.markdown([row], "note")
+    assert "| 90.0 % |" in table and "20.0 (2.5 %)" in table and "1.50 [0.75]" in table
+    with pytest.raises(Exception, match="SECTION.KEY=VALUE"):
+        gpu_runs.parse_set(("lr=1",))
