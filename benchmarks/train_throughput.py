@@ -2,8 +2,9 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_throughput.py --preset cpu_small --batch 64 --steps 20
 
-Both loops train the same UNet (`--preset`, conditional unless `--unconditional`) in fp32 (or `--mixed-precision`) at the same
-batch size, in turn, in this one process, on a seeded subset of `data/prepared/train.npz`:
+Both loops train the same UNet (`--preset`, conditional unless `--unconditional`) in fp32 (or
+`--mixed-precision`) at the same batch size, in turn, in this one process, on a seeded subset of
+`data/prepared/train.npz`:
 
 - plain: the document's recipe, written anew here. The subset is written as PNG files in the DHCD
   folder layout to a temp dir (never into the repo); a torchvision `ImageFolder` + `DataLoader`
