@@ -33,7 +33,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from devagen import paths
-from devagen.config import ModelConfig, params_from_dict
+from devagen.config import ModelConfig, Params, params_from_dict
 from devagen.model import build_unet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,16 +122,15 @@ def run_config(name: str, raw: dict, work: Path, log) -> dict:  # type: ignore[n
         if done.returncode:
             out["failed"] = stage
             return out
-    for metric in ("train", "sample", "eval", "ocr"):
+    for metric in ("train", "sample", "eval"):
         file = folder / paths.METRICS_DIR / f"{metric}.json"
         if file.is_file():
             out[metric] = json.loads(file.read_text(encoding="utf-8"))
     return out
 
 
-def row(result: dict, raw: dict, flop: float, peaks: dict) -> dict:
+def row(result: dict, params: Params, flop: float, peaks: dict) -> dict:
     """The table row of one configuration."""
-    params = params_from_dict(raw)
     train, sample, ev = result.get("train", {}), result.get("sample", {}), result.get("eval", {})
     dtype = params.train.mixed_precision if params.train.mixed_precision in ("fp16", "bf16") else None
     peak = peaks.get(dtype) if dtype else None
@@ -139,7 +138,7 @@ def row(result: dict, raw: dict, flop: float, peaks: dict) -> dict:
     return {
         "config": result["config"], "preset": params.model.preset, "conditional": params.model.conditional,
         "batch": params.train.batch_size, "mixed_precision": params.train.mixed_precision, "steps": train.get("steps"),
-        "epochs": train.get("epochs"), "img_per_s": img_s, "train_min": (train.get("wall_s") or 0) / 60 or None,
+        "epochs": train.get("epochs"), "img_per_s": img_s, "train_min": train["wall_s"] / 60 if "wall_s" in train else None,
         "train_tflop_per_s": img_s * flop / 1e12 if img_s else None,
         "peak_tflop_per_s": peak, "peak_pct": 100 * img_s * flop / 1e12 / peak if img_s and peak else None,
         "sampler": f"{params.sample.sampler} {params.sample.steps} steps, CFG {params.sample.guidance_scale:g}",
@@ -152,6 +151,7 @@ def row(result: dict, raw: dict, flop: float, peaks: dict) -> dict:
 
 
 def fmt(value, spec: str = ".3g") -> str:  # type: ignore[no-untyped-def]
+    """A number in the table, or a dash where the run has none."""
     return "—" if value is None else format(value, spec)
 
 
@@ -202,7 +202,7 @@ def main(configs: str, sets: tuple[str, ...], out: Path, work: Path) -> None:
         flop = train_flop_per_image(params.model, params.data.image_size)
         click.echo(f"{name}: {flop / 1e9:.2f} GFLOP per training image (forward + backward)")
         result = run_config(name, raw, work, click.echo)
-        rows.append(row(result, raw, flop, peaks))
+        rows.append(row(result, params, flop, peaks))
         grid = work / name / paths.FIGURES_DIR / "samples.png"
         if grid.is_file():
             shutil.copy(grid, out / f"{name}_samples.png")

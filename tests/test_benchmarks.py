@@ -16,15 +16,20 @@ from devagen.config import Params
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 
 
-@pytest.fixture(scope="module")
-def throughput():
-    """The benchmark script imported as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
+def _load_script(name: str):  # type: ignore[no-untyped-def]
+    """benchmarks/<name>.py imported as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    return module
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    """benchmarks/train_throughput.py as a module."""
+    yield _load_script("train_throughput")
+    del sys.modules["train_throughput"]
 
 
 def test_both_loops_report_throughput_and_profile(throughput) -> None:
@@ -55,25 +60,16 @@ def test_png_layout_round_trips(throughput, tmp_path: Path) -> None:
 
 
 def test_sampler_quality_measures_one_setting(tiny_model_dir: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-    from sampler_quality import measure, table
-
+    sampler_quality = _load_script("sampler_quality")
     from devagen.config import OcrConfig
     from devagen.ocr import build_judge
 
     judge = build_judge(OcrConfig(width=4), 16).eval()
     labels = np.arange(46, dtype=np.int64)
     real = np.random.default_rng(0).integers(0, 256, (60, 16, 16), dtype=np.uint8)
-    row = measure(tiny_model_dir, judge, "dpmpp", 2, 2.0, labels, real)
+    row = sampler_quality.measure(tiny_model_dir, judge, "dpmpp", 2, 2.0, labels, real)
     assert row["images"] == 46 and row["images_per_s"] > 0 and 0 <= row["ocr_accuracy"] <= 1
-    assert row["fid"] >= 0 and "| dpmpp | 2 |" in table([row])
-
-
-def _load_script(name: str):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    assert row["fid"] >= 0 and "| dpmpp | 2 |" in sampler_quality.table([row])
 
 
 def _readme_overrides(experiment: str) -> dict:
@@ -110,14 +106,16 @@ def test_gpu_runs_row_and_table() -> None:
     """Share of peak = FLOP per image × img/s ÷ measured peak; the table shows OCR as a percentage."""
     import yaml
 
+    from devagen.config import params_from_dict
+
     gpu_runs = _load_script("gpu_runs")
     base = yaml.safe_load((SCRIPT.parents[1] / "params.yaml").read_text(encoding="utf-8"))
-    raw = gpu_runs.apply(base, gpu_runs.RECOMMENDED)
+    params = params_from_dict(gpu_runs.apply(base, gpu_runs.RECOMMENDED))
     result = {"config": "recommended", "train_wall_s": 70.0,
               "train": {"img_per_s": 2000.0, "steps": 1222, "epochs": 2.0, "wall_s": 60.0},
               "sample": {"images_per_s": 250.0},
               "eval": {"n_generated": 920, "ocr_accuracy": 0.9, "legible_share": 0.8, "fid": 1.5, "floor_fid": 0.75}}
-    row = gpu_runs.row(result, raw, flop=10e9, peaks={"bf16": 800.0, "fp16": 750.0})
+    row = gpu_runs.row(result, params, flop=10e9, peaks={"bf16": 800.0, "fp16": 750.0})
     assert row["train_tflop_per_s"] == pytest.approx(20.0) and row["peak_pct"] == pytest.approx(2.5)
     assert row["train_min"] == pytest.approx(1.0) and row["mixed_precision"] == "bf16"
     table = gpu_runs.markdown([row], "note")
