@@ -14,9 +14,9 @@ from devagen.pipeline import ModelMeta, write_meta
 
 def make_model_dir(path: Path, conditional: bool = True, image_size: int = 16,
                    prediction_type: str = "v_prediction") -> Path:
-    """unet/ (seed 0), unet_raw/ (seed 1), scheduler/ and devagen.json for the `tiny` preset."""
+    """unet/ (seed 0), unet_raw/ (seed 1), guide/ (seed 2), scheduler/ and devagen.json for the `tiny` preset."""
     cfg = ModelConfig(preset="tiny", conditional=conditional)
-    for subfolder, seed in (("unet", 0), ("unet_raw", 1)):
+    for subfolder, seed in (("unet", 0), ("unet_raw", 1), ("guide", 2)):
         torch.manual_seed(seed)
         build_unet(cfg, image_size).save_pretrained(path / subfolder)
     build_noise_scheduler(DiffusionConfig(prediction_type=prediction_type)).save_pretrained(path / "scheduler")

@@ -20,6 +20,7 @@ from devagen.sampling import (denoising_frames, generate, generate_class_grid, i
                               sample_set, samples_figure, steps_figure)
 
 FAST = SampleConfig(seed=0, steps=2, guidance_scale=2.0, batch_size=4)
+ONE_STEP = SampleConfig(seed=0, steps=1, guidance_scale=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -172,12 +173,12 @@ def test_steps_and_process_figures(pipe: DevagenPipeline) -> None:
 
 
 def test_class_grid(pipe: DevagenPipeline) -> None:
-    grid = generate_class_grid(pipe, CLASS_NAMES[0], n=5, seed=0, steps=1, guidance_scale=2.0, per_row=4)
+    grid = generate_class_grid(pipe, CLASS_NAMES[0], n=5, cfg=ONE_STEP, per_row=4)
     assert grid.height >= 2 * 32
-    by_glyph = generate_class_grid(pipe, "क", n=5, seed=0, steps=1, guidance_scale=2.0, per_row=4)
+    by_glyph = generate_class_grid(pipe, "क", n=5, cfg=ONE_STEP, per_row=4)
     assert np.array_equal(np.asarray(grid), np.asarray(by_glyph))
     with pytest.raises(DevagenError, match="unknown class"):
-        generate_class_grid(pipe, "character_99", n=1, seed=0, steps=1, guidance_scale=2.0)
+        generate_class_grid(pipe, "character_99", n=1, cfg=ONE_STEP)
 
 
 def test_meta_round_trip(tiny_model_dir: Path) -> None:
@@ -195,3 +196,56 @@ def test_diffusers_users_can_build_the_pipeline_themselves(tiny_model_dir: Path,
     assert len(images) == 2 and images[0].size == (16, 16) and images[0].mode == "L"
     pipe.save_pretrained(tmp_path / "pipe")
     assert type(DevagenPipeline.from_pretrained(tmp_path / "pipe").scheduler).__name__ == "DDIMScheduler"
+
+
+def test_autoguidance_equals_two_network_formula(tiny_model_dir: Path) -> None:
+    pipe = load_pipeline(tiny_model_dir, with_guide=True)
+    x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    t, labels, g = torch.tensor(500), torch.tensor([0, 7, 40]), 2.5
+    with torch.no_grad():
+        good = pipe.unet(x, t, class_labels=labels).sample
+        worse = pipe.guide(x, t, class_labels=labels).sample
+        guided = pipe.model_output(x, t, labels, guidance_scale=g, guidance="autoguidance")
+    assert (good - worse).abs().max() > 1e-3
+    torch.testing.assert_close(guided, worse + g * (good - worse), rtol=1e-4, atol=1e-5)
+    assert pipe.passes_per_step(g, "autoguidance") == 2 and pipe.passes_per_step(1.0, "autoguidance") == 1
+
+
+def test_autoguidance_is_seeded_and_differs_from_cfg(tiny_model_dir: Path) -> None:
+    pipe = load_pipeline(tiny_model_dir, with_guide=True)
+    auto = SampleConfig(steps=2, guidance_scale=2.0, guidance="autoguidance")
+    first = generate(pipe, np.arange(4), 4, auto, progress=False)
+    np.testing.assert_array_equal(first, generate(pipe, np.arange(4), 4, auto, progress=False))
+    assert (first != generate(pipe, np.arange(4), 4, FAST, progress=False)).mean() > 0.3
+
+
+def test_autoguidance_guides_unconditional_models(tiny_uncond_model_dir: Path) -> None:
+    pipe = load_pipeline(tiny_uncond_model_dir, with_guide=True)
+    auto = SampleConfig(steps=2, guidance_scale=3.0, guidance="autoguidance", count=2)
+    plain = SampleConfig(steps=2, guidance_scale=3.0, count=2)  # CFG has nothing to guide by here
+    assert pipe.passes_per_step(3.0, "autoguidance") == 2 and pipe.passes_per_step(3.0, "cfg") == 1
+    assert (generate(pipe, None, 2, auto, progress=False) != generate(pipe, None, 2, plain, progress=False)).any()
+
+
+def test_autoguidance_needs_a_guide(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(DevagenError, match="autoguidance.*train.guide_step"):
+        load_pipeline(tiny_model_dir)(labels=[1], guidance_scale=2.0, guidance="autoguidance", num_inference_steps=1)
+    bare = Path(shutil.copytree(tiny_model_dir, tmp_path / "m"))
+    shutil.rmtree(bare / "guide")
+    with pytest.raises(DevagenError, match=r"no guide/.*train.guide_step"):
+        load_pipeline(bare, with_guide=True)
+
+
+@pytest.mark.parametrize("guidance", ["cfg", "autoguidance"])
+def test_guidance_interval(tiny_model_dir: Path, guidance: str) -> None:
+    pipe = load_pipeline(tiny_model_dir, with_guide=True)
+
+    def draw(lo: int, hi: int, g: float = 3.0) -> np.ndarray:
+        cfg = SampleConfig(steps=3, guidance_scale=g, guidance=guidance, guidance_t_min=lo, guidance_t_max=hi)
+        return generate(pipe, np.arange(3), 3, cfg, progress=False)
+
+    unguided, everywhere = draw(0, 1000, g=1.0), draw(0, 1000)
+    np.testing.assert_array_equal(draw(2000, 3000), unguided)  # an interval holding no step: never guided
+    np.testing.assert_array_equal(draw(0, 999), everywhere)
+    middle = draw(300, 700)
+    assert (middle != unguided).any() and (middle != everywhere).any()

@@ -10,6 +10,7 @@ import pytest
 from devagen.classes import GLYPH_TO_INDEX, NUM_CLASSES, glyphs
 from devagen.errors import DevagenError
 from devagen.pipeline import load_pipeline
+from devagen.config import SampleConfig
 from devagen.text import generate_text, parse_text, text_figure
 
 
@@ -55,12 +56,12 @@ def test_text_figure_leaves_a_cell_per_space() -> None:
 
 
 def test_generate_text(tiny_model_dir: Path) -> None:
-    figure = generate_text(load_pipeline(tiny_model_dir), "क ख१", seed=0, steps=1, guidance_scale=2.0)
+    figure = generate_text(load_pipeline(tiny_model_dir), "क ख१", SampleConfig(seed=0, steps=1, guidance_scale=2.0))
     assert figure.size == (4 * 16 * 4, 16 * 4)
 
 
 def test_generate_text_refuses_unconditional_model(tiny_uncond_model_dir: Path) -> None:
     with pytest.raises(DevagenError, match="cannot be told which character"):
-        generate_text(load_pipeline(tiny_uncond_model_dir), "क", steps=1)
+        generate_text(load_pipeline(tiny_uncond_model_dir), "क", SampleConfig(steps=1))
     with pytest.raises(DevagenError, match="no characters"):
-        generate_text(load_pipeline(tiny_uncond_model_dir), "  ", steps=1)
+        generate_text(load_pipeline(tiny_uncond_model_dir), "  ", SampleConfig(steps=1))

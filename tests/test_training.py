@@ -177,6 +177,32 @@ def test_changed_params_start_fresh(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert len(fingerprints) == 1 and old not in fingerprints
 
 
+def test_guide_is_the_ema_snapshot_at_guide_step_and_survives_resume(tmp_path: Path) -> None:
+    cfg = _cfg(guide_step=2, keep_checkpoints=5)
+
+    def crash(stats: dict, step: int) -> None:
+        if step == 5:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        _train(tmp_path, cfg, log_fn=crash)
+    _train(tmp_path, cfg)  # resumes from step 4, after the guide was taken
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["devagen.json", "guide", "scheduler", "unet", "unet_raw"]
+    shadow = torch.load(tmp_path / "ck" / "step_0000002" / "custom_checkpoint_0.pkl", weights_only=False)["shadow_params"]
+    guide = UNet2DModel.from_pretrained(out, subfolder="guide")
+    assert all(torch.equal(p, s) for p, s in zip(guide.parameters(), shadow))
+    assert not torch.equal(_weights(out, "guide")["conv_in.weight"], _weights(out, "unet")["conv_in.weight"])
+    assert load_pipeline(out, with_guide=True).guide is not None
+
+
+def test_guide_step_must_fall_inside_the_run(tmp_path: Path) -> None:
+    with pytest.raises(DevagenError, match="train.guide_step"):
+        _cfg(max_steps=4, guide_step=4)
+    with pytest.raises(DevagenError, match="train.guide_step: 9 is not below"):
+        _train(tmp_path, _cfg(max_steps=0, epochs=1, guide_step=9))  # 24 images / batch 4 = 6 steps
+
+
 def test_nan_loss_stops_and_names_the_checkpoint(tmp_path: Path) -> None:
     cfg = _cfg(lr=1e30, grad_clip=0.0, warmup_steps=0, checkpoint_every=1, ema_decay=0.0)
     with pytest.raises(DevagenError, match=r"loss became \w+ at step \d+; last good checkpoint kept at .*step_000000\d"
@@ -197,10 +223,10 @@ from devagen.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainCon
 root, steps, delay = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 save = training.save_trained_model
 
-def record_then_save(run, model_cfg, out_dir):
+def record_then_save(run, ckpt, model_cfg, out_dir):
     weights = b"".join(p.detach().cpu().numpy().tobytes() for p in run.model.parameters())
     (root / f"rank{{run.accelerator.process_index}}.sha256").write_text(hashlib.sha256(weights).hexdigest())
-    save(run, model_cfg, out_dir)
+    save(run, ckpt, model_cfg, out_dir)
 
 training.save_trained_model = record_then_save
 cfg = TrainConfig(batch_size=4, max_steps=steps, warmup_steps=2, checkpoint_every=2, log_every=1, grad_accum=2)

@@ -156,7 +156,7 @@ def sample(params_path: str) -> None:
 
     params = _params(params_path)
     cfg = params.sample
-    pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema)
+    pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance")
     meta = read_meta(paths.DIFFUSION_DIR)
     images, labels, stats = sampling.sample_set(pipeline, meta, cfg)
     _save_samples(images, labels)
@@ -165,10 +165,10 @@ def sample(params_path: str) -> None:
     fig = sampling.samples_figure(images, labels, meta.glyphs, real=None if real is None else (real.images, real.labels))
     figures.save_image(fig, paths.FIGURES_DIR / "samples.png")
     label = 0 if meta.conditional else None
-    figures.save_image(sampling.steps_figure(pipeline, label, cfg.seed, guidance_scale=cfg.guidance_scale),
-                       paths.FIGURES_DIR / "steps.png")
+    guidance = sampling.guidance_options(cfg)
+    figures.save_image(sampling.steps_figure(pipeline, label, cfg.seed, **guidance), paths.FIGURES_DIR / "steps.png")
     trajectory = pipeline.trajectory(label, cfg.steps, generator=sampling.image_generators(cfg.seed, 0, 1),
-                                     guidance_scale=cfg.guidance_scale)
+                                     **guidance)
     figures.save_image(sampling.process_figure(trajectory), paths.FIGURES_DIR / "process.png")
     figures.save_gif(sampling.denoising_frames(trajectory), paths.FIGURES_DIR / "denoising.gif")
     tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
@@ -253,7 +253,8 @@ def report(params_path: str) -> None:
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=str(paths.DIFFUSION_DIR), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 1000), default=None, help="sampling steps (default: sample.steps)")
-@click.option("--guidance", type=click.FloatRange(0, 50), default=None, help="CFG scale (default: sample.guidance_scale)")
+@click.option("--guidance", type=click.FloatRange(0, 50), default=None,
+              help="guidance scale (default: sample.guidance_scale; the kind is sample.guidance)")
 @PARAMS_OPTION
 def generate(text: str | None, class_name: str | None, count: int, out: str, model_dir: str, seed: int,
              steps: int | None, guidance: float | None, params_path: str) -> None:
@@ -263,15 +264,18 @@ def generate(text: str | None, class_name: str | None, count: int, out: str, mod
     from .sampling import generate_class_grid
     from .text import generate_text
 
+    from dataclasses import replace
+
     cfg = _params(params_path).sample
-    steps, guidance = steps or cfg.steps, cfg.guidance_scale if guidance is None else guidance
+    cfg = replace(cfg, seed=seed, steps=steps or cfg.steps,
+                  guidance_scale=cfg.guidance_scale if guidance is None else guidance)
     if text is not None and class_name is not None:
         raise DevagenError("generate: give either --text or --class, not both")
-    pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema)
+    pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance")
     if text is not None:
-        image = generate_text(pipeline, text, seed, steps, guidance)
+        image = generate_text(pipeline, text, cfg)
     else:
-        image = generate_class_grid(pipeline, class_name, count, seed, steps, guidance)
+        image = generate_class_grid(pipeline, class_name, count, cfg)
     figures.save_image(image, Path(out))
     click.echo(f"generate: wrote {out}")
 

@@ -23,6 +23,7 @@ BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": 
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 SAMPLERS = ("dpmpp", "ddim", "ddpm")
+GUIDANCE = ("cfg", "autoguidance")  # what guidance extrapolates away from: the unconditional or the guide network
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 
@@ -167,6 +168,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 25
     augment: bool = True
+    guide_step: int = 0  # save the (EMA) weights at this step as guide/ for autoguidance; 0 disables
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
@@ -184,6 +186,9 @@ class TrainConfig:
         _check(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
         _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
         _check(self.log_every >= 1, "train.log_every", "must be >= 1")
+        _check(self.guide_step >= 0, "train.guide_step", "must be >= 0 (0 disables)")
+        _check(self.max_steps == 0 or self.guide_step < self.max_steps, "train.guide_step",
+               f"must be below train.max_steps ({self.max_steps}): the guide is an early snapshot")
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,9 @@ class SampleConfig:
     sampler: str = "dpmpp"
     steps: int = 20
     guidance_scale: float = 2.0  # 1 = conditional only, no guidance
+    guidance: str = "cfg"  # cfg (guide by the unconditional prediction) | autoguidance (by the guide/ network)
+    guidance_t_min: int = 0  # guide only at timesteps in [t_min, t_max]; the conditional prediction elsewhere
+    guidance_t_max: int = 1000
     per_class: int = 50  # conditional models
     count: int = 2300  # unconditional models
     batch_size: int = 256
@@ -203,6 +211,9 @@ class SampleConfig:
         _check(self.sampler in SAMPLERS, "sample.sampler", f"choose one of {', '.join(SAMPLERS)}")
         _check(self.steps >= 1, "sample.steps", "must be >= 1")
         _check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
+        _check(self.guidance in GUIDANCE, "sample.guidance", f"choose one of {', '.join(GUIDANCE)}")
+        _check(0 <= self.guidance_t_min <= self.guidance_t_max, "sample.guidance_t_max",
+               "need 0 <= guidance_t_min <= guidance_t_max (timesteps)")
         _check(self.per_class >= 1, "sample.per_class", "must be >= 1")
         _check(self.count >= 1, "sample.count", "must be >= 1")
         _check(self.batch_size >= 1, "sample.batch_size", "must be >= 1")

@@ -1,7 +1,8 @@
 """DevagenPipeline: sampling with batched classifier-free guidance, and loading a trained model directory.
 
 A model directory (written by training) holds `unet/` (EMA weights), `unet_raw/` (raw weights),
-`scheduler/` (the DDPMScheduler it was trained with) and `devagen.json` (see ModelMeta).
+`scheduler/` (the DDPMScheduler it was trained with), `devagen.json` (see ModelMeta) and, when
+`train.guide_step` is set, `guide/`: the same network early in training, for autoguidance.
 Diffusers users can skip devagen entirely:
     DevagenPipeline(unet=UNet2DModel.from_pretrained(d, subfolder="unet"), scheduler=DDIMScheduler(...))
 """
@@ -20,11 +21,13 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from .config import GUIDANCE
 from .data import from_model_range
 from .device import pick_device
 from .errors import DevagenError
 
 META_FILE = "devagen.json"
+GUIDE_FOLDER = "guide"  # the early-training snapshot that autoguidance guides by
 Generators = Union[torch.Generator, list[torch.Generator], None]
 Labels = Union[Sequence[int], np.ndarray, torch.Tensor, None]
 # callback(step_index, timestep, x_t (B, C, H, W) before the step, predicted x0 (B, C, H, W)), both in [-1, 1]-ish
@@ -68,14 +71,24 @@ def predicted_x0(scheduler: SchedulerMixin, output: torch.Tensor, sample: torch.
     raise ValueError(f"unknown prediction_type {kind!r}")
 
 
+ALL_TIMESTEPS = (0, 10**9)  # a guidance interval that contains every timestep
+
+
 class DevagenPipeline(DiffusionPipeline):
-    """UNet2DModel + any diffusers scheduler -> uint8 (B, H, W) white-on-black character images."""
+    """UNet2DModel + any diffusers scheduler -> uint8 (B, H, W) white-on-black character images.
+
+    Guidance extrapolates the model's prediction away from a worse one: `cfg` = the same network
+    without its class label (classifier-free guidance), `autoguidance` = `guide`, a weaker version of
+    the network (Karras et al. 2024), asked for the same class. Within `guidance_interval` (timesteps,
+    inclusive) only; elsewhere the plain conditional prediction is used (Kynkäänniemi et al. 2024).
+    """
 
     model_cpu_offload_seq = "unet"
+    _optional_components = ["guide"]
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin) -> None:
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, guide: Optional[UNet2DModel] = None) -> None:
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_modules(unet=unet, scheduler=scheduler, guide=guide)
 
     @property
     def conditional(self) -> bool:
@@ -93,22 +106,39 @@ class DevagenPipeline(DiffusionPipeline):
         size = self.unet.config.sample_size
         return (size, size) if isinstance(size, int) else tuple(size)
 
-    def passes_per_step(self, guidance_scale: float) -> int:
-        """UNet evaluations per image per step: 2 under classifier-free guidance, else 1."""
-        return 2 if self.conditional and guidance_scale != 1.0 else 1
+    def guided(self, guidance_scale: float, guidance: str = "cfg") -> bool:
+        """Whether sampling evaluates a second prediction to guide by (CFG needs class labels)."""
+        if guidance not in GUIDANCE:
+            raise DevagenError(f"sample.guidance: unknown {guidance!r}; choose one of {', '.join(GUIDANCE)}")
+        if guidance_scale == 1.0:
+            return False
+        if guidance == "autoguidance":
+            if self.guide is None:
+                raise DevagenError("sample.guidance: autoguidance needs the model's guide/ network; set "
+                                   "train.guide_step > 0 and run `dvc repro train`, or use sample.guidance: cfg")
+            return True
+        return self.conditional
+
+    def passes_per_step(self, guidance_scale: float, guidance: str = "cfg") -> int:
+        """Network evaluations per image per step (at most): 2 when guided, else 1."""
+        return 2 if self.guided(guidance_scale, guidance) else 1
 
     def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor],
-                     guidance_scale: float = 1.0) -> torch.Tensor:
-        """UNet output (B, C, H, W); guidance = uncond + g·(cond − uncond) from ONE batched forward pass.
+                     guidance_scale: float = 1.0, guidance: str = "cfg") -> torch.Tensor:
+        """Network output (B, C, H, W), guided as worse + g·(model − worse).
 
-        The combination is linear, so it is valid for eps, v and x0 predictions alike.
+        CFG's two predictions come from ONE batched pass. The combination is linear, so it is valid
+        for eps, v and x0 predictions alike.
         """
-        if labels is None or self.passes_per_step(guidance_scale) == 1:
+        if not self.guided(guidance_scale, guidance):
             return self.unet(x, t, class_labels=labels).sample
-        null = torch.full_like(labels, self.null_label)
-        both = self.unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample
-        cond, uncond = both.chunk(2)
-        return uncond + guidance_scale * (cond - uncond)
+        if guidance == "autoguidance":
+            good = self.unet(x, t, class_labels=labels).sample
+            worse = self.guide(x, t, class_labels=labels).sample
+        else:
+            null = torch.full_like(labels, self.null_label)
+            good, worse = self.unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample.chunk(2)
+        return worse + guidance_scale * (good - worse)
 
     def _class_labels(self, labels: Labels, batch_size: Optional[int]) -> tuple[Optional[torch.Tensor], int, bool]:
         """(class labels (B,) int64 on device or None, batch size, whether real labels were given)."""
@@ -136,17 +166,21 @@ class DevagenPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, labels: Labels = None, batch_size: Optional[int] = None, guidance_scale: float = 1.0,
                  num_inference_steps: int = 50, generator: Generators = None, output_type: str = "np",
-                 callback: Optional[StepCallback] = None) -> np.ndarray | list[Image.Image]:
+                 callback: Optional[StepCallback] = None, guidance: str = "cfg",
+                 guidance_interval: tuple[int, int] = ALL_TIMESTEPS) -> np.ndarray | list[Image.Image]:
         """Sample B images: uint8 numpy (B, H, W) ("np") or B PIL 'L' images ("pil").
 
-        labels (B,) in [0, 46), or None: unconditional (a conditional model then gets its null label).
+        labels (B,) in [0, 46), or None: unconditional (a conditional model then gets its null label;
+        CFG then has nothing to guide by, autoguidance still guides).
         """
         class_labels, batch_size, given = self._class_labels(labels, batch_size)
-        guidance_scale = guidance_scale if given else 1.0
+        guidance_scale = guidance_scale if given or guidance == "autoguidance" else 1.0
+        lo, hi = guidance_interval
         x = self.initial_noise(batch_size, generator)
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         for i, t in enumerate(self.scheduler.timesteps):
-            out = self.model_output(self.scheduler.scale_model_input(x, t), t, class_labels, guidance_scale)
+            scale = guidance_scale if lo <= int(t) <= hi else 1.0
+            out = self.model_output(self.scheduler.scale_model_input(x, t), t, class_labels, scale, guidance)
             step = self.scheduler.step(out, t, x, generator=generator)
             if callback is not None:
                 x0 = getattr(step, "pred_original_sample", None)
@@ -158,7 +192,7 @@ class DevagenPipeline(DiffusionPipeline):
         return images
 
     def trajectory(self, label: Optional[int], steps: int, generator: Generators = None,
-                   guidance_scale: float = 1.0) -> "Trajectory":
+                   guidance_scale: float = 1.0, **guidance: Any) -> "Trajectory":
         """One sampling run of one image, recording x_t and the predicted x0 at every step."""
         xs: list[np.ndarray] = []
         x0s: list[np.ndarray] = []
@@ -170,7 +204,7 @@ class DevagenPipeline(DiffusionPipeline):
             ts.append(t)
 
         final = self(labels=None if label is None else [label], batch_size=1, guidance_scale=guidance_scale,
-                     num_inference_steps=steps, generator=generator, callback=record)
+                     num_inference_steps=steps, generator=generator, callback=record, **guidance)
         return Trajectory(xt=np.stack(xs + [final[0]]), x0=np.stack(x0s), timesteps=ts)
 
 
@@ -248,8 +282,11 @@ def _load_ddpm_config(model_dir: Path) -> dict:
 
 
 def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
-                  device: Union[str, torch.device, None] = None) -> DevagenPipeline:
-    """A trained model directory -> DevagenPipeline on `device` (None: pick_device()), fp32, eval mode."""
+                  device: Union[str, torch.device, None] = None, with_guide: bool = False) -> DevagenPipeline:
+    """A trained model directory -> DevagenPipeline on `device` (None: pick_device()), fp32, eval mode.
+
+    with_guide: also load guide/ (needed by autoguidance); a directory without one raises DevagenError.
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise _broken(model_dir, "no such model directory")
@@ -259,6 +296,13 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
         raise _broken(model_dir, f"{META_FILE} says conditional={meta.conditional} but the UNet disagrees")
     if meta.conditional and meta.null_label != unet.config.num_class_embeds - 1:
         raise _broken(model_dir, f"{META_FILE} null_label {meta.null_label} is not the UNet's last class embedding")
-    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=build_sampler(_load_ddpm_config(model_dir), sampler))
+    guide = None
+    if with_guide:
+        if not (model_dir / GUIDE_FOLDER).is_dir():
+            raise DevagenError(f"{model_dir}: no {GUIDE_FOLDER}/ network for sample.guidance: autoguidance; set "
+                               "train.guide_step > 0 and run `dvc repro train`, or use sample.guidance: cfg")
+        guide = _load_unet(model_dir, GUIDE_FOLDER).eval()
+    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=build_sampler(_load_ddpm_config(model_dir), sampler),
+                               guide=guide)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device if device is not None else pick_device())

@@ -8,7 +8,7 @@ convolutions, at most one grey level), and a longer run extends a shorter one.
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,11 +31,17 @@ def image_generators(seed: int, start: int, count: int) -> list[torch.Generator]
     return [torch.Generator().manual_seed(int(s)) for s in states]
 
 
+def guidance_options(cfg: SampleConfig) -> dict:
+    """The pipeline keyword arguments that say how to guide: scale, kind and timestep interval."""
+    return {"guidance_scale": cfg.guidance_scale, "guidance": cfg.guidance,
+            "guidance_interval": (cfg.guidance_t_min, cfg.guidance_t_max)}
+
+
 def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int, cfg: SampleConfig,
              progress: bool = True) -> np.ndarray:
     """`count` images uint8 (N, H, W) for labels (N,) in [0, 46) or None (unconditional); same cfg ⇒ same images.
 
-    Uses cfg.seed, steps, guidance_scale and batch_size; the sampler is the pipeline's own scheduler.
+    Uses cfg.seed, steps, guidance options and batch_size; the sampler is the pipeline's own scheduler.
     """
     if labels is not None and len(labels) != count:
         raise ValueError(f"{len(labels)} labels for {count} images")
@@ -44,8 +50,8 @@ def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int
         for start in range(0, count, cfg.batch_size):
             n = min(cfg.batch_size, count - start)
             batch_labels = None if labels is None else np.asarray(labels[start:start + n])
-            batches.append(pipeline(labels=batch_labels, batch_size=n, guidance_scale=cfg.guidance_scale,
-                                    num_inference_steps=cfg.steps, generator=image_generators(cfg.seed, start, n)))
+            batches.append(pipeline(labels=batch_labels, batch_size=n, num_inference_steps=cfg.steps,
+                                    generator=image_generators(cfg.seed, start, n), **guidance_options(cfg)))
             bar.update(n)
     return np.concatenate(batches)
 
@@ -65,9 +71,10 @@ def sample_set(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig,
     wall = time.perf_counter() - start
     stats = {"sampler": cfg.sampler, "images": len(images), "wall_s": wall, "images_per_s": len(images) / wall,
              "ms_per_image": 1000.0 * wall / len(images),
-             "nfe": cfg.steps * pipeline.passes_per_step(cfg.guidance_scale),  # UNet evaluations per image
-             "steps": cfg.steps,
-             "guidance_scale": cfg.guidance_scale if meta.conditional else 1.0}
+             "nfe": cfg.steps * pipeline.passes_per_step(cfg.guidance_scale, cfg.guidance),  # at most, per image
+             "steps": cfg.steps, "guidance": cfg.guidance,
+             "guidance_scale": cfg.guidance_scale if meta.conditional or cfg.guidance == "autoguidance" else 1.0,
+             "guidance_interval": [cfg.guidance_t_min, cfg.guidance_t_max]}
     return images, labels, stats
 
 
@@ -105,13 +112,16 @@ def samples_figure(images: np.ndarray, labels: np.ndarray, glyph_list: Sequence[
 
 
 def steps_figure(pipeline: DevagenPipeline, label: Optional[int], seed: int,
-                 steps: Sequence[int] = (1, 2, 3, 5, 10, 20, 50), guidance_scale: float = 1.0,
-                 title: Optional[str] = None) -> Image.Image:
-    """The same initial noise sampled with each step count, captioned "1 step", "2 steps", ..."""
+                 steps: Sequence[int] = (1, 2, 3, 5, 10, 20, 50), title: Optional[str] = None,
+                 **guidance: Any) -> Image.Image:
+    """The same initial noise sampled with each step count, captioned "1 step", "2 steps", ...
+
+    guidance: the pipeline's guidance keywords (guidance_options); none = unguided.
+    """
     labels = None if label is None else [label]
     images = np.concatenate([
-        pipeline(labels=labels, batch_size=1, guidance_scale=guidance_scale, num_inference_steps=n,
-                 generator=image_generators(seed, 0, 1))
+        pipeline(labels=labels, batch_size=1, num_inference_steps=n, generator=image_generators(seed, 0, 1),
+                 **guidance)
         for n in steps])
     captions = [f"{n} step" if n == 1 else f"{n} steps" for n in steps]
     return captioned_row(images, captions, scale=4, title=title)
@@ -149,12 +159,14 @@ def class_index(name: str) -> int:
                        f"or a DHCD folder name ({', '.join(CLASS_NAMES)})")
 
 
-def generate_class_grid(pipeline: DevagenPipeline, class_name: Optional[str], n: int, seed: int, steps: int,
-                        guidance_scale: float, per_row: int = 8) -> Image.Image:
-    """n samples of one class (name or glyph; None = unconditional) in rows of per_row, glyph at the left."""
+def generate_class_grid(pipeline: DevagenPipeline, class_name: Optional[str], n: int, cfg: SampleConfig,
+                        per_row: int = 8) -> Image.Image:
+    """n samples of one class (name or glyph; None = unconditional) in rows of per_row, glyph at the left.
+
+    cfg: seed, steps and guidance.
+    """
     label = None if class_name is None else class_index(class_name)
     labels = None if label is None else np.full(n, label, dtype=np.int64)
-    cfg = SampleConfig(seed=seed, steps=steps, guidance_scale=guidance_scale, batch_size=256)
     images = generate(pipeline, labels, n, cfg, progress=False)
     glyph = "" if label is None else glyphs()[label]
     rows = [(glyph, images[i:i + per_row]) for i in range(0, n, per_row)]

@@ -70,15 +70,13 @@ def text_figure(images: np.ndarray, slots: Sequence[Optional[int]], scale: int =
     return image_row(cells, scale=scale, gap=0)
 
 
-def generate_text(pipeline: DevagenPipeline, text: str, seed: int = 0, steps: int = 20,
-                  guidance_scale: float = 2.0) -> Image.Image:
+def generate_text(pipeline: DevagenPipeline, text: str, cfg: SampleConfig = SampleConfig()) -> Image.Image:
     """Draw `text` with a conditional model: one row, a generated image per character, gaps for spaces.
 
-    An unconditional model raises DevagenError (from the pipeline): it cannot be told what to draw.
+    cfg: seed, steps and guidance. An unconditional model raises DevagenError (from the pipeline).
     """
     slots = parse_text(text)
     labels = np.array([slot for slot in slots if slot is not None], dtype=np.int64)
     if len(labels) == 0:
         raise DevagenError(f"--text: {text!r} has no characters to draw; supported: {supported_characters()}")
-    cfg = SampleConfig(seed=seed, steps=steps, guidance_scale=guidance_scale)
     return text_figure(generate(pipeline, labels, len(labels), cfg, progress=False), slots)

@@ -47,13 +47,14 @@ from .data import to_model_range
 from .diffusion import diffusion_loss
 from .errors import DevagenError
 from .model import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
-from .pipeline import ModelMeta, write_meta
+from .pipeline import GUIDE_FOLDER, ModelMeta, write_meta
 
 log = logging.getLogger(__name__)
 
 LogFn = Callable[[dict, int], None]
 CHECKPOINT_RE = re.compile(r"^step_(\d{7})$")
 META_NAME = "devagen_checkpoint.json"  # written last, inside the temp dir, before the rename
+GUIDE_META = "devagen_guide.json"  # step and run fingerprint of the guide snapshot in the checkpoint dir
 SMOOTHING = 0.98  # EMA of the loss shown in logs and returned as the final loss
 NOT_FINGERPRINTED = ("checkpoint_every", "keep_checkpoints", "log_every")  # do not change the weights
 
@@ -326,20 +327,54 @@ def model_meta(model_cfg: ModelConfig, image_size: int) -> ModelMeta:
                      preset=model_cfg.preset)
 
 
-def save_trained_model(run: _Run, model_cfg: ModelConfig, out_dir: Path) -> None:
-    """Write out_dir/{unet (EMA, else raw), unet_raw, scheduler, devagen.json} via a temp dir, then rename."""
+def _network_copy(run: _Run, ema: bool) -> UNet2DModel:
+    """A standalone copy of the network: its EMA weights when ema is True and there is an EMA, else the raw ones."""
+    net = UNet2DModel.from_config(run.model.config)
+    net.load_state_dict(run.model.state_dict())
+    if ema and run.ema is not None:
+        run.ema.copy_to(net.parameters())
+    return net
+
+
+def _save_guide(run: _Run, ckpt: _Checkpoints, step: int) -> None:
+    """Snapshot the (EMA) network at `step` as ckpt.directory/guide: the weak model autoguidance guides by."""
+    if run.accelerator.is_main_process:
+        final = ckpt.directory / GUIDE_FOLDER
+        tmp = ckpt.directory / f".tmp-{GUIDE_FOLDER}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _network_copy(run, ema=True).save_pretrained(tmp)
+        meta = {"step": step, "fingerprint": ckpt.fingerprint}
+        (tmp / GUIDE_META).write_text(json.dumps(meta), encoding="utf-8")
+        _swap_in(tmp, final)
+    run.accelerator.wait_for_everyone()
+
+
+def _guide_for_run(ckpt: _Checkpoints, guide_step: int) -> Path:
+    """This run's guide snapshot in the checkpoint dir, or DevagenError saying how to get one."""
+    path = ckpt.directory / GUIDE_FOLDER
+    try:
+        meta = json.loads((path / GUIDE_META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    if meta.get("fingerprint") != ckpt.fingerprint or meta.get("step") != guide_step:
+        raise DevagenError(f"train: {path} holds no guide snapshot of this run at train.guide_step={guide_step}; "
+                           f"delete {ckpt.directory} and re-run `dvc repro train`")
+    return path
+
+
+def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, out_dir: Path) -> None:
+    """Write out_dir/{unet (EMA, else raw), unet_raw, guide (if any), scheduler, devagen.json} via a temp dir."""
     acc = run.accelerator
     acc.wait_for_everyone()
     if acc.is_main_process:
+        guide = _guide_for_run(ckpt, run.cfg.guide_step) if run.cfg.guide_step else None
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_dir.with_name(f".tmp-{out_dir.name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        raw = UNet2DModel.from_config(run.model.config)
-        raw.load_state_dict(run.model.state_dict())
-        raw.save_pretrained(tmp / "unet_raw")
-        if run.ema is not None:
-            run.ema.copy_to(raw.parameters())
-        raw.save_pretrained(tmp / "unet")
+        _network_copy(run, ema=False).save_pretrained(tmp / "unet_raw")
+        _network_copy(run, ema=True).save_pretrained(tmp / "unet")
+        if guide is not None:
+            shutil.copytree(guide, tmp / GUIDE_FOLDER, ignore=shutil.ignore_patterns(GUIDE_META))
         run.noise_scheduler.save_pretrained(tmp / "scheduler")
         write_meta(model_meta(model_cfg, int(run.images.shape[-1])), tmp)
         _swap_in(tmp, out_dir)
@@ -378,6 +413,8 @@ def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress:
             bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{stats['lr']:.2e}", img_s=f"{stats['img_per_s']:.1f}")
             if log_fn is not None and acc.is_main_process:
                 log_fn(stats, step)
+        if step == cfg.guide_step:
+            _save_guide(run, ckpt, step)
         if step % cfg.checkpoint_every == 0:
             _save_checkpoint(run, ckpt, step, smoothed)
     bar.close()
@@ -395,11 +432,14 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     began = time.perf_counter()
     _check_data(images, labels, model_cfg.conditional)
     run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels)
+    if params_train.guide_step >= run.total_steps:
+        raise DevagenError(f"params.yaml: train.guide_step: {params_train.guide_step} is not below the run's "
+                           f"{run.total_steps} steps; the guide is an early snapshot (0 disables it)")
     ckpt = _Checkpoints(Path(checkpoint_dir), *run_fingerprint(run, model_cfg, images, labels))
     _resume(run, ckpt)
     start = ckpt.step
     loss, img_per_s = _run_steps(run, ckpt, log_fn, progress)
-    save_trained_model(run, model_cfg, Path(out_dir))
+    save_trained_model(run, ckpt, model_cfg, Path(out_dir))
     return {
         "steps": run.total_steps, "epochs": run.total_steps * run.global_batch / len(images),
         "final_loss": loss, "img_per_s": img_per_s, "wall_s": time.perf_counter() - began,
