@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,24 @@ def test_disjoint_real_sets_match_class_sizes_and_are_seeded():
     assert (a == a2).all() and (b == b2).all()
     a3, _ = style.disjoint_real_sets(real_labels, gen_labels, seed=8)
     assert not (a == a3).all()
+
+
+def test_style_evaluation_writes_json_ready_metrics_and_a_figure():
+    from devagen.classes import glyphs
+    from devagen.evaluation import STYLE_HEADLINE, style_evaluation
+
+    real = _pen_population(60, seed=4)
+    real_labels = np.repeat(np.arange(6), 10)
+    samples = _pen_population(36, seed=5, scale=1.3)
+    samples[0] = 0  # a blank sample: NaN inside, no crash, nothing NaN in the JSON
+    intended = np.repeat(np.arange(6), 6)
+    got = style_evaluation(samples, intended, real, real_labels, glyphs(), seed=0)
+    json.dumps(got.metrics, allow_nan=False)
+    for m in STYLE_HEADLINE:
+        assert f"style_{m}_ratio" in got.metrics
+    assert got.metrics["style_stroke_width_ratio"] > 1.1
+    assert got.metrics["style"]["slant"]["ratio_median"] is None
+    assert set(style.MEASURES) <= set(got.metrics["style"])
+    assert got.figure.width > (6 + 1 + 6) * 32 * 4 and got.figure.height > 6 * 32 * 4  # 6 x (6 | 6) crops at 4x
+    uncond = style_evaluation(samples, np.full(36, -1), real, real_labels, glyphs(), seed=0)
+    assert uncond.metrics["style"]["compared"] == {"generated": 36, "real": 30, "classes": 1}

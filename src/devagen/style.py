@@ -225,7 +225,8 @@ def style_comparison(generated: np.ndarray, gen_labels: np.ndarray, real: np.nda
     """Generated vs a random real set B with the same per-class sizes, and the floor: another disjoint
     random real set A vs B, compared the same way (what a generator that writes like real DHCD would score).
     Returns {'measures': {name: {ratio_median, diff_median, wasserstein_median, floor_…, gen_median,
-    real_median}}, 'stroke_width_percentiles': {'generated': {p10, p50, p90}, 'real': …}, 'compared': …}."""
+    real_median}}, 'stroke_width_percentiles': {'generated': {p10, p50, p90}, 'real': …}, 'compared': …,
+    'per_image': {'generated': measures, 'real': measures of B, 'real_index': B's indices}}."""
     gen_labels, real_labels = np.asarray(gen_labels), np.asarray(real_labels)
     a, b = disjoint_real_sets(real_labels, gen_labels, seed)
     m_gen, m_a, m_b = measure(generated), measure(real[a]), measure(real[b])
@@ -238,4 +239,5 @@ def style_comparison(generated: np.ndarray, gen_labels: np.ndarray, real: np.nda
     return {"measures": measures,
             "stroke_width_percentiles": {"generated": percentiles(m_gen["stroke_width"]),
                                          "real": percentiles(m_b["stroke_width"])},
-            "compared": {"generated": int(len(generated)), "real": int(len(b)), "classes": len(got["stroke_width"]["classes"])}}
+            "compared": {"generated": int(len(generated)), "real": int(len(b)), "classes": len(got["stroke_width"]["classes"])},
+            "per_image": {"generated": m_gen, "real": m_b, "real_index": b}}
