@@ -63,12 +63,14 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
         assert key in ev, key
     assert np.isfinite(ev["fid"]) and ev["fid"] >= 0 and 0 <= ev["ocr_accuracy"] <= 1
     assert len(ev["per_class_accuracy"]) == 46
+    assert ev["style"]["compared"]["classes"] == 46 and "style_ink_mass_ratio" in ev
+    assert ev["style_stroke_width_ratio"] is None or ev["style_stroke_width_ratio"] > 0
 
     with np.load(tmp_path / "samples/samples.npz") as npz:
         assert npz["images"].shape == (92, 32, 32) and npz["images"].dtype == np.uint8
         assert sorted(set(npz["labels"].tolist())) == list(range(46))
     for name in ("dataset.png", "augment.png", "samples.png", "steps.png", "process.png", "denoising.gif",
-                 "confusion.png", "loss_curve.png", "per_class.png"):
+                 "confusion.png", "style.png", "loss_curve.png", "per_class.png"):
         with Image.open(tmp_path / "reports/figures" / name) as img:
             assert img.width > 50 and img.height > 30, name
     html = (tmp_path / "reports/report.html").read_text()

@@ -27,7 +27,15 @@ EVAL = {"conditional": True, "n_generated": 2300, "ocr_accuracy": 0.931, "ocr_in
         "fid": 12.3, "kid": 0.0123, "kid_std": 0.0004, "precision": 0.81, "recall": 0.62,
         "floor_fid": 1.1, "floor_kid": 0.0002, "floor_precision": 0.86, "floor_recall": 0.84,
         "inception_fid": None, "inception_status": "evaluate.inception_weights is null",
-        "judge_test_accuracy": 0.962, "per_class_accuracy": PER_CLASS}
+        "judge_test_accuracy": 0.962, "per_class_accuracy": PER_CLASS,
+        "style": {"stroke_width": {"ratio_median": 1.213, "floor_ratio_median": 0.996, "diff_median": 0.55,
+                                   "wasserstein_median": 0.61, "floor_wasserstein_median": 0.25,
+                                   "gen_median": 3.21, "real_median": 2.65},
+                  "ink_mass": {"ratio_median": 1.244, "floor_ratio_median": 1.008, "gen_median": 301.0,
+                               "real_median": 242.0},
+                  "edge_softness": {"ratio_median": 0.97, "floor_ratio_median": 1.0},
+                  "slant": {"ratio_median": None, "diff_median": -2.34, "floor_diff_median": 0.4},
+                  "compared": {"generated": 920, "real": 920, "classes": 46}}}
 METRICS = {"data": {"train": 78150, "test": 13800, "classes": 46, "duplicates_removed": 25,
                     "pixel_mean": 0.2404, "pixel_std": 0.41},
            "ocr": {"test_accuracy": 0.962, "train_seconds": 310.0,
@@ -50,7 +58,7 @@ def make_report_root(root: Path) -> Path:
     write_csv([{"step": s, "loss": 0.05 + math.exp(-s / 500), "lr": 1e-3 * min(1.0, s / 200), "img_per_s": 30.0}
                for s in range(25, 3001, 25)], root / paths.TRAIN_LOG)
     cells = np.random.default_rng(0).integers(0, 256, (8, 32, 32), dtype=np.uint8)
-    for name in ("dataset", "augment", "samples", "steps", "process", "confusion"):
+    for name in ("dataset", "augment", "samples", "steps", "process", "confusion", "style"):
         figures.save_image(figures.image_row(cells), root / paths.FIGURES_DIR / f"{name}.png")
     figures.save_gif(list(cells), root / paths.FIGURES_DIR / "denoising.gif", scale=2)
     render_plots(root)
@@ -178,3 +186,20 @@ def test_plots_are_sane_images() -> None:
     assert tall > 4 * short  # bar area follows the value
     with pytest.raises(ValueError):
         plots.bar_plot(["a", "b"], [0.5], "mismatch")
+
+
+def test_summary_says_in_words_how_the_pen_compares_to_real() -> None:
+    text = summarize(METRICS, PARAMS)
+    assert ("Pen style, median over classes of generated / real: strokes 1.21× as wide as real "
+            "(real vs real 1.00×), ink mass 1.24× (real vs real 1.01×), edge softness 0.97×; "
+            "slant differs by -2.3°.") in text
+    no_style = summarize({**METRICS, "eval": {k: v for k, v in EVAL.items() if k != "style"}}, PARAMS)
+    assert "Pen style" not in no_style
+
+
+def test_style_table_sets_each_measure_beside_its_floor(rendered) -> None:
+    _, _, md = rendered
+    assert "| stroke width (px) | 3.21 | 2.65 | 1.21× | 1.00× | 0.61 | 0.25 | ink mass / skeleton length |" in md
+    assert "| slant (°) | — | — | -2.3° | +0.4° | — | — |" in md
+    assert "920 generated against 920 random real test images" in md
+    assert md.index("### Pen style") < md.index("![style]") < md.index("### OCR judge")

@@ -195,7 +195,7 @@ def evaluate(params_path: str) -> None:
 
     from . import data, figures, ocr, tracking
     from .classes import glyphs
-    from .evaluation import evaluate_samples
+    from .evaluation import evaluate_samples, style_evaluation
     from .io import read_json, write_csv
     from .metrics import confusion_figure
 
@@ -208,6 +208,10 @@ def evaluate(params_path: str) -> None:
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
     result = evaluate_samples(judge, samples, intended, train.images, test.images, params.evaluate,
                               say=lambda msg: click.echo(f"evaluate: {msg}"))
+    click.echo("evaluate: pen style vs real test images (and the real-vs-real floor)")
+    pen = style_evaluation(samples, intended, test.images, test.labels, glyphs(), params.evaluate.seed)
+    result.metrics.update(pen.metrics)
+    figures.save_image(pen.figure, paths.FIGURES_DIR / "style.png")
     ocr_metrics = paths.METRICS_DIR / "ocr.json"
     if ocr_metrics.is_file():
         result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]
@@ -217,9 +221,17 @@ def evaluate(params_path: str) -> None:
         figures.save_image(confusion_figure(result.confusion, glyphs()), paths.FIGURES_DIR / "confusion.png")
     tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
     tracker.log_metrics(result.metrics)
-    tracker.log_artifact(paths.FIGURES_DIR / "confusion.png", "figures")
+    for name in ("confusion.png", "style.png"):
+        tracker.log_artifact(paths.FIGURES_DIR / name, "figures")
     headline = result.metrics.get("ocr_accuracy", result.metrics["legible_share"])
-    click.echo(f"evaluate: OCR {headline:.4f}, FID {result.metrics['fid']:.3f} (real floor {result.metrics['floor_fid']:.3f})")
+    click.echo(f"evaluate: OCR {headline:.4f}, FID {result.metrics['fid']:.3f} (real floor {result.metrics['floor_fid']:.3f}), "
+               f"stroke width {_times(result.metrics['style_stroke_width_ratio'])} real "
+               f"(floor {_times(result.metrics['style_stroke_width_floor_ratio'])})")
+
+
+def _times(ratio: float | None) -> str:
+    """1.213 -> '1.21x'; None (undefined, e.g. blank samples) -> 'n/a'."""
+    return "n/a" if ratio is None else f"{ratio:.2f}x"
 
 
 @cli.command()

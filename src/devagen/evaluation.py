@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
-from . import metrics
+from . import figures, metrics, plots, style
 from .config import EvaluateConfig
 from .ocr import Judge, predict_proba
 
@@ -50,3 +51,65 @@ def evaluate_samples(judge: Judge, samples: np.ndarray, intended: np.ndarray, tr
     out.update(_prefixed(inception, "inception_") if inception else {"inception_fid": None})
     out["inception_status"] = "computed" if inception else "no local Inception weights (evaluate.inception_weights is null)"
     return Evaluation(out, confusion, rows)
+
+
+# Flat eval.json keys `dvc exp show` can list: style_<measure>_ratio (median over classes of the per-class
+# ratio of medians, generated / real) and the real-vs-real floor of the ones the issue targets.
+STYLE_HEADLINE = ("stroke_width", "ink_mass", "ink_coverage", "ink_intensity", "edge_softness")
+STYLE_FLOORED = ("stroke_width", "ink_mass")
+STYLE_FIGURE_CLASSES, STYLE_FIGURE_CROPS = 6, 6  # style.png: classes shown, crops of each side per class
+
+
+@dataclass(frozen=True)
+class StyleEvaluation:
+    """eval.json entries (a nested `style` block plus flat headline keys) and the style.png figure."""
+
+    metrics: dict[str, Any]
+    figure: Image.Image
+
+
+def _finite(x: Any) -> Any:
+    """NaN -> None through nested dicts and lists (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, float) and x != x:
+        return None
+    return x
+
+
+def _style_crops(samples: np.ndarray, intended: np.ndarray, real: np.ndarray, real_labels: np.ndarray,
+                 names: Sequence[str], seed: int) -> Image.Image:
+    """A few seeded classes (one row for an unconditional model): generated crops | real crops drawn at random, 4x."""
+    rng = np.random.default_rng(seed)
+    conditional = bool((intended >= 0).all())
+    present = np.unique(intended) if conditional else np.array([-1])
+    shown = np.sort(rng.choice(present, min(STYLE_FIGURE_CLASSES, len(present)), replace=False))
+    real_labels = real_labels if conditional else np.full(len(real), -1)
+    gen_pick = figures.random_per_class(intended, STYLE_FIGURE_CROPS, seed)
+    real_pick = figures.random_per_class(real_labels, STYLE_FIGURE_CROPS, seed + 1)
+    blank = np.full((1, *samples.shape[1:]), 255, np.uint8)
+    rows = [(names[c] if c >= 0 else "", np.concatenate([samples[gen_pick[intended[gen_pick] == c]], blank,
+                                                        real[real_pick[real_labels[real_pick] == c]]]))
+            for c in shown]
+    grid = figures.labelled_rows(rows, scale=4)
+    title = "Pen style at 4x: generated (left) | real DHCD test images of the same class, drawn at random (right)"
+    return plots.stack_vertical([plots.text_banner(title, grid.width), grid], gap=0)
+
+
+def style_evaluation(samples: np.ndarray, intended: np.ndarray, real: np.ndarray, real_labels: np.ndarray,
+                     names: Sequence[str], seed: int) -> StyleEvaluation:
+    """Pen style of samples uint8 (N, S, S), labels (N,) (-1: unconditional) vs real uint8 (M, S, S) with labels."""
+    got = style.style_comparison(samples, intended, real, real_labels, seed)
+    per_image = got.pop("per_image")
+    flat = {f"style_{m}_ratio": got["measures"][m]["ratio_median"] for m in STYLE_HEADLINE}
+    flat.update({f"style_{m}_floor_ratio": got["measures"][m]["floor_ratio_median"] for m in STYLE_FLOORED})
+    flat["style_stroke_width_wasserstein"] = got["measures"]["stroke_width"]["wasserstein_median"]
+    flat["style_stroke_width_floor_wasserstein"] = got["measures"]["stroke_width"]["floor_wasserstein_median"]
+    gen_m, real_m = per_image["generated"], per_image["real"]
+    hists = [plots.histogram_plot({"generated": gen_m[m], "real DHCD": real_m[m]}, title, xlabel)
+             for m, title, xlabel in (("stroke_width", "Stroke width, all classes", "px (ink mass / skeleton length)"),
+                                      ("ink_coverage", "Ink coverage, all classes", "share of pixels > 127"))]
+    crops = _style_crops(samples, intended, real, real_labels, names, seed)
+    block = {**got["measures"], "stroke_width_percentiles": got["stroke_width_percentiles"], "compared": got["compared"]}
+    figure = plots.stack_vertical([crops, plots.stack_vertical(hists, horizontal=True)])
+    return StyleEvaluation(_finite({"style": block, **flat}), figure)

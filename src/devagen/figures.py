@@ -102,6 +102,17 @@ def save_gif(frames: Sequence[np.ndarray], path: Path, scale: int = 8, duration_
     tmp.replace(path)
 
 
-def class_rows(images: np.ndarray, labels: np.ndarray, names: Sequence[str], per_class: int) -> list[tuple[str, np.ndarray]]:
-    """The first `per_class` images of each class as (name, uint8 (n, H, W)) rows, in class order."""
-    return [(name, images[labels == c][:per_class]) for c, name in enumerate(names)]
+def random_per_class(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Indices of up to `per_class` images of each label (N,), drawn at random with a seeded RNG, grouped by
+    label in ascending order. DHCD's file order is not random in style (each class starts with thin pens)."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
+    return np.concatenate(picks).astype(np.int64) if picks else np.zeros(0, np.int64)
+
+
+def class_rows(images: np.ndarray, labels: np.ndarray, names: Sequence[str], per_class: int,
+               seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """`per_class` random (seeded) images of each class as (name, uint8 (n, H, W)) rows, in class order."""
+    pick = random_per_class(labels, per_class, seed)
+    return [(name, images[pick[labels[pick] == c]]) for c, name in enumerate(names)]

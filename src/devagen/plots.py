@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .figures import glyph_font
@@ -151,6 +152,20 @@ def line_plot(xs: Sequence[float], series: Mapping[str, Sequence[Optional[float]
     return _finish(chart)
 
 
+def histogram_plot(values: Mapping[str, np.ndarray], title: str, xlabel: str, bins: int = 24,
+                   size: tuple[int, int] = (480, 280)) -> Image.Image:
+    """Share of each series' values (NaNs dropped) per bin of one shared range (the pooled 0.5th-99.5th
+    percentiles; values outside are left out), drawn as overlaid lines through the bin centres -> RGB image."""
+    clean = {name: v[~np.isnan(v)] for name, v in values.items()}
+    pooled = np.concatenate(list(clean.values()) + [np.zeros(0)])
+    lo, hi = (np.percentile(pooled, [0.5, 99.5]) if len(pooled) else (0.0, 1.0))
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    shares = {name: np.histogram(v, edges)[0] / max(len(v), 1) for name, v in clean.items()}
+    centres = (edges[:-1] + edges[1:]) / 2
+    return line_plot(centres.tolist(), {k: v.tolist() for k, v in shares.items()}, title, xlabel,
+                     "share of images", size=size)
+
+
 def _mean_line(chart: _Chart, values: Sequence[Optional[float]], to_y: Callable[[float], float]) -> None:
     """Dashed line at the mean of the known values."""
     known = [v for v in values if v is not None]
@@ -199,12 +214,22 @@ def bar_plot(labels: Sequence[str], values: Sequence[Optional[float]], title: st
     return _finish(chart)
 
 
-def stack_vertical(images: Sequence[Image.Image], gap: int = 8) -> Image.Image:
-    """Images one above the other on white, left-aligned, `gap` px apart -> RGB image."""
-    width = max(im.width for im in images)
-    canvas = Image.new("RGB", (width, sum(im.height for im in images) + gap * (len(images) - 1)), WHITE)
-    y = 0
-    for im in images:
-        canvas.paste(im.convert("RGB"), (0, y))
-        y += im.height + gap
+def stack_vertical(images: Sequence[Image.Image], gap: int = 8, horizontal: bool = False) -> Image.Image:
+    """Images one above the other on white, left-aligned (`horizontal`: side by side, top-aligned),
+    `gap` px apart -> RGB image."""
+    sizes = [(im.width, im.height) if not horizontal else (im.height, im.width) for im in images]
+    across, along = max(a for a, _ in sizes), sum(b for _, b in sizes) + gap * (len(images) - 1)
+    canvas = Image.new("RGB", (along, across) if horizontal else (across, along), WHITE)
+    offset = 0
+    for im, (_, extent) in zip(images, sizes):
+        canvas.paste(im.convert("RGB"), (offset, 0) if horizontal else (0, offset))
+        offset += extent + gap
     return canvas
+
+
+def text_banner(text: str, width: int) -> Image.Image:
+    """A white strip `width` px wide holding one line of chart-title text -> RGB image."""
+    font = glyph_font(TITLE_PX)
+    banner = Image.new("RGB", (width, int(TITLE_PX * 1.8)), WHITE)
+    ImageDraw.Draw(banner).text((PAD, banner.height // 2), text, fill=INK, font=font, anchor="lm")
+    return banner

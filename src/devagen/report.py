@@ -28,7 +28,8 @@ from .figures import save_image
 from .io import read_json
 
 STAGE_OF = {"data": "prepare", "ocr": "train_ocr", "train": "train", "sample": "sample", "eval": "evaluate"}
-FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", "process", "per_class", "confusion")
+FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", "process", "per_class", "confusion",
+           "style")
 KEY_PARAMS = ("model.preset", "model.conditional", "diffusion.prediction_type", "diffusion.beta_schedule",
               "diffusion.min_snr_gamma", "train.lr", "train.batch_size", "train.max_steps",
               "sample.sampler", "sample.steps", "sample.guidance_scale")
@@ -36,15 +37,17 @@ KEY_METRICS = ("ocr_accuracy", "legible_share", "fid", "kid", "precision", "reca
                "final_loss", "img_per_s")
 MISSING = "—"
 CAPTIONS = {
-    "dataset": "Real DHCD training images, one row per class.",
+    "dataset": "Real DHCD training images drawn at random (seeded), one row per class.",
     "augment": "Each row: an original training image, then 8 augmented copies as the model sees them.",
     "loss_curve": "Training loss (log scale) and learning rate at each logged step.",
-    "samples": "Generated samples.",
+    "samples": "Generated samples (left); real DHCD test images of the same class, drawn at random (right).",
     "steps": "The same starting noise sampled with different numbers of steps.",
     "denoising": "Denoising from pure noise to a character (animated GIF).",
     "process": "Snapshots of the denoising process.",
     "per_class": "Per-class OCR accuracy of generated samples; black ticks: the judge on real test images.",
     "confusion": "What the judge reads (columns) for each class asked for (rows).",
+    "style": "Pen style at 4× zoom: generated crops beside random real crops of the same classes; "
+             "stroke width and ink coverage of every generated image against as many real test images.",
 }
 
 
@@ -207,12 +210,49 @@ def _cost_sentence(tr: Mapping[str, Any], sa: Mapping[str, Any]) -> str:
     return text.strip()
 
 
+# (measure in eval.json's style block, words for the summary, label in the table, how to read)
+STYLE_ROWS = (
+    ("stroke_width", "strokes {r} as wide as real", "stroke width (px)", "ink mass / skeleton length"),
+    ("ink_mass", "ink mass {r}", "ink mass (px)", "sum of pixels / 255"),
+    ("ink_coverage", "ink coverage {r}", "ink coverage", "share of pixels > 127"),
+    ("ink_intensity", "pen intensity {r}", "pen intensity", "mean of the pixels > 127, 0–1"),
+    ("edge_softness", "edge softness {r}", "edge softness", "grey share of the glyph's pixels; higher = blurrier"),
+    ("glyph_width", "", "glyph width (px)", "bounding box of the ink"),
+    ("glyph_height", "", "glyph height (px)", "bounding box of the ink"),
+    ("centre_x", "", "centre x (px)", "bounding-box centre"),
+    ("centre_y", "", "centre y (px)", "bounding-box centre"),
+    ("slant", "", "slant (°)", "from ink moments; + = top leans right; compared by difference"),
+)
+
+
+def _times(value: Any) -> str:
+    """A ratio as '1.21×', '—' if absent."""
+    number = _float(value)
+    return MISSING if number is None else f"{number:.2f}×"
+
+
+def _style_sentence(ev: Mapping[str, Any]) -> str:
+    """Generated pen style against real, in words: medians over classes of gen/real ratios, with the floor."""
+    block = ev.get("style") or {}
+    parts = []
+    for key, words, _, _ in STYLE_ROWS:
+        m = block.get(key) or {}
+        if words and _float(m.get("ratio_median")) is not None:
+            floor = f" (real vs real {_times(m['floor_ratio_median'])})" if key in ("stroke_width", "ink_mass") else ""
+            parts.append(words.format(r=_times(m["ratio_median"])) + floor)
+    if not parts:
+        return ""
+    slant = _float((block.get("slant") or {}).get("diff_median"))
+    tail = f"; slant differs by {slant:+.1f}°" if slant is not None else ""
+    return "Pen style, median over classes of generated / real: " + ", ".join(parts) + tail + "."
+
+
 def summarize(metrics: Mapping[str, Mapping[str, Any]], params: Optional[Mapping[str, Any]] = None) -> str:
     """One plain-English paragraph reading the headline numbers; every number comes from `metrics`."""
     ev, tr, sa = metrics.get("eval") or {}, metrics.get("train") or {}, metrics.get("sample") or {}
     quality = (_quality_sentence(ev, (params or {}).get("evaluate.confidence")) if ev
                else "The evaluate stage has not run, so there is no quality reading yet.")
-    parts = [quality, _distance_sentence(ev), _inception_sentence(ev), _cost_sentence(tr, sa)]
+    parts = [quality, _style_sentence(ev), _distance_sentence(ev), _inception_sentence(ev), _cost_sentence(tr, sa)]
     return " ".join(p for p in parts if p)
 
 
@@ -255,10 +295,42 @@ def _eval_table(ev: Mapping[str, Any], ocr: Mapping[str, Any]) -> Table:
     return Table(["metric", "this run", "real data (floor)", "how to read"], rows)
 
 
+def style_table(block: Mapping[str, Any]) -> Table:
+    """Measure | generated | real (medians) | gen/real | floor | Wasserstein | floor | how to read, from eval.json's
+    style block; ratios and distances are medians over classes; slant shows differences in degrees."""
+    rows = []
+    for key, _, label, note in STYLE_ROWS:
+        m = block.get(key) or {}
+        if not m:
+            continue
+        diff = key == "slant"
+        rel = (lambda v: MISSING if _float(v) is None else f"{_float(v):+.1f}°") if diff else _times
+        rows.append([label, fmt_num(m.get("gen_median")), fmt_num(m.get("real_median")),
+                     rel(m.get("diff_median" if diff else "ratio_median")),
+                     rel(m.get("floor_diff_median" if diff else "floor_ratio_median")),
+                     fmt_num(m.get("wasserstein_median")), fmt_num(m.get("floor_wasserstein_median")), note])
+    return Table(["measure", "generated", "real", "generated / real", "real / real (floor)", "Wasserstein",
+                  "floor", "how to read"], rows)
+
+
+def _style_blocks(ev: Mapping[str, Any]) -> list[Block]:
+    """Pen-style heading, a sentence on what the floor is, the table and the figure (only the heading and the
+    figure, or its absence, before evaluate has written a style block)."""
+    block = ev.get("style") or {}
+    if not block:
+        return [Heading("Pen style", 3), _figure("style")]
+    n = block.get("compared") or {}
+    text = (f"Each measure per image, compared class by class: {fmt_num(n.get('generated'))} generated against "
+            f"{fmt_num(n.get('real'))} random real test images with the same class sizes, over "
+            f"{fmt_num(n.get('classes'))} class(es). The floor compares another random real set the same way: "
+            "what a generator that writes like DHCD's writers would score.")
+    return [Heading("Pen style", 3), Para(text), style_table(block), _figure("style")]
+
+
 def _metrics_section(inputs: ReportInputs) -> list[Block]:
     ev, ocr = inputs.metrics.get("eval") or {}, inputs.metrics.get("ocr") or {}
     blocks: list[Block] = [Heading("Metrics"), _eval_table(ev, ocr) if ev else _not_run("eval"),
-                           Heading("OCR judge", 3)]
+                           *_style_blocks(ev), Heading("OCR judge", 3)]
     spec = [("test accuracy on real images", "test_accuracy", fmt_pct),
             ("training time", "train_seconds", fmt_duration)]
     return blocks + [_kv_table(ocr, spec) if ocr else _not_run("ocr")]

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .classes import CLASS_NAMES, GLYPH_TO_INDEX, glyphs
 from .config import SampleConfig
 from .errors import DevagenError
-from .figures import captioned_row, labelled_rows
+from .figures import captioned_row, labelled_rows, random_per_class
 from .pipeline import DevagenPipeline, ModelMeta, Trajectory
 
 BLANK = 255  # filler cells are figure-background white, so they read as space, not as a black image
@@ -95,15 +95,18 @@ def _grid_rows(images: np.ndarray, labels: np.ndarray, per_row: int,
 
 
 def samples_figure(images: np.ndarray, labels: np.ndarray, glyph_list: Sequence[str], per_row: int = 10,
-                   real: Optional[tuple[np.ndarray, np.ndarray]] = None, max_rows: int = 46) -> Image.Image:
+                   real: Optional[tuple[np.ndarray, np.ndarray]] = None, max_rows: int = 46,
+                   seed: int = 0) -> Image.Image:
     """Grid of uint8 (N, H, W) samples, one row per class labelled with its glyph (labels -1: unlabelled
-    rows); `real` (images, labels) puts DHCD images of the same class right of each row, after a blank cell."""
+    rows); `real` (images, labels) puts DHCD images of the same class, drawn at random (seeded), right of
+    each row after a blank cell."""
     labels = np.asarray(labels)
     rows = _grid_rows(images, labels, per_row, max_rows)
     if real is not None:
         real_images, real_labels = real
         real_labels = np.full(len(real_images), -1) if (labels < 0).all() else np.asarray(real_labels)
-        real_rows = _grid_rows(real_images, real_labels, per_row, max_rows)
+        pick = random_per_class(real_labels, per_row * len(rows) if (labels < 0).all() else per_row, seed)
+        real_rows = _grid_rows(real_images[pick], real_labels[pick], per_row, max_rows)
         blank = np.full((1, *images.shape[1:]), BLANK, np.uint8)
         empty = np.full((per_row, *images.shape[1:]), BLANK, np.uint8)
         rows = {k: np.concatenate([row, blank, real_rows.get(k, empty)]) for k, row in rows.items()}

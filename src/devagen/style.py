@@ -1,0 +1,243 @@
+"""Pen-style measures of white-on-black glyphs (stroke width, ink, edge softness, size, position, slant)
+and their comparison, generated vs real, against a real-vs-real floor. Pure numpy, vectorised over a batch.
+
+Every measure is per image; an image without ink (no pixel > 127) gets NaN where the measure is
+undefined, and NaNs are dropped before medians and distances.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+INK = 127  # a pixel is ink when > INK: the binarisation used for skeleton, coverage and the bounding box
+GLYPH = 32  # a pixel belongs to the glyph (ink or its soft edge) when >= GLYPH
+SOLID = 224  # ... and is solid pen (not an intermediate grey) when >= SOLID
+# Ratios of medians make sense only on a positive scale; slant (around 0 degrees) is compared by difference.
+MEASURES = ("stroke_width", "ink_mass", "ink_coverage", "ink_intensity", "edge_softness",
+            "glyph_width", "glyph_height", "centre_x", "centre_y", "slant")
+RATIO_MEASURES = MEASURES[:-1]
+
+
+def _check(images: np.ndarray) -> np.ndarray:
+    """Accept uint8 (N, S, S) or (S, S); return (N, S, S)."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim not in (2, 3):
+        raise ValueError(f"style measures want uint8 (N, S, S) images, got {images.dtype} {images.shape}")
+    return images[None] if images.ndim == 2 else images
+
+
+def _neighbours(x: np.ndarray) -> list[np.ndarray]:
+    """bool (N, H+2, W+2) zero-padded -> the 8 neighbours P2..P9 of each inner pixel, clockwise from north."""
+    h, w = x.shape[1] - 2, x.shape[2] - 2
+    offsets = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
+    return [x[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in offsets]
+
+
+def skeleton(binary: np.ndarray, max_iter: int = 64) -> np.ndarray:
+    """bool (N, H, W) -> its one-pixel-wide skeleton, bool (N, H, W) (Zhang-Suen thinning, 1984)."""
+    x = np.pad(np.asarray(binary, bool), ((0, 0), (1, 1), (1, 1)))
+    inner = x[:, 1:-1, 1:-1]  # a view: deleting here deletes in x
+    for _ in range(max_iter):
+        changed = False
+        for step in (0, 1):
+            p = _neighbours(x)
+            count = sum(q.astype(np.uint8) for q in p)
+            transitions = sum((~p[i] & p[(i + 1) % 8]).astype(np.uint8) for i in range(8))
+            p2, p4, p6, p8 = p[0], p[2], p[4], p[6]
+            if step == 0:
+                keep_a, keep_b = p2 & p4 & p6, p4 & p6 & p8
+            else:
+                keep_a, keep_b = p2 & p4 & p8, p2 & p6 & p8
+            delete = inner & (count >= 2) & (count <= 6) & (transitions == 1) & ~keep_a & ~keep_b
+            if delete.any():
+                inner &= ~delete
+                changed = True
+        if not changed:
+            break
+    return inner.copy()
+
+
+def skeleton_length(skel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """bool (N, H, W) skeleton -> (length, ends), float (N,) each. Length in px: 1 per horizontal/vertical
+    link, sqrt(2) per diagonal link that does not cut a corner already joined through orthogonal links.
+    Ends: pixels with exactly one skeleton neighbour, a lone pixel counting as two."""
+    s = skel
+    right = s[:, :, :-1] & s[:, :, 1:]
+    down = s[:, :-1, :] & s[:, 1:, :]
+    a, b, c, d = s[:, :-1, :-1], s[:, :-1, 1:], s[:, 1:, :-1], s[:, 1:, 1:]  # 2x2 block: a b / c d
+    diag = (a & d & ~b & ~c).astype(float) + (b & c & ~a & ~d)
+    degree = sum(q.astype(np.uint8) for q in _neighbours(np.pad(s, ((0, 0), (1, 1), (1, 1)))))
+    ends = (s & (degree == 1)).sum((1, 2)) + 2 * (s & (degree == 0)).sum((1, 2))
+    length = right.sum((1, 2)) + down.sum((1, 2)) + np.sqrt(2) * diag.sum((1, 2))
+    return length.astype(float), ends.astype(float)
+
+
+def stroke_width(mass: np.ndarray, length: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Width w (px) of a pen that lays `mass` px of ink along a skeleton of `length` px with `ends` free ends,
+    float (N,) each. Thinning eats about (w + 1) / 2 px of every free end, so mass = w (length + ends (w + 1) / 2);
+    the positive root of that quadratic (mass / length without ends). NaN without ink."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = length + ends / 2
+        root = (np.sqrt(p * p + 2 * ends * mass) - p) / np.where(ends > 0, ends, 1)
+        return np.where(mass <= 0, np.nan, np.where(ends > 0, root, mass / length))
+
+
+def _bbox(binary: np.ndarray) -> tuple[np.ndarray, ...]:
+    """bool (N, H, W) -> (x0, x1, y0, y1) of the ink, float (N,) each, NaN where there is no ink."""
+    n, h, w = binary.shape
+    cols, rows = binary.any(1), binary.any(2)
+    x0 = np.where(cols.any(1), cols.argmax(1), np.nan)
+    x1 = np.where(cols.any(1), w - 1 - cols[:, ::-1].argmax(1), np.nan)
+    y0 = np.where(rows.any(1), rows.argmax(1), np.nan)
+    y1 = np.where(rows.any(1), h - 1 - rows[:, ::-1].argmax(1), np.nan)
+    return x0, x1, y0, y1
+
+
+def slant_degrees(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, S, S) -> (N,) slant from ink moments: atan(-mu11 / mu02) in degrees, positive = the top
+    leans right (image y grows downwards); NaN without ink."""
+    x = _check(images).astype(float) / 255.0
+    _, h, w = x.shape
+    mass = x.sum((1, 2))
+    ys, xs = np.arange(h, dtype=float)[None, :, None], np.arange(w, dtype=float)[None, None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cy = (x * ys).sum((1, 2)) / mass
+        cx = (x * xs).sum((1, 2)) / mass
+        dy, dx = ys - cy[:, None, None], xs - cx[:, None, None]
+        mu11, mu02 = (x * dx * dy).sum((1, 2)), (x * dy * dy).sum((1, 2))
+        return np.degrees(np.arctan(-mu11 / mu02))
+
+
+def measure(images: np.ndarray) -> dict[str, np.ndarray]:
+    """uint8 (N, S, S) white-on-black -> {measure: float (N,)}, the measures in MEASURES (NaN where undefined).
+
+    stroke_width  ink mass / skeleton length, px (skeleton of the pixels > 127; see stroke_width)
+    ink_mass      sum of pixels / 255, px (grey counts fractionally)
+    ink_coverage  share of the image's pixels > 127, 0..1
+    ink_intensity mean value of the pixels > 127, 0..1 (how saturated the pen is)
+    edge_softness share of glyph pixels (>= 32) that are intermediate grey (32..223), 0..1: a blurred
+                  stroke has a wider grey fringe around the same solid core
+    glyph_width, glyph_height  bounding box of the pixels > 127, px
+    centre_x, centre_y         centre of that box, px from the top-left pixel's centre
+    slant         degrees, see slant_degrees
+    """
+    images = _check(images)
+    binary = images > INK
+    n_ink = binary.sum((1, 2))
+    mass = images.sum((1, 2), dtype=np.int64) / 255.0
+    glyph = (images >= GLYPH).sum((1, 2))
+    grey = glyph - (images >= SOLID).sum((1, 2))
+    x0, x1, y0, y1 = _bbox(binary)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "stroke_width": np.where(n_ink > 0, stroke_width(mass, *skeleton_length(skeleton(binary))), np.nan),
+            "ink_mass": mass,
+            "ink_coverage": n_ink / float(images.shape[1] * images.shape[2]),
+            "ink_intensity": np.where(n_ink > 0, (images * binary).sum((1, 2), dtype=np.int64) / 255.0 / n_ink, np.nan),
+            "edge_softness": np.where(glyph > 0, grey / glyph, np.nan),
+            "glyph_width": x1 - x0 + 1, "glyph_height": y1 - y0 + 1,
+            "centre_x": (x0 + x1) / 2, "centre_y": (y0 + y1) / 2,
+            "slant": slant_degrees(images),
+        }
+    return {k: np.asarray(v, dtype=float) for k, v in out.items()}
+
+
+def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
+    """Earth mover's distance between two 1-D samples (any sizes; NaNs dropped): the integral of
+    |F_a - F_b| over x, exact for the empirical CDFs. NaN if either side is empty."""
+    a, b = np.sort(a[~np.isnan(a)]), np.sort(b[~np.isnan(b)])
+    if not len(a) or not len(b):
+        return float("nan")
+    grid = np.sort(np.concatenate([a, b]))
+    cdf_a = np.searchsorted(a, grid[:-1], side="right") / len(a)
+    cdf_b = np.searchsorted(b, grid[:-1], side="right") / len(b)
+    return float(np.sum(np.abs(cdf_a - cdf_b) * np.diff(grid)))
+
+
+def _median(x: np.ndarray) -> float:
+    """NaN-dropping median; NaN when nothing is left."""
+    x = x[~np.isnan(x)]
+    return float(np.median(x)) if len(x) else float("nan")
+
+
+def _groups(labels: np.ndarray, other: np.ndarray) -> list[int]:
+    """Classes to compare: those in both label sets; one pseudo-class (-1) if either is unconditional."""
+    if (labels < 0).any() or (other < 0).any():
+        return [-1]
+    return sorted(set(labels.tolist()) & set(other.tolist()))
+
+
+def _mask(labels: np.ndarray, c: int) -> np.ndarray:
+    """Members of class c; everyone for the pseudo-class -1."""
+    return np.ones(len(labels), bool) if c < 0 else labels == c
+
+
+def compare_measures(gen: dict[str, np.ndarray], gen_labels: np.ndarray, real: dict[str, np.ndarray],
+                     real_labels: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per measure: per-class medians, ratio (gen/real) and difference of medians, 1-D Wasserstein distance,
+    and their medians over classes. Labels (N,) int; any label -1 compares all images as one class."""
+    classes = _groups(np.asarray(gen_labels), np.asarray(real_labels))
+    out: dict[str, dict[str, Any]] = {}
+    for name in gen:
+        g = [gen[name][_mask(gen_labels, c)] for c in classes]
+        r = [real[name][_mask(real_labels, c)] for c in classes]
+        med_g, med_r = np.array([_median(x) for x in g]), np.array([_median(x) for x in r])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = med_g / med_r if name in RATIO_MEASURES else np.full(len(classes), np.nan)
+        dist = np.array([wasserstein_1d(x, y) for x, y in zip(g, r)])
+        out[name] = {"classes": classes, "gen_median": med_g, "real_median": med_r, "ratio": ratio,
+                     "diff": med_g - med_r, "wasserstein": dist,
+                     "ratio_median": _median(ratio), "diff_median": _median(med_g - med_r),
+                     "wasserstein_median": _median(dist)}
+    return out
+
+
+def compare(generated: np.ndarray, gen_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray) -> dict[str, dict[str, Any]]:
+    """uint8 (N, S, S) generated with labels (N,) vs uint8 (M, S, S) real with labels (M,): see compare_measures."""
+    return compare_measures(measure(generated), np.asarray(gen_labels), measure(real), np.asarray(real_labels))
+
+
+def disjoint_real_sets(real_labels: np.ndarray, gen_labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of two disjoint random real sets, each with the generated set's per-class sizes (all images
+    form one class if gen_labels holds -1); a class with too few real images gives half of them to each."""
+    rng = np.random.default_rng(seed)
+    real_labels, gen_labels = np.asarray(real_labels), np.asarray(gen_labels)
+    a, b = [], []
+    for c in [-1] if (gen_labels < 0).any() else sorted(set(gen_labels.tolist())):
+        pool = np.flatnonzero(_mask(real_labels, c))
+        k = min(int(_mask(gen_labels, c).sum()), len(pool) // 2)
+        pick = rng.permutation(pool)[:2 * k]
+        a.append(pick[:k])
+        b.append(pick[k:])
+    return np.sort(np.concatenate(a)).astype(int), np.sort(np.concatenate(b)).astype(int)
+
+
+def percentiles(values: np.ndarray, qs: tuple[int, ...] = (10, 50, 90)) -> dict[str, float]:
+    """float (N,) -> {'p10': …, 'p50': …, 'p90': …}, NaNs dropped (NaN if nothing is left)."""
+    v = values[~np.isnan(values)]
+    return {f"p{q}": float(np.percentile(v, q)) if len(v) else float("nan") for q in qs}
+
+
+def style_comparison(generated: np.ndarray, gen_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray,
+                     seed: int) -> dict[str, Any]:
+    """Generated vs a random real set B with the same per-class sizes, and the floor: another disjoint
+    random real set A vs B, compared the same way (what a generator that writes like real DHCD would score).
+    Returns {'measures': {name: {ratio_median, diff_median, wasserstein_median, floor_…, gen_median,
+    real_median}}, 'stroke_width_percentiles': {'generated': {p10, p50, p90}, 'real': …}, 'compared': …,
+    'per_image': {'generated': measures, 'real': measures of B, 'real_index': B's indices}}."""
+    gen_labels, real_labels = np.asarray(gen_labels), np.asarray(real_labels)
+    a, b = disjoint_real_sets(real_labels, gen_labels, seed)
+    m_gen, m_a, m_b = measure(generated), measure(real[a]), measure(real[b])
+    got = compare_measures(m_gen, gen_labels, m_b, real_labels[b])
+    floor = compare_measures(m_a, real_labels[a], m_b, real_labels[b])
+    keys = ("ratio_median", "diff_median", "wasserstein_median")
+    measures = {name: {**{k: got[name][k] for k in keys}, **{"floor_" + k: floor[name][k] for k in keys},
+                       "gen_median": _median(m_gen[name]), "real_median": _median(m_b[name])}
+                for name in MEASURES}
+    return {"measures": measures,
+            "stroke_width_percentiles": {"generated": percentiles(m_gen["stroke_width"]),
+                                         "real": percentiles(m_b["stroke_width"])},
+            "compared": {"generated": int(len(generated)), "real": int(len(b)), "classes": len(got["stroke_width"]["classes"])},
+            "per_image": {"generated": m_gen, "real": m_b, "real_index": b}}
