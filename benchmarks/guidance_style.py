@@ -47,14 +47,15 @@ GPU_RECOMMENDED = {  # README's recommended GPU configuration
     "diffusion.beta_schedule": "cosine", "diffusion.prediction_type": "v_prediction", "diffusion.min_snr_gamma": 5.0,
     "sample.steps": 20,
 }
-CONFIGS = {"cpu_default": {}, "gpu_recommended": GPU_RECOMMENDED}
-# (guidance, scale, t_min, t_max, guide as a fraction of the run's steps or None)
+CONFIGS = {"cpu_default": {"train.mixed_precision": "no"},  # as on a CPU: fp32
+           "gpu_recommended": GPU_RECOMMENDED}
+# (guidance, scale, t_min, t_max, guide as a fraction of the run's steps or None), most informative first:
+# settings past --budget-s are skipped.
 SETTINGS = [
-    ("cfg", 1.0, 0, 1000, None), ("cfg", 2.0, 0, 1000, None), ("cfg", 3.0, 0, 1000, None),
+    ("cfg", 3.0, 0, 1000, None), ("autoguidance", 2.0, 0, 1000, 0.25), ("autoguidance", 3.0, 0, 1000, 0.25),
+    ("cfg", 1.0, 0, 1000, None), ("autoguidance", 2.0, 0, 1000, 0.125), ("autoguidance", 2.0, 0, 1000, 0.5),
+    ("autoguidance", 3.0, 0, 1000, 0.125), ("autoguidance", 3.0, 0, 1000, 0.5), ("cfg", 2.0, 0, 1000, None),
     ("cfg", 3.0, 0, 600, None), ("cfg", 5.0, 0, 600, None), ("cfg", 3.0, 300, 1000, None),
-    ("autoguidance", 2.0, 0, 1000, 0.125), ("autoguidance", 3.0, 0, 1000, 0.125),
-    ("autoguidance", 2.0, 0, 1000, 0.25), ("autoguidance", 3.0, 0, 1000, 0.25),
-    ("autoguidance", 2.0, 0, 1000, 0.5), ("autoguidance", 3.0, 0, 1000, 0.5),
 ]
 STYLE_KEYS = ("stroke_width", "ink_mass", "ink_coverage", "edge_softness")
 
@@ -168,7 +169,7 @@ def random_real(test: data.Split, per_class: int, seed: int = 1) -> tuple[np.nda
               show_default=True, help="folder with train.npz and test.npz (prepare's format)")
 @click.option("--judge", "judge_dir", type=click.Path(path_type=Path), default=None,
               help="trained judge folder (default: train one with params.yaml's train_ocr)")
-@click.option("--snapshot-every", type=int, default=None, help="checkpoint interval (default: 1/16 of the run)")
+@click.option("--snapshot-every", type=int, default=None, help="checkpoint interval (default: 1/8 of the run)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=REPO / "benchmarks/results/guidance")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("/tmp/devagen-guidance"))
 @click.option("--budget-s", type=float, default=1e9, help="stop starting new settings after this many seconds")
@@ -200,7 +201,7 @@ def main(configs: str, sets: tuple[str, ...], data_dir: Path, judge_dir: Path | 
     for name in [c.strip() for c in configs.split(",") if c.strip()]:
         probe = config_params(name, overrides, 1)
         steps = probe.train.max_steps or int(np.ceil(probe.train.epochs * len(train.images) / probe.train.batch_size))
-        params = config_params(name, overrides, snapshot_every or max(1, steps // 16))
+        params = config_params(name, overrides, snapshot_every or max(1, steps // 8))
         got, imgs = run_config(name, params, train, test, judge, work, deadline, say)
         rows += got
         images.update(imgs)
