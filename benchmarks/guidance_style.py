@@ -35,7 +35,7 @@ from devagen import data, metrics, ocr, style
 from devagen.classes import glyphs
 from devagen.config import Params, params_from_dict
 from devagen.figures import save_image
-from devagen.pipeline import load_pipeline
+from devagen.pipeline import COMMON_OPTIONS, SAMPLER_CLASSES, SAMPLER_OPTIONS, load_pipeline
 from devagen.sampling import generate, samples_figure
 from devagen.training import train_diffusion
 
@@ -48,15 +48,34 @@ GPU_RECOMMENDED = {  # README's recommended GPU configuration
     "sample.steps": 20,
 }
 CONFIGS = {"cpu_default": {"train.mixed_precision": "no"},  # as on a CPU: fp32
+           "cpu_no_min_snr": {"train.mixed_precision": "no", "diffusion.min_snr_gamma": 0.0},
+           "cpu_eps": {"train.mixed_precision": "no", "diffusion.prediction_type": "epsilon"},
            "gpu_recommended": GPU_RECOMMENDED}
-# (guidance, scale, t_min, t_max, guide as a fraction of the run's steps or None), most informative first:
-# settings past --budget-s are skipped.
-SETTINGS = [
-    ("cfg", 3.0, 0, 1000, None), ("autoguidance", 2.0, 0, 1000, 0.25), ("autoguidance", 3.0, 0, 1000, 0.25),
-    ("cfg", 1.0, 0, 1000, None), ("autoguidance", 2.0, 0, 1000, 0.125), ("autoguidance", 2.0, 0, 1000, 0.5),
-    ("autoguidance", 3.0, 0, 1000, 0.125), ("autoguidance", 3.0, 0, 1000, 0.5), ("cfg", 2.0, 0, 1000, None),
-    ("cfg", 3.0, 0, 600, None), ("cfg", 5.0, 0, 600, None), ("cfg", 3.0, 300, 1000, None),
-]
+# Each setting: guidance kind and scale, timestep interval, autoguidance guide (EMA snapshot nearest this
+# fraction of the run), and sampler overrides (sampler, steps, EMA or raw weights, scheduler options).
+# Most informative first: settings past --budget-s are skipped.
+def _s(guidance: str = "cfg", scale: float = 1.0, interval: tuple = (0, 1000), guide: float | None = None,
+       sampler: str | None = None, steps: int | None = None, ema: bool = True, **scheduler) -> dict:
+    return {"guidance": guidance, "scale": scale, "interval": interval, "guide": guide, "sampler": sampler,
+            "steps": steps, "ema": ema, "scheduler": scheduler}
+
+
+SWEEPS = {
+    "guidance": [
+        _s("cfg", 3), _s("autoguidance", 2, guide=0.25), _s("autoguidance", 3, guide=0.25), _s("cfg", 1),
+        _s("autoguidance", 2, guide=0.125), _s("autoguidance", 2, guide=0.5), _s("autoguidance", 3, guide=0.125),
+        _s("autoguidance", 3, guide=0.5), _s("cfg", 2), _s("cfg", 3, (0, 600)), _s("cfg", 5, (0, 600)),
+        _s("cfg", 3, (300, 1000)),
+    ],
+    # Is the unguided model's extra boldness the few-step ODE sampler's, the clipping's or the EMA's?
+    "samplers": [
+        _s("cfg", 1), _s("cfg", 1, thresholding=False), _s("cfg", 1, steps=50), _s("cfg", 1, sampler="ddpm", steps=100),
+        _s("cfg", 1, steps=20, algorithm_type="sde-dpmsolver++"), _s("cfg", 1, ema=False), _s("cfg", 3),
+        _s("cfg", 3, thresholding=False), _s("cfg", 3, sampler="ddpm", steps=100),
+        _s("cfg", 3, steps=20, algorithm_type="sde-dpmsolver++"), _s("cfg", 3, ema=False),
+        _s("cfg", 1, sampler="ddpm", steps=250),
+    ],
+}
 STYLE_KEYS = ("stroke_width", "ink_mass", "ink_coverage", "edge_softness")
 
 
@@ -100,7 +119,7 @@ def measure(images: np.ndarray, labels: np.ndarray, judge: ocr.Judge, test: data
 
 
 def run_config(name: str, params: Params, train: data.Split, test: data.Split, judge: ocr.Judge, work: Path,
-               deadline: float, say) -> tuple[list[dict], dict]:  # type: ignore[no-untyped-def]
+               sweep: list[dict], deadline: float, say) -> tuple[list[dict], dict]:  # type: ignore[no-untyped-def]
     """Train one configuration, then each guidance setting until `deadline` (perf_counter); (rows, {key: images})."""
     folder = work / name
     AcceleratorState._reset_state()  # each configuration sets its own mixed precision in this one process
@@ -109,28 +128,36 @@ def run_config(name: str, params: Params, train: data.Split, test: data.Split, j
                              train.labels, folder / "model", folder / "checkpoints", progress=False)
     say(f"{name}: trained {result['steps']} steps in {time.perf_counter() - start:.0f} s "
         f"({result['img_per_s']:.0f} img/s on {result['device']})")
-    pipe = load_pipeline(folder / "model", params.sample.sampler)
+    pipes = {True: load_pipeline(folder / "model", params.sample.sampler),
+             False: load_pipeline(folder / "model", params.sample.sampler, use_ema=False)}
+    ddpm_config = dict(pipes[True].scheduler.config)
     labels = np.repeat(np.arange(46), params.sample.per_class)
     real_a, real_b = style.disjoint_real_sets(test.labels, labels, seed=0)
     floor = style.compare(test.images[real_a], test.labels[real_a], test.images[real_b], test.labels[real_b])
     rows, images_by = [], {}
     say(f"{name}: real floor stroke width {floor['stroke_width']['ratio_median']:.3f}, "
         f"ink mass {floor['ink_mass']['ratio_median']:.3f}")
-    for guidance, scale, lo, hi, fraction in SETTINGS:
+    for setting in sweep:
         if time.perf_counter() > deadline:
             say(f"{name}: time budget spent, the remaining settings are skipped")
             break
-        guide_step = None
-        if fraction is not None:
-            guide_step, path = nearest_checkpoint(folder / "checkpoints", int(fraction * result["steps"]))
+        pipe, guide_step = pipes[setting["ema"]], None
+        sampler = setting["sampler"] or params.sample.sampler
+        options = {**COMMON_OPTIONS, **SAMPLER_OPTIONS[sampler], **setting["scheduler"]}
+        pipe.scheduler = SAMPLER_CLASSES[sampler].from_config(ddpm_config, **options)
+        if setting["guide"] is not None:
+            guide_step, path = nearest_checkpoint(folder / "checkpoints", int(setting["guide"] * result["steps"]))
             pipe.register_modules(guide=ema_snapshot(path, pipe.unet))
-        cfg = dataclasses.replace(params.sample, guidance=guidance, guidance_scale=scale, guidance_t_min=lo,
-                                  guidance_t_max=hi)
-        key = f"{name}|{guidance}|{scale:g}|{lo}-{hi}|{guide_step}"
+        lo, hi = setting["interval"]
+        cfg = dataclasses.replace(params.sample, guidance=setting["guidance"], guidance_scale=setting["scale"],
+                                  guidance_t_min=lo, guidance_t_max=hi, steps=setting["steps"] or params.sample.steps)
+        described = {"guidance": setting["guidance"], "scale": setting["scale"], "interval": [lo, hi],
+                     "guide_step": guide_step, "sampler": sampler, "steps": cfg.steps, "ema": setting["ema"],
+                     "scheduler": setting["scheduler"]}
+        key = f"{name}_{len(rows)}"  # the images' name in samples_<config>.npz
         t0 = time.perf_counter()
         images = generate(pipe, labels, len(labels), cfg, progress=False)
-        row = {"config": name, "guidance": guidance, "scale": scale, "interval": [lo, hi], "guide_step": guide_step,
-               "steps": cfg.steps, "sample_s": time.perf_counter() - t0, "n": len(images),
+        row = {"config": name, "images_key": key, **described, "sample_s": time.perf_counter() - t0, "n": len(images),
                **measure(images, labels, judge, test, real_b, params)}
         rows.append(row)
         images_by[key] = images
@@ -143,12 +170,13 @@ def run_config(name: str, params: Params, train: data.Split, test: data.Split, j
 
 def markdown(rows: list[dict], note: str) -> str:
     """The results as one Markdown table."""
-    head = ("| config | guidance | scale | interval (t) | guide step | OCR acc. | stroke width | ink mass | "
-            "ink coverage | edge softness | width W1 (px) | FID (judge) |")
+    head = ("| config | sampler, steps | guidance | scale | interval (t) | guide step | OCR acc. | stroke width | "
+            "ink mass | ink coverage | edge softness | width W1 (px) | FID (judge) |")
     lines = [note, "", head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
-            f"| {r['config']} | {r['guidance']} | {r['scale']:g} | {r['interval'][0]}–{r['interval'][1]} | "
+            f"| {r['config']} | {r['sampler']} {r['steps']}{'' if r['ema'] else ', raw weights'}"
+            f"{''.join(f', {k}={v}' for k, v in r['scheduler'].items())} | {r['guidance']} | {r['scale']:g} | {r['interval'][0]}–{r['interval'][1]} | "
             f"{r['guide_step'] or '—'} | {100 * r['ocr_accuracy']:.1f} % | {r['stroke_width_ratio']:.3f} | "
             f"{r['ink_mass_ratio']:.3f} | {r['ink_coverage_ratio']:.3f} | {r['edge_softness_ratio']:.3f} | "
             f"{r['stroke_width_wasserstein']:.2f} | {r['fid_judge']:.2f} |")
@@ -173,8 +201,9 @@ def random_real(test: data.Split, per_class: int, seed: int = 1) -> tuple[np.nda
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=REPO / "benchmarks/results/guidance")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("/tmp/devagen-guidance"))
 @click.option("--budget-s", type=float, default=1e9, help="stop starting new settings after this many seconds")
+@click.option("--sweep", type=click.Choice(list(SWEEPS)), default="guidance", show_default=True)
 def main(configs: str, sets: tuple[str, ...], data_dir: Path, judge_dir: Path | None, snapshot_every: int | None,
-         out: Path, work: Path, budget_s: float) -> None:
+         out: Path, work: Path, budget_s: float, sweep: str) -> None:
     """Train each configuration, sweep guidance settings, write the table, images and grids to --out."""
     deadline = time.perf_counter() + budget_s
     torch.backends.cuda.matmul.allow_tf32 = True  # sampling runs in fp32; TF32 matmuls as cuDNN's convs already use
@@ -202,19 +231,15 @@ def main(configs: str, sets: tuple[str, ...], data_dir: Path, judge_dir: Path | 
         probe = config_params(name, overrides, 1)
         steps = probe.train.max_steps or int(np.ceil(probe.train.epochs * len(train.images) / probe.train.batch_size))
         params = config_params(name, overrides, snapshot_every or max(1, steps // 8))
-        got, imgs = run_config(name, params, train, test, judge, work, deadline, say)
+        got, imgs = run_config(name, params, train, test, judge, work, SWEEPS[sweep], deadline, say)
         rows += got
         images.update(imgs)
         (out / "guidance_style.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
-        np.savez_compressed(out / f"samples_{name}.npz", **{k.replace("|", "__"): v for k, v in imgs.items()})
-        best = max((r for r in got if r["guidance"] == "autoguidance"), default=None,
-                   key=lambda r: r["ocr_accuracy"] - 2 * abs(r["stroke_width_ratio"] - 1))
-        cfg3 = next((r for r in got if r["guidance"] == "cfg" and r["scale"] == 3.0), None)
+        np.savez_compressed(out / f"samples_{name}.npz", **imgs)
         labels = np.repeat(np.arange(46), params.sample.per_class)
-        for tag, row in (("cfg3", cfg3), ("auto", best)):
+        for tag, row in (("first", got[0] if got else None), ("closest", min(got, default=None, key=lambda r: abs(r["stroke_width_ratio"] - 1) - r["ocr_accuracy"]))):
             if row is not None:
-                key = f"{name}|{row['guidance']}|{row['scale']:g}|{row['interval'][0]}-{row['interval'][1]}|{row['guide_step']}"
-                save_image(samples_figure(imgs[key], labels, glyphs(), real=random_real(test, params.sample.per_class)),
+                save_image(samples_figure(imgs[row["images_key"]], labels, glyphs(), real=random_real(test, params.sample.per_class)),
                            out / f"{name}_{tag}.png")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     note = f"{datetime.date.today().isoformat()}, {device}, torch {torch.__version__}" + (f"; overrides {overrides}" if overrides else "")

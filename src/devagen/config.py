@@ -22,7 +22,7 @@ from .presets import PRESETS, downsample_factor
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-SAMPLERS = ("dpmpp", "ddim", "ddpm")
+SAMPLERS = ("dpmpp", "sde-dpmpp", "ddim", "ddpm")
 GUIDANCE = ("cfg", "autoguidance")  # what guidance extrapolates away from: the unconditional or the guide network
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
@@ -202,6 +202,7 @@ class SampleConfig:
     guidance: str = "cfg"  # cfg (guide by the unconditional prediction) | autoguidance (by the guide/ network)
     guidance_t_min: int = 0  # guide only at timesteps in [t_min, t_max]; the conditional prediction elsewhere
     guidance_t_max: int = 1000
+    guidance_parallel: float = 1.0  # weight of the guidance update along the prediction (APG); 1 = plain guidance
     per_class: int = 50  # conditional models
     count: int = 2300  # unconditional models
     batch_size: int = 256
@@ -212,6 +213,7 @@ class SampleConfig:
         _check(self.steps >= 1, "sample.steps", "must be >= 1")
         _check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
         _check(self.guidance in GUIDANCE, "sample.guidance", f"choose one of {', '.join(GUIDANCE)}")
+        _check(0 <= self.guidance_parallel <= 1, "sample.guidance_parallel", "must be in [0, 1] (1 = plain guidance)")
         _check(0 <= self.guidance_t_min <= self.guidance_t_max, "sample.guidance_t_max",
                "need 0 <= guidance_t_min <= guidance_t_max (timesteps)")
         _check(self.per_class >= 1, "sample.per_class", "must be >= 1")

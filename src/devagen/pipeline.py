@@ -46,21 +46,56 @@ SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
     "dpmpp": {"algorithm_type": "dpmsolver++", "solver_order": 2, "lower_order_final": True,
               "final_sigmas_type": "zero", "lambda_min_clipped": -5.1,
               "thresholding": True, "sample_max_value": 1.0},
+    # The same solver for the SDE (SDE-DPM-Solver++(2M)): fresh noise each step corrects the few-step ODE's
+    # errors. Measured on the CPU default model (GPU proxy, 920 samples, unguided): strokes 0.99x real width
+    # at 20 steps against 1.09x for the ODE at 10 steps, OCR 67.5 vs 62 %, FID 1.98 vs 3.48.
+    "sde-dpmpp": {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "lower_order_final": True,
+                  "final_sigmas_type": "zero", "lambda_min_clipped": -5.1,
+                  "thresholding": True, "sample_max_value": 1.0},
     # DDIM (eta 0) does NOT clip: it clips x0 but keeps the unclipped eps, and the mismatch ruined
     # samples (measured on the default model, 20 steps CFG 3, 46 images: OCR 28 % clipped, 85 % not).
     # Ancestral DDPM clips predicted x0 to the pixel range: its posterior mean uses x0 alone.
     "ddim": {"clip_sample": False, "set_alpha_to_one": True},
     "ddpm": {"clip_sample": True},
 }
-SAMPLER_CLASSES: dict[str, type] = {"dpmpp": DPMSolverMultistepScheduler, "ddim": DDIMScheduler,
-                                    "ddpm": DDPMScheduler}
+SAMPLER_CLASSES: dict[str, type] = {"dpmpp": DPMSolverMultistepScheduler, "sde-dpmpp": DPMSolverMultistepScheduler,
+                                    "ddim": DDIMScheduler, "ddpm": DDPMScheduler}
+
+
+def _alpha_sigma(scheduler: SchedulerMixin, sample: torch.Tensor, t: torch.Tensor | int) -> tuple:
+    """(alpha_t, sigma_t): x_t = alpha_t·x0 + sigma_t·noise at integer timestep t."""
+    alpha_bar = scheduler.alphas_cumprod.to(sample.device, torch.float32)[int(t)]
+    return alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
+
+
+def output_from_x0(scheduler: SchedulerMixin, x0: torch.Tensor, sample: torch.Tensor,
+                   t: torch.Tensor | int) -> torch.Tensor:
+    """The model output (eps, v or x0 prediction) that implies clean image x0 at timestep t: predicted_x0's inverse."""
+    a, s = _alpha_sigma(scheduler, sample, t)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return (sample - a * x0) / s
+    if kind == "v_prediction":
+        return (a * sample - x0) / s
+    if kind == "sample":
+        return x0
+    raise ValueError(f"unknown prediction_type {kind!r}")
+
+
+def project_guidance(good: torch.Tensor, worse: torch.Tensor, scale: float, parallel: float) -> torch.Tensor:
+    """Guided clean image (B, C, H, W) from two x0 predictions, with the part of the guidance update that is
+    parallel to `good` weighted by `parallel` (Sadat et al. 2024, APG): 1 = plain guidance; 0 drops the part
+    that only rescales the prediction, which is what oversaturates (here: inflates the ink of strokes)."""
+    delta = good - worse
+    dims = tuple(range(1, good.ndim))
+    along = (delta * good).sum(dims, keepdim=True) / good.pow(2).sum(dims, keepdim=True).clamp_min(1e-12) * good
+    return good + (scale - 1.0) * (delta - along + parallel * along)
 
 
 def predicted_x0(scheduler: SchedulerMixin, output: torch.Tensor, sample: torch.Tensor,
                  t: torch.Tensor | int) -> torch.Tensor:
     """Clean image (B, C, H, W) implied by the model output at integer timestep t (eps, v or x0 prediction)."""
-    alpha_bar = scheduler.alphas_cumprod.to(sample.device, torch.float32)[int(t)]
-    a, s = alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
+    a, s = _alpha_sigma(scheduler, sample, t)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
         return (sample - s * output) / a
@@ -124,11 +159,12 @@ class DevagenPipeline(DiffusionPipeline):
         return 2 if self.guided(guidance_scale, guidance) else 1
 
     def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor],
-                     guidance_scale: float = 1.0, guidance: str = "cfg") -> torch.Tensor:
+                     guidance_scale: float = 1.0, guidance: str = "cfg", parallel: float = 1.0) -> torch.Tensor:
         """Network output (B, C, H, W), guided as worse + g·(model − worse).
 
         CFG's two predictions come from ONE batched pass. The combination is linear, so it is valid
-        for eps, v and x0 predictions alike.
+        for eps, v and x0 predictions alike. parallel != 1 reweights the guidance update's component
+        along the model's clean-image prediction (project_guidance), done in x0 space.
         """
         if not self.guided(guidance_scale, guidance):
             return self.unet(x, t, class_labels=labels).sample
@@ -138,7 +174,10 @@ class DevagenPipeline(DiffusionPipeline):
         else:
             null = torch.full_like(labels, self.null_label)
             good, worse = self.unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample.chunk(2)
-        return worse + guidance_scale * (good - worse)
+        if parallel == 1.0:
+            return worse + guidance_scale * (good - worse)
+        x0_good, x0_worse = (predicted_x0(self.scheduler, out, x, t) for out in (good, worse))
+        return output_from_x0(self.scheduler, project_guidance(x0_good, x0_worse, guidance_scale, parallel), x, t)
 
     def _class_labels(self, labels: Labels, batch_size: Optional[int]) -> tuple[Optional[torch.Tensor], int, bool]:
         """(class labels (B,) int64 on device or None, batch size, whether real labels were given)."""
@@ -167,7 +206,8 @@ class DevagenPipeline(DiffusionPipeline):
     def __call__(self, labels: Labels = None, batch_size: Optional[int] = None, guidance_scale: float = 1.0,
                  num_inference_steps: int = 50, generator: Generators = None, output_type: str = "np",
                  callback: Optional[StepCallback] = None, guidance: str = "cfg",
-                 guidance_interval: tuple[int, int] = ALL_TIMESTEPS) -> np.ndarray | list[Image.Image]:
+                 guidance_interval: tuple[int, int] = ALL_TIMESTEPS,
+                 guidance_parallel: float = 1.0) -> np.ndarray | list[Image.Image]:
         """Sample B images: uint8 numpy (B, H, W) ("np") or B PIL 'L' images ("pil").
 
         labels (B,) in [0, 46), or None: unconditional (a conditional model then gets its null label;
@@ -180,7 +220,8 @@ class DevagenPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         for i, t in enumerate(self.scheduler.timesteps):
             scale = guidance_scale if lo <= int(t) <= hi else 1.0
-            out = self.model_output(self.scheduler.scale_model_input(x, t), t, class_labels, scale, guidance)
+            out = self.model_output(self.scheduler.scale_model_input(x, t), t, class_labels, scale, guidance,
+                                    guidance_parallel)
             step = self.scheduler.step(out, t, x, generator=generator)
             if callback is not None:
                 x0 = getattr(step, "pred_original_sample", None)

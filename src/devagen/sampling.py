@@ -34,7 +34,7 @@ def image_generators(seed: int, start: int, count: int) -> list[torch.Generator]
 def guidance_options(cfg: SampleConfig) -> dict:
     """The pipeline keyword arguments that say how to guide: scale, kind and timestep interval."""
     return {"guidance_scale": cfg.guidance_scale, "guidance": cfg.guidance,
-            "guidance_interval": (cfg.guidance_t_min, cfg.guidance_t_max)}
+            "guidance_interval": (cfg.guidance_t_min, cfg.guidance_t_max), "guidance_parallel": cfg.guidance_parallel}
 
 
 def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int, cfg: SampleConfig,
@@ -74,7 +74,7 @@ def sample_set(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig,
              "nfe": cfg.steps * pipeline.passes_per_step(cfg.guidance_scale, cfg.guidance),  # at most, per image
              "steps": cfg.steps, "guidance": cfg.guidance,
              "guidance_scale": cfg.guidance_scale if meta.conditional or cfg.guidance == "autoguidance" else 1.0,
-             "guidance_interval": [cfg.guidance_t_min, cfg.guidance_t_max]}
+             "guidance_interval": [cfg.guidance_t_min, cfg.guidance_t_max], "guidance_parallel": cfg.guidance_parallel}
     return images, labels, stats
 
 
