@@ -13,6 +13,7 @@ import click
 from . import paths
 from .config import Params, load_params
 from .errors import DevagenError
+from .integrity import FULL_DISK_ERRNOS
 from .io import write_json
 
 PARAMS_OPTION = click.option("--params", "params_path", default="params.yaml", show_default=True,
@@ -27,6 +28,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except DevagenError as exc:
             click.echo(f"error: {exc}", err=True)
+            ctx.exit(getattr(exc, "exit_code", 1))  # 128 + signal for a run stopped by SIGTERM/SIGINT
+        except OSError as exc:
+            if exc.errno not in FULL_DISK_ERRNOS:
+                raise
+            click.echo(f"error: {exc.filename}: no space left on device; free some space, then re-run", err=True)
             ctx.exit(1)
 
 
@@ -158,10 +164,10 @@ def sample(params_path: str) -> None:
     cfg = params.sample
     pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance")
     meta = read_meta(paths.DIFFUSION_DIR)
+    real = data.load_split(paths.TEST_NPZ) if meta.conditional else None  # read before minutes of sampling
     images, labels, stats = sampling.sample_set(pipeline, meta, cfg)
     _save_samples(images, labels)
     write_json(stats, paths.METRICS_DIR / "sample.json")
-    real = data.load_split(paths.TEST_NPZ) if meta.conditional else None
     fig = sampling.samples_figure(images, labels, meta.glyphs, real=None if real is None else (real.images, real.labels))
     figures.save_image(fig, paths.FIGURES_DIR / "samples.png")
     label = 0 if meta.conditional else None
@@ -191,8 +197,6 @@ def _save_samples(images, labels) -> None:  # type: ignore[no-untyped-def]
 @PARAMS_OPTION
 def evaluate(params_path: str) -> None:
     """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy -> eval.json."""
-    import numpy as np
-
     from . import data, figures, ocr, tracking
     from .classes import glyphs
     from .evaluation import evaluate_samples, style_evaluation
@@ -200,10 +204,7 @@ def evaluate(params_path: str) -> None:
     from .metrics import confusion_figure
 
     params = _params(params_path)
-    if not paths.SAMPLES_NPZ.is_file():
-        raise DevagenError(f"{paths.SAMPLES_NPZ}: not found; run `dvc repro sample` first")
-    with np.load(paths.SAMPLES_NPZ) as npz:
-        samples, intended = npz["images"], npz["labels"]
+    samples, intended = data.read_labelled_images(paths.SAMPLES_NPZ, "sample", unlabelled_ok=True)
     judge = ocr.load_judge(paths.OCR_DIR)
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
     result = evaluate_samples(judge, samples, intended, train.images, test.images, params.evaluate,

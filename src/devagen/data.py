@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .classes import CLASS_NAMES, glyphs
 from .errors import DevagenError
+from .integrity import damaged, read_npz
 
 ROOT = "DevanagariHandwrittenCharacterDataset"
 SPLITS = ("Train", "Test")
@@ -205,12 +206,24 @@ def save_split(split: Split, path: Path) -> None:
     tmp.replace(path)
 
 
+def read_labelled_images(path: Path, stage: str, unlabelled_ok: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """images uint8 (N, S, S) and labels int (N,) in [0, 46) (or -1 if unlabelled_ok) from an .npz written by
+    `stage`; a missing, truncated, tampered or malformed file raises one line naming the stage to re-run."""
+    arrays = read_npz(path, ("images", "labels"), stage)
+    images, labels = arrays["images"], arrays["labels"]
+    low = -1 if unlabelled_ok else 0
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] != images.shape[2] or len(images) == 0:
+        raise damaged(path, f"images are {images.dtype} {images.shape}, not uint8 (N, S, S)", stage)
+    if labels.dtype.kind not in "iu" or labels.shape != (len(images),):
+        raise damaged(path, f"labels are {labels.dtype} {labels.shape}, not integers ({len(images)},)", stage)
+    if labels.min() < low or labels.max() >= len(CLASS_NAMES):
+        raise damaged(path, f"labels span [{labels.min()}, {labels.max()}], not [{low}, {len(CLASS_NAMES)})", stage)
+    return images, labels
+
+
 def load_split(path: Path) -> Split:
-    """Read a split written by save_split; a missing file says which stage makes it."""
-    if not path.is_file():
-        raise DevagenError(f"{path}: not found; run `dvc repro prepare` first")
-    with np.load(path) as npz:
-        return Split(npz["images"], npz["labels"])
+    """Read a split written by save_split; a missing or damaged file says which stage rebuilds it."""
+    return Split(*read_labelled_images(path, "prepare"))
 
 
 def data_stats(prepared: Prepared) -> dict:

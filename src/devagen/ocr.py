@@ -25,6 +25,7 @@ from .config import AugmentConfig, OcrConfig
 from .data import to_model_range
 from .device import pick_device
 from .errors import DevagenError
+from .integrity import check_manifest, damaged, one_line, write_manifest
 from .io import read_json, write_json
 
 CONFIG_FILE = "judge.json"
@@ -198,6 +199,7 @@ def save_judge(judge: Judge, directory: Path, cfg: OcrConfig, image_size: int) -
     arch = {"width": judge.width, "image_size": image_size, "dropout": judge.dropout, "num_classes": judge.num_classes}
     write_json({"format": FORMAT_VERSION, "architecture": arch, "train_ocr": dataclasses.asdict(cfg)},
                directory / CONFIG_FILE)
+    write_manifest(directory)  # last: load_judge checks the files against it
 
 
 def load_judge(directory: Path) -> Judge:
@@ -209,10 +211,11 @@ def load_judge(directory: Path) -> Judge:
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (directory / name).is_file():
             raise DevagenError(f"{directory}: no OCR judge here ({name} missing); {fix}")
+    check_manifest(directory, "train_ocr")
     try:
         arch = read_json(directory / CONFIG_FILE)["architecture"]
         judge = Judge(int(arch["width"]), int(arch["image_size"]), float(arch["dropout"]), int(arch["num_classes"]))
         judge.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     except Exception as exc:  # json, KeyError, safetensors' own error type, shape mismatches
-        raise DevagenError(f"{directory}: the OCR judge is unreadable ({type(exc).__name__}: {exc}); {fix}") from None
+        raise damaged(directory, f"the OCR judge does not load: {one_line(exc)}", "train_ocr") from None
     return judge.eval()

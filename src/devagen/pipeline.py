@@ -25,6 +25,7 @@ from .config import GUIDANCE
 from .data import from_model_range
 from .device import pick_device
 from .errors import DevagenError
+from .integrity import check_manifest, damaged
 
 META_FILE = "devagen.json"
 GUIDE_FOLDER = "guide"  # the early-training snapshot that autoguidance guides by
@@ -290,7 +291,7 @@ def read_meta(model_dir: Path) -> ModelMeta:
         raw = json.loads(path.read_text(encoding="utf-8"))
         values = {f.name: raw[f.name] for f in fields(ModelMeta)}
     except (ValueError, KeyError, TypeError) as exc:
-        raise _broken(Path(model_dir), f"{META_FILE} is malformed ({type(exc).__name__}: {exc})") from None
+        raise damaged(Path(model_dir), f"{META_FILE} is malformed ({type(exc).__name__}: {exc})", "train") from None
     values["class_names"], values["glyphs"] = tuple(values["class_names"]), tuple(values["glyphs"])
     return ModelMeta(**values)
 
@@ -309,7 +310,7 @@ def _load_unet(model_dir: Path, subfolder: str) -> UNet2DModel:
     try:
         return UNet2DModel.from_pretrained(model_dir / subfolder)
     except Exception as exc:  # diffusers/safetensors raise many types for truncated or foreign files
-        raise _broken(model_dir, f"{subfolder}/ is unreadable ({type(exc).__name__})") from exc
+        raise damaged(model_dir, f"{subfolder}/ does not load ({type(exc).__name__})", "train") from exc
 
 
 def _load_ddpm_config(model_dir: Path) -> dict:
@@ -319,7 +320,7 @@ def _load_ddpm_config(model_dir: Path) -> dict:
     try:
         return dict(DDPMScheduler.load_config(model_dir / "scheduler"))
     except Exception as exc:  # malformed JSON surfaces as EnvironmentError or ValueError
-        raise _broken(model_dir, f"scheduler/ is unreadable ({type(exc).__name__})") from exc
+        raise damaged(model_dir, f"scheduler/ does not load ({type(exc).__name__})", "train") from exc
 
 
 def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
@@ -331,6 +332,7 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise _broken(model_dir, "no such model directory")
+    check_manifest(model_dir, "train")  # checksums.json, written last by training: catches truncation and tampering
     meta = read_meta(model_dir)
     unet = _load_unet(model_dir, "unet" if use_ema else "unet_raw")
     if (unet.config.num_class_embeds is not None) != meta.conditional:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 import math
 import os
 import time
@@ -25,6 +24,7 @@ from . import paths, plots
 from .classes import CLASS_GLYPHS, CLASS_NAMES
 from .errors import DevagenError
 from .figures import save_image
+from .integrity import one_line, rerun
 from .io import read_json
 
 STAGE_OF = {"data": "prepare", "ocr": "train_ocr", "train": "train", "sample": "sample", "eval": "evaluate"}
@@ -535,8 +535,8 @@ def read_metrics(root: Path) -> dict[str, dict]:
         path = root / paths.METRICS_DIR / f"{stage}.json"
         try:
             out[stage] = read_json(path) if path.is_file() else {}
-        except json.JSONDecodeError as exc:
-            raise DevagenError(f"{path}: not valid JSON ({exc.msg}); rerun the {STAGE_OF[stage]} stage") from None
+        except ValueError as exc:  # JSONDecodeError; UnicodeDecodeError for binary garbage
+            raise DevagenError(f"{path}: not valid JSON ({one_line(exc)}); {rerun(STAGE_OF[stage])}") from None
     return out
 
 

@@ -137,7 +137,11 @@ def resume_run(cfg: TrackingConfig, run_file: Path) -> Tracker:
     """Reopen the run whose id the train stage stored; a disabled tracker if there is none."""
     if not cfg.enabled or not run_file.is_file():
         return Tracker(None, None)
-    run_id = read_json(run_file).get("run_id")
+    try:
+        run_id = read_json(run_file).get("run_id")
+    except (ValueError, AttributeError) as exc:  # truncated or tampered: tracking is not worth failing the stage
+        click.echo(f"warning: {run_file} is unreadable ({type(exc).__name__}); going on without tracking", err=True)
+        return Tracker(None, None)
     if not run_id:
         return Tracker(None, None)
     tracker = Tracker(None, None)

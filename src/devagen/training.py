@@ -9,7 +9,10 @@ resumed run continues it exactly; noise, timesteps, label dropout and augmentati
 generator seeded by (seed, p, rank), so a resumed run also draws exactly what the lost one would have.
 
 Checkpoints resume only a run with the same fingerprint: the params that shape the weights, the data
-bytes and the process count; anything else starts fresh (and says so).
+bytes and the process count; anything else starts fresh (and says so). Each checkpoint's metadata,
+written last, holds the sha256 of its files (hashed in a background thread while training goes on);
+resume moves a damaged one into damaged/ and falls back to the one before. SIGTERM/SIGINT stop the
+loop after a step that every rank agrees on, with a checkpoint at that step (preemption.py).
 
 Multi-process: `accelerate launch --multi_gpu --num_processes K SCRIPT` on CUDA; on a machine without
 a GPU the same command runs K CPU processes over gloo (this module asks accelerate for CPU then;
@@ -18,6 +21,7 @@ ACCELERATE_USE_CPU=true forces that on a GPU machine too).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -26,10 +30,12 @@ import math
 import os
 import re
 import shutil
+import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -46,8 +52,10 @@ from .config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 from .data import to_model_range
 from .diffusion import diffusion_loss
 from .errors import DevagenError
+from .integrity import file_checksums, find_damage, full_disk_guard, move_aside, one_line, write_manifest
 from .model import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
 from .pipeline import GUIDE_FOLDER, ModelMeta, write_meta
+from .preemption import Preempted, StopRequests
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,9 @@ META_NAME = "devagen_checkpoint.json"  # written last, inside the temp dir, befo
 GUIDE_META = "devagen_guide.json"  # step and run fingerprint of the guide snapshot in the checkpoint dir
 SMOOTHING = 0.98  # EMA of the loss shown in logs and returned as the final loss
 NOT_FINGERPRINTED = ("checkpoint_every", "keep_checkpoints", "log_every")  # do not change the weights
+DAMAGED_DIR = "damaged"  # checkpoints that fail their checksums are moved here, never deleted
+STOP_CHECK_EVERY = 5  # several processes: ranks agree on a SIGTERM/SIGINT every this many steps
+_SEALER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devagen-checkpoint")  # hashing overlaps training
 
 
 @dataclass
@@ -93,6 +104,7 @@ class _Checkpoints:
     last: Optional[Path] = None
     step: int = 0  # optimizer steps the newest one holds
     loss: float = math.nan  # smoothed loss when it was written
+    sealing: Optional[Future] = None  # main process: the newest one's checksums, metadata and rename
 
 
 # ---------------------------------------------------------------- setup
@@ -261,45 +273,132 @@ def list_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path, str]]:
     found = []
     for path in checkpoint_dir.glob("step_*"):
         match = CHECKPOINT_RE.match(path.name)
-        try:
-            meta = json.loads((path / META_NAME).read_text(encoding="utf-8")) if match else None
-        except (OSError, ValueError):
-            meta = None
+        meta = _read_checkpoint_meta(path) if match else None
         if meta is not None:
             found.append((int(match.group(1)), path, meta.get("fingerprint", "")))
     return sorted(found)
 
 
+def _read_checkpoint_meta(path: Path) -> Optional[dict]:
+    """A checkpoint's metadata, or None if it is missing or unreadable."""
+    try:
+        return json.loads((path / META_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _state_bytes(run: _Run, checkpoint: bool) -> int:
+    """About the bytes a save writes: weights twice (saved model) or weights + optimizer + EMA (checkpoint)."""
+    tensors = list(run.model.state_dict().values())
+    if checkpoint:
+        tensors += [v for s in run.optimizer.state_dict()["state"].values() for v in s.values() if torch.is_tensor(v)]
+        tensors += run.ema.shadow_params if run.ema is not None else []
+    return sum(t.numel() * t.element_size() for t in tensors) * (1 if checkpoint else 2)
+
+
+def _seal(ckpt: _Checkpoints, tmp: Path, final: Path, meta: dict, keep: int, kept: str) -> None:
+    """Main process, in the background: file checksums into the metadata (written last), rename, prune."""
+    with full_disk_guard(final, 1 << 20, tmp, kept):
+        meta["files"] = file_checksums(tmp)
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    _swap_in(tmp, final)
+    found = list_checkpoints(ckpt.directory)
+    ours = [path for _, path, fp in found if fp == ckpt.fingerprint]
+    stale = [path for _, path, fp in found if fp != ckpt.fingerprint]
+    for path in stale + ours[:-keep]:
+        _remove_dir(path)
+
+
+def _wait_sealed(ckpt: _Checkpoints) -> None:
+    """Wait until the newest checkpoint is sealed (renamed into place); re-raise what sealing raised."""
+    sealing, ckpt.sealing = ckpt.sealing, None
+    if sealing is not None:
+        sealing.result()
+
+
+@contextlib.contextmanager
+def _sealed_on_exit(ckpt: _Checkpoints) -> Iterator[None]:
+    """However the block ends, the newest checkpoint is complete on disk afterwards."""
+    try:
+        yield
+    finally:
+        _wait_sealed(ckpt)
+
+
 def _save_checkpoint(run: _Run, ckpt: _Checkpoints, step: int, loss: float) -> None:
-    """Write ckpt.directory/step_XXXXXXX via a temp dir; keep this run's newest `keep_checkpoints`."""
+    """Write ckpt.directory/step_XXXXXXX via a temp dir; keep this run's newest `keep_checkpoints`.
+
+    The state is written here; checksums, metadata, rename and pruning overlap the next steps (a thread).
+    """
     acc = run.accelerator
     final = ckpt.directory / f"step_{step:07d}"
     tmp = ckpt.directory / f".tmp-{final.name}"
+    kept = f"{ckpt.last} is intact" if ckpt.last else "no earlier checkpoint"
     if acc.is_main_process:
+        _wait_sealed(ckpt)
         shutil.rmtree(tmp, ignore_errors=True)
     acc.wait_for_everyone()
-    acc.save_state(str(tmp))  # weights, optimizer, lr schedule, EMA, RNG states of every rank
+    with full_disk_guard(final, _state_bytes(run, True), tmp if acc.is_main_process else None, kept):
+        acc.save_state(str(tmp))  # weights, optimizer, lr schedule, EMA, RNG states of every rank
     acc.wait_for_everyone()
     if acc.is_main_process:
         meta = {"step": step, "total_steps": run.total_steps, "loss": loss, "fingerprint": ckpt.fingerprint,
                 "facts": ckpt.facts}
-        (tmp / META_NAME).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        _swap_in(tmp, final)
-        found = list_checkpoints(ckpt.directory)
-        ours = [path for _, path, fp in found if fp == ckpt.fingerprint]
-        stale = [path for _, path, fp in found if fp != ckpt.fingerprint]
-        for path in stale + ours[:-run.cfg.keep_checkpoints]:
-            _remove_dir(path)
-    acc.wait_for_everyone()
+        ckpt.sealing = _SEALER.submit(_seal, ckpt, tmp, final, meta, run.cfg.keep_checkpoints, kept)
     ckpt.last, ckpt.step, ckpt.loss = final, step, loss
 
 
+def _checkpoint_damage(path: Path, meta: Optional[dict]) -> Optional[str]:
+    """Why a checkpoint is damaged (meta: its metadata, None if unreadable), or None if it looks intact."""
+    if meta is None:
+        return f"{META_NAME} is missing or unreadable"
+    if "files" not in meta:
+        return None  # written before checkpoints carried checksums: loading will tell
+    try:
+        return find_damage(path, meta["files"])
+    except (KeyError, TypeError, AttributeError):
+        return f"{META_NAME} holds malformed checksums"
+
+
+def _set_aside_damaged(ckpt: _Checkpoints) -> None:
+    """Newest first, move this run's damaged checkpoints into damaged/ (one warning each) until an intact one."""
+    moved = False
+    for path in sorted(ckpt.directory.glob("step_*"), reverse=True):
+        meta = _read_checkpoint_meta(path)
+        if not CHECKPOINT_RE.match(path.name) or (meta is not None and meta.get("fingerprint") != ckpt.fingerprint):
+            continue  # not a checkpoint, or another run's (deleted when this run writes its first one)
+        why = _checkpoint_damage(path, meta)
+        if why is None:
+            return
+        target = move_aside(path, ckpt.directory / DAMAGED_DIR)
+        log.warning("train: checkpoint %s is damaged (%s); moved to %s", path, why, target)
+        moved = True
+    if moved:
+        log.warning("train: no intact checkpoint of this run is left in %s; starting fresh", ckpt.directory)
+
+
+def _load_checkpoint(run: _Run, path: Path) -> None:
+    """Load a checkpoint into the run; one that fails to load is moved into damaged/ and the run stops."""
+    acc = run.accelerator
+    try:
+        acc.load_state(str(path))
+    except Exception as exc:  # torch, pickle and safetensors raise many types for damage no checksum covered
+        target = path.parent / DAMAGED_DIR / path.name
+        if acc.is_main_process:
+            target = move_aside(path, path.parent / DAMAGED_DIR)
+        raise DevagenError(f"train: checkpoint {path} does not load ({one_line(exc)}); moved to {target}; "
+                           "re-run to resume from the checkpoint before it") from None
+    if run.ema is not None:
+        run.ema.to(acc.device)  # accelerate loads custom state onto the CPU
+
+
 def _resume(run: _Run, ckpt: _Checkpoints) -> None:
-    """Load this run's newest checkpoint, if any, into the run and record it in ckpt."""
+    """Load this run's newest intact checkpoint, if any, into the run and record it in ckpt."""
     acc = run.accelerator
     if acc.is_main_process:
         ckpt.directory.mkdir(parents=True, exist_ok=True)
         _clear_leftovers(ckpt.directory)
+        _set_aside_damaged(ckpt)
     acc.wait_for_everyone()
     found = list_checkpoints(ckpt.directory)
     ours = [(step, path) for step, path, fp in found if fp == ckpt.fingerprint]
@@ -309,9 +408,7 @@ def _resume(run: _Run, ckpt: _Checkpoints) -> None:
     if not ours:
         return
     ckpt.step, ckpt.last = ours[-1]
-    acc.load_state(str(ckpt.last))
-    if run.ema is not None:
-        run.ema.to(acc.device)  # accelerate loads custom state onto the CPU
+    _load_checkpoint(run, ckpt.last)
     ckpt.loss = json.loads((ckpt.last / META_NAME).read_text(encoding="utf-8")).get("loss", math.nan)
     if acc.is_main_process:
         log.warning("train: resuming from %s (step %d of %d)", ckpt.last, ckpt.step, run.total_steps)
@@ -363,7 +460,8 @@ def _guide_for_run(ckpt: _Checkpoints, guide_step: int) -> Path:
 
 
 def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, out_dir: Path) -> None:
-    """Write out_dir/{unet (EMA, else raw), unet_raw, guide (if any), scheduler, devagen.json} via a temp dir."""
+    """Write out_dir/{unet (EMA, else raw), unet_raw, guide (if any), scheduler, devagen.json, checksums.json}
+    via a temp dir."""
     acc = run.accelerator
     acc.wait_for_everyone()
     if acc.is_main_process:
@@ -371,12 +469,14 @@ def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, ou
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_dir.with_name(f".tmp-{out_dir.name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        _network_copy(run, ema=False).save_pretrained(tmp / "unet_raw")
-        _network_copy(run, ema=True).save_pretrained(tmp / "unet")
-        if guide is not None:
-            shutil.copytree(guide, tmp / GUIDE_FOLDER, ignore=shutil.ignore_patterns(GUIDE_META))
-        run.noise_scheduler.save_pretrained(tmp / "scheduler")
-        write_meta(model_meta(model_cfg, int(run.images.shape[-1])), tmp)
+        with full_disk_guard(out_dir, _state_bytes(run, False), tmp, "the checkpoints are intact"):
+            _network_copy(run, ema=False).save_pretrained(tmp / "unet_raw")
+            _network_copy(run, ema=True).save_pretrained(tmp / "unet")
+            if guide is not None:
+                shutil.copytree(guide, tmp / GUIDE_FOLDER, ignore=shutil.ignore_patterns(GUIDE_META))
+            run.noise_scheduler.save_pretrained(tmp / "scheduler")
+            write_meta(model_meta(model_cfg, int(run.images.shape[-1])), tmp)
+            write_manifest(tmp)  # last: a folder without it was never finished (or predates checksums)
         _swap_in(tmp, out_dir)
     acc.wait_for_everyone()
 
@@ -391,8 +491,19 @@ def _nan_error(loss: float, step: int, last: Optional[Path], lr: float) -> Devag
                         "or set train.grad_clip, then re-run")
 
 
-def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress: bool) -> tuple[float, float]:
-    """Optimizer steps ckpt.step+1 .. total with logging and checkpoints; returns (smoothed loss, img/s)."""
+def _preempted(run: _Run, ckpt: _Checkpoints, step: int, loss: float, signum: int) -> Preempted:
+    """Checkpoint step `step` (unless one holds it already); the one-line message that says how to resume."""
+    if ckpt.step < step:
+        _save_checkpoint(run, ckpt, step, loss)
+    return Preempted(f"train: stopped by {signal.Signals(signum).name} after step {step} of {run.total_steps}, "
+                     f"saved in {ckpt.last}; resume with `dvc repro` (or `dvc exp run`, or this command again)",
+                     signum)
+
+
+def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress: bool,
+               stop: StopRequests) -> tuple[float, float]:
+    """Optimizer steps ckpt.step+1 .. total with logging, checkpoints and a stop when `stop` says so;
+    returns (smoothed loss, img/s)."""
     acc, cfg = run.accelerator, run.cfg
     bar = tqdm(total=run.total_steps, initial=ckpt.step, desc="train", unit="step",
                disable=not (progress and acc.is_main_process))
@@ -417,6 +528,10 @@ def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress:
             _save_guide(run, ckpt, step)
         if step % cfg.checkpoint_every == 0:
             _save_checkpoint(run, ckpt, step, smoothed)
+        signum = stop.agreed(step)
+        if signum is not None and step < run.total_steps:
+            bar.close()
+            raise _preempted(run, ckpt, step, smoothed, signum)
     bar.close()
     seconds = time.perf_counter() - began
     return smoothed, (run.total_steps - start) * run.global_batch / seconds if start < run.total_steps else 0.0
@@ -438,7 +553,8 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     ckpt = _Checkpoints(Path(checkpoint_dir), *run_fingerprint(run, model_cfg, images, labels))
     _resume(run, ckpt)
     start = ckpt.step
-    loss, img_per_s = _run_steps(run, ckpt, log_fn, progress)
+    with StopRequests(run.accelerator.num_processes, STOP_CHECK_EVERY) as stop, _sealed_on_exit(ckpt):
+        loss, img_per_s = _run_steps(run, ckpt, log_fn, progress, stop)
     save_trained_model(run, ckpt, model_cfg, Path(out_dir))
     return {
         "steps": run.total_steps, "epochs": run.total_steps * run.global_batch / len(images),
