@@ -55,9 +55,10 @@ CONFIGS = {"cpu_default": {"train.mixed_precision": "no"},  # as on a CPU: fp32
 # fraction of the run), and sampler overrides (sampler, steps, EMA or raw weights, scheduler options).
 # Most informative first: settings past --budget-s are skipped.
 def _s(guidance: str = "cfg", scale: float = 1.0, interval: tuple = (0, 1000), guide: float | None = None,
-       sampler: str | None = None, steps: int | None = None, ema: bool = True, **scheduler) -> dict:
+       sampler: str | None = None, steps: int | None = None, ema: bool = True, parallel: float = 1.0,
+       **scheduler) -> dict:
     return {"guidance": guidance, "scale": scale, "interval": interval, "guide": guide, "sampler": sampler,
-            "steps": steps, "ema": ema, "scheduler": scheduler}
+            "steps": steps, "ema": ema, "parallel": parallel, "scheduler": scheduler}
 
 
 SWEEPS = {
@@ -74,6 +75,13 @@ SWEEPS = {
         _s("cfg", 3, thresholding=False), _s("cfg", 3, sampler="ddpm", steps=100),
         _s("cfg", 3, steps=20, algorithm_type="sde-dpmsolver++"), _s("cfg", 3, ema=False),
         _s("cfg", 1, sampler="ddpm", steps=250),
+    ],
+    # The CPU default's choice: the stochastic sampler at lower guidance scales, and projected guidance.
+    "cpu_choice": [
+        _s("cfg", 3, sampler="sde-dpmpp", steps=20), _s("cfg", 3, sampler="sde-dpmpp", steps=20, parallel=0.0),
+        _s("cfg", 2, sampler="sde-dpmpp", steps=20), _s("cfg", 4, sampler="sde-dpmpp", steps=20, parallel=0.0),
+        _s("cfg", 2.5, sampler="sde-dpmpp", steps=20), _s("cfg", 3), _s("cfg", 1.5, sampler="sde-dpmpp", steps=20),
+        _s("cfg", 3, sampler="sde-dpmpp", steps=10), _s("cfg", 1, sampler="sde-dpmpp", steps=20),
     ],
 }
 STYLE_KEYS = ("stroke_width", "ink_mass", "ink_coverage", "edge_softness")
@@ -119,15 +127,20 @@ def measure(images: np.ndarray, labels: np.ndarray, judge: ocr.Judge, test: data
 
 
 def run_config(name: str, params: Params, train: data.Split, test: data.Split, judge: ocr.Judge, work: Path,
-               sweep: list[dict], deadline: float, say) -> tuple[list[dict], dict]:  # type: ignore[no-untyped-def]
-    """Train one configuration, then each guidance setting until `deadline` (perf_counter); (rows, {key: images})."""
+               sweep: list[dict], deadline: float, say, reuse: bool = False) -> tuple[list[dict], dict]:  # type: ignore[no-untyped-def]
+    """Train one configuration (or, with reuse, take work/<name>/model as it is), then each guidance setting
+    until `deadline` (perf_counter); returns (rows, {key: images})."""
     folder = work / name
-    AcceleratorState._reset_state()  # each configuration sets its own mixed precision in this one process
-    start = time.perf_counter()
-    result = train_diffusion(params.train, params.model, params.diffusion, params.augment, train.images,
-                             train.labels, folder / "model", folder / "checkpoints", progress=False)
-    say(f"{name}: trained {result['steps']} steps in {time.perf_counter() - start:.0f} s "
-        f"({result['img_per_s']:.0f} img/s on {result['device']})")
+    if reuse and (folder / "model" / "devagen.json").is_file():
+        result = {"steps": params.train.max_steps}
+        say(f"{name}: reusing the model in {folder / 'model'}")
+    else:
+        AcceleratorState._reset_state()  # each configuration sets its own mixed precision in this one process
+        start = time.perf_counter()
+        result = train_diffusion(params.train, params.model, params.diffusion, params.augment, train.images,
+                                 train.labels, folder / "model", folder / "checkpoints", progress=False)
+        say(f"{name}: trained {result['steps']} steps in {time.perf_counter() - start:.0f} s "
+            f"({result['img_per_s']:.0f} img/s on {result['device']})")
     pipes = {True: load_pipeline(folder / "model", params.sample.sampler),
              False: load_pipeline(folder / "model", params.sample.sampler, use_ema=False)}
     ddpm_config = dict(pipes[True].scheduler.config)
@@ -150,8 +163,10 @@ def run_config(name: str, params: Params, train: data.Split, test: data.Split, j
             pipe.register_modules(guide=ema_snapshot(path, pipe.unet))
         lo, hi = setting["interval"]
         cfg = dataclasses.replace(params.sample, guidance=setting["guidance"], guidance_scale=setting["scale"],
-                                  guidance_t_min=lo, guidance_t_max=hi, steps=setting["steps"] or params.sample.steps)
-        described = {"guidance": setting["guidance"], "scale": setting["scale"], "interval": [lo, hi],
+                                  guidance_t_min=lo, guidance_t_max=hi, steps=setting["steps"] or params.sample.steps,
+                                  guidance_parallel=setting["parallel"])
+        described = {"guidance": setting["guidance"], "scale": setting["scale"], "parallel": setting["parallel"],
+                     "interval": [lo, hi],
                      "guide_step": guide_step, "sampler": sampler, "steps": cfg.steps, "ema": setting["ema"],
                      "scheduler": setting["scheduler"]}
         key = f"{name}_{len(rows)}"  # the images' name in samples_<config>.npz
@@ -176,6 +191,7 @@ def markdown(rows: list[dict], note: str) -> str:
     for r in rows:
         lines.append(
             f"| {r['config']} | {r['sampler']} {r['steps']}{'' if r['ema'] else ', raw weights'}"
+            f"{'' if r.get('parallel', 1.0) == 1.0 else ', parallel ' + format(r['parallel'], 'g')}"
             f"{''.join(f', {k}={v}' for k, v in r['scheduler'].items())} | {r['guidance']} | {r['scale']:g} | {r['interval'][0]}–{r['interval'][1]} | "
             f"{r['guide_step'] or '—'} | {100 * r['ocr_accuracy']:.1f} % | {r['stroke_width_ratio']:.3f} | "
             f"{r['ink_mass_ratio']:.3f} | {r['ink_coverage_ratio']:.3f} | {r['edge_softness_ratio']:.3f} | "
@@ -202,8 +218,9 @@ def random_real(test: data.Split, per_class: int, seed: int = 1) -> tuple[np.nda
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("/tmp/devagen-guidance"))
 @click.option("--budget-s", type=float, default=1e9, help="stop starting new settings after this many seconds")
 @click.option("--sweep", type=click.Choice(list(SWEEPS)), default="guidance", show_default=True)
+@click.option("--reuse", is_flag=True, help="use <work>/<config>/model where it exists instead of training")
 def main(configs: str, sets: tuple[str, ...], data_dir: Path, judge_dir: Path | None, snapshot_every: int | None,
-         out: Path, work: Path, budget_s: float, sweep: str) -> None:
+         out: Path, work: Path, budget_s: float, sweep: str, reuse: bool) -> None:
     """Train each configuration, sweep guidance settings, write the table, images and grids to --out."""
     deadline = time.perf_counter() + budget_s
     torch.backends.cuda.matmul.allow_tf32 = True  # sampling runs in fp32; TF32 matmuls as cuDNN's convs already use
@@ -231,7 +248,7 @@ def main(configs: str, sets: tuple[str, ...], data_dir: Path, judge_dir: Path | 
         probe = config_params(name, overrides, 1)
         steps = probe.train.max_steps or int(np.ceil(probe.train.epochs * len(train.images) / probe.train.batch_size))
         params = config_params(name, overrides, snapshot_every or max(1, steps // 8))
-        got, imgs = run_config(name, params, train, test, judge, work, SWEEPS[sweep], deadline, say)
+        got, imgs = run_config(name, params, train, test, judge, work, SWEEPS[sweep], deadline, say, reuse)
         rows += got
         images.update(imgs)
         (out / "guidance_style.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
