@@ -85,8 +85,8 @@ def prepare(params_path: str) -> None:
 @cli.command("train-ocr")
 @PARAMS_OPTION
 def train_ocr(params_path: str) -> None:
-    """Train the OCR judge on real train images; test accuracy into reports/metrics/ocr.json."""
-    from . import data, ocr
+    """Train the OCR judge on real train images (+ its real-feature statistics); test accuracy into ocr.json."""
+    from . import data, legibility, ocr
     from .io import write_csv
     from .metrics import per_class_rows
 
@@ -95,6 +95,8 @@ def train_ocr(params_path: str) -> None:
     judge, result = ocr.train_judge(params.train_ocr, params.augment, train.images, train.labels,
                                     test.images, test.labels)
     ocr.save_judge(judge, paths.OCR_DIR, params.train_ocr, params.data.image_size)
+    legibility.save_ood(legibility.fit_judge_ood(judge, train.images, train.labels, params.train_ocr.ood_holdout,
+                                                 params.train_ocr.seed), paths.OCR_DIR)
     write_json(result, paths.METRICS_DIR / "ocr.json")
     write_csv(per_class_rows(result["per_class_accuracy"]), paths.OCR_PER_CLASS)
     click.echo(f"train-ocr: judge test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s")
@@ -190,10 +192,10 @@ def _save_samples(images, labels) -> None:  # type: ignore[no-untyped-def]
 @cli.command()
 @PARAMS_OPTION
 def evaluate(params_path: str) -> None:
-    """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy -> eval.json."""
+    """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy, legibility -> eval.json."""
     import numpy as np
 
-    from . import data, figures, ocr, tracking
+    from . import cas, data, figures, legibility, ocr, tracking
     from .classes import glyphs
     from .evaluation import evaluate_samples
     from .io import read_json, write_csv
@@ -204,10 +206,13 @@ def evaluate(params_path: str) -> None:
         raise DevagenError(f"{paths.SAMPLES_NPZ}: not found; run `dvc repro sample` first")
     with np.load(paths.SAMPLES_NPZ) as npz:
         samples, intended = npz["images"], npz["labels"]
-    judge = ocr.load_judge(paths.OCR_DIR)
+    judge, ood = ocr.load_judge(paths.OCR_DIR), legibility.load_ood(paths.OCR_DIR)
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
-    result = evaluate_samples(judge, samples, intended, train.images, test.images, params.evaluate,
-                              say=lambda msg: click.echo(f"evaluate: {msg}"))
+    cfg, say = params.evaluate, lambda msg: click.echo(f"evaluate: {msg}")
+    result = evaluate_samples(judge, ood, samples, intended, train.images, test.images, cfg, say=say)
+    result.metrics.update(cas.cas_metrics(params.train_ocr, params.augment, samples, intended, train, test,
+                                          cfg.cas_epochs, cfg.cas_batch_size, cfg.seed, say) if cfg.cas
+                          else {"cas_status": "off (evaluate.cas: false)"})
     ocr_metrics = paths.METRICS_DIR / "ocr.json"
     if ocr_metrics.is_file():
         result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]
@@ -218,8 +223,10 @@ def evaluate(params_path: str) -> None:
     tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
     tracker.log_metrics(result.metrics)
     tracker.log_artifact(paths.FIGURES_DIR / "confusion.png", "figures")
-    headline = result.metrics.get("ocr_accuracy", result.metrics["legible_share"])
-    click.echo(f"evaluate: OCR {headline:.4f}, FID {result.metrics['fid']:.3f} (real floor {result.metrics['floor_fid']:.3f})")
+    m = result.metrics
+    headline = (f"OCR {m['ocr_accuracy']:.4f}" if m["conditional"] else
+                f"legible {m['legible_share']:.4f} (real {m['floor_legible_share']:.4f}), {m['class_coverage']}/46 classes")
+    click.echo(f"evaluate: {headline}, FID {m['fid']:.3f} (real floor {m['floor_fid']:.3f})")
 
 
 @cli.command()
