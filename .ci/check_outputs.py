@@ -35,6 +35,7 @@ def check_train_ocr() -> None:
     ocr = _metrics("ocr")
     assert ocr["test_accuracy"] >= 0.99, f"judge test accuracy {ocr['test_accuracy']:.4f} < 0.99"
     assert len(ocr["per_class_accuracy"]) == 46
+    assert Path("models/ocr/ood.safetensors").is_file(), "the judge's legibility statistics are missing"
 
 
 def check_train() -> None:
@@ -59,6 +60,7 @@ def check_evaluate() -> None:
         assert key in ev, key
     assert ev["floor_fid"] < ev["fid"], "a tiny 300-step model should be further from real data than real data is"
     assert 0.0 <= ev["ocr_accuracy"] <= 1.0 and len(ev["per_class_accuracy"]) == 46
+    assert ev["floor_legible_share"] >= 0.9, f"only {ev['floor_legible_share']:.3f} of real test images legible"
 
 
 def check_report() -> None:

@@ -25,6 +25,7 @@ from devagen import cli, data, integrity, training
 from devagen.config import AugmentConfig, DiffusionConfig, OcrConfig, TrainConfig, load_params
 from devagen.errors import DevagenError
 from devagen.io import read_jsonl
+from devagen import legibility
 from devagen.ocr import build_judge, save_judge
 from devagen.preemption import Preempted, StopRequests
 from devagen.training import DAMAGED_DIR, META_NAME, list_checkpoints, train_diffusion
@@ -309,7 +310,10 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_archive: Path) -> Pat
     prepared = data.prepare(tiny_archive, 32)
     data.save_split(prepared.train, root / "data/prepared/train.npz")
     data.save_split(prepared.test, root / "data/prepared/test.npz")
-    save_judge(build_judge(OcrConfig(width=8), 32), root / "models/ocr", OcrConfig(width=8), 32)
+    judge = build_judge(OcrConfig(width=8), 32)
+    legibility.save_ood(legibility.fit_judge_ood(judge, prepared.train.images, prepared.train.labels, 0.3, 0),
+                        root / "models/ocr")
+    save_judge(judge, root / "models/ocr", OcrConfig(width=8), 32)
     integrity.write_manifest(make_model_dir(root / "models/diffusion", image_size=32))
     (root / "samples").mkdir()
     np.savez(root / "samples/samples.npz", images=prepared.test.images, labels=prepared.test.labels)
@@ -337,6 +341,7 @@ INPUTS = [
     ("evaluate", "samples/samples.npz", "sample"),
     ("evaluate", "models/ocr/judge.safetensors", "train_ocr"),
     ("evaluate", "models/ocr/judge.json", "train_ocr"),
+    ("evaluate", "models/ocr/ood.safetensors", "train_ocr"),
     ("evaluate", "data/prepared/train.npz", "prepare"),
     ("evaluate", "data/prepared/test.npz", "prepare"),
     ("report", "reports/metrics/eval.json", "evaluate"),

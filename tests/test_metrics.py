@@ -145,24 +145,34 @@ def test_ocr_accuracy_rejects_logits_and_bad_labels():
 
 
 def test_legibility_on_hand_made_probs():
-    probs = np.full((4, NUM_CLASSES), 0.0)
-    probs[0, 3] = probs[1, 3] = probs[2, 7] = 0.95  # three confident reads: 3, 3, 7
+    probs = np.full((5, NUM_CLASSES), 0.0)
+    probs[0, 3] = probs[1, 3] = probs[2, 7] = probs[4, 8] = 0.95  # four confident reads: 3, 3, 7, 8
     probs[3, 9] = 0.5  # one unsure read
     probs[:, 0] += 1 - probs.sum(1)
-    out = metrics.legibility(probs, confidence=0.9)
-    assert out["legible_share"] == 0.75 and out["class_coverage"] == 2
+    inside = np.array([True, True, True, True, False])  # the confident read of 8 is not a character
+    out = metrics.legibility(probs, confidence=0.9, in_distribution=inside)
+    assert out["legible_share"] == 0.6 and out["class_coverage"] == 2
+    assert out["confident_share"] == 0.8 and out["in_distribution_share"] == 0.8
     expected = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
     assert out["class_entropy_nats"] == pytest.approx(expected)
     assert out["class_entropy_norm"] == pytest.approx(expected / math.log(NUM_CLASSES))
 
 
 def test_legibility_entropy_of_uniform_reads_is_log_46_and_none_when_illegible():
-    out = metrics.legibility(one_hot(np.tile(np.arange(NUM_CLASSES), 2)), confidence=0.9)
+    probs = one_hot(np.tile(np.arange(NUM_CLASSES), 2))
+    out = metrics.legibility(probs, confidence=0.9, in_distribution=np.ones(len(probs), bool))
     assert out["class_coverage"] == NUM_CLASSES
     assert out["class_entropy_nats"] == pytest.approx(math.log(NUM_CLASSES))
     assert out["class_entropy_norm"] == pytest.approx(1.0)
-    flat = metrics.legibility(np.full((5, NUM_CLASSES), 1 / NUM_CLASSES), confidence=0.9)
+    flat = metrics.legibility(np.full((5, NUM_CLASSES), 1 / NUM_CLASSES), 0.9, np.ones(5, bool))
     assert flat["legible_share"] == 0.0 and flat["class_coverage"] == 0 and flat["class_entropy_nats"] is None
+    noise = metrics.legibility(probs, confidence=0.9, in_distribution=np.zeros(len(probs), bool))
+    assert noise["confident_share"] == 1.0 and noise["legible_share"] == 0.0 and noise["class_entropy_nats"] is None
+
+
+def test_legibility_rejects_a_mask_of_the_wrong_kind():
+    with pytest.raises(ValueError, match="in_distribution"):
+        metrics.legibility(one_hot(np.array([0, 1])), 0.9, np.array([1, 0]))
 
 
 def test_confusion_figure_shades_the_diagonal():

@@ -22,7 +22,7 @@ TINY = {
     "model": {"preset": "tiny", "conditional": True},
     "train": {"max_steps": 6, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 3, "log_every": 2},
     "sample": {"steps": 2, "per_class": 2, "batch_size": 64},
-    "evaluate": {"kid_subset_size": 20, "batch_size": 64},
+    "evaluate": {"kid_subset_size": 20, "batch_size": 64, "cas": True, "cas_epochs": 2, "cas_batch_size": 32},
 }
 
 
@@ -65,6 +65,9 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     assert len(ev["per_class_accuracy"]) == 46
     assert ev["style"]["compared"]["classes"] == 46 and "style_ink_mass_ratio" in ev
     assert ev["style_stroke_width_ratio"] is None or ev["style_stroke_width_ratio"] > 0
+    assert 0 <= ev["legible_share"] <= ev["confident_share"] <= 1 and 0 <= ev["floor_legible_share"] <= 1
+    assert ev["cas_status"] == "computed" and 0 <= ev["cas_accuracy"] <= 1 and 0 < ev["cas_real_accuracy"] <= 1
+    assert (tmp_path / "models/ocr/ood.safetensors").is_file()
 
     with np.load(tmp_path / "samples/samples.npz") as npz:
         assert npz["images"].shape == (92, 32, 32) and npz["images"].dtype == np.uint8

@@ -146,9 +146,10 @@ def test_summary_is_read_from_the_numbers() -> None:
     worse = summarize({**METRICS, "eval": {**EVAL, "ocr_accuracy": 0.5, "fid": 40.0}}, PARAMS)
     assert "50.0 %" in worse and "40 against 1.1" in worse and "93.1" not in worse and "12.3" not in worse
     uncond = {"conditional": False, "n_generated": 100, "legible_share": 0.7, "class_coverage": 41,
-              "class_entropy_norm": 0.95, "inception_fid": 55.5}
+              "class_entropy_norm": 0.95, "inception_fid": 55.5, "floor_legible_share": 0.93}
     text = summarize({"eval": uncond}, PARAMS)
-    assert "70.0 % of the 100 generated characters are legible (judge confidence at least 0.9)" in text
+    assert ("70.0 % of the 100 generated characters are legible (judge confidence at least 0.9 and features "
+            "where real characters' lie; 93.0 % of real test characters pass the same test)") in text
     assert "cover 41 of the 46 classes" in text and "Inception FID is 55.5" in text and "asked for" not in text
 
 

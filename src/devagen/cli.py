@@ -91,8 +91,8 @@ def prepare(params_path: str) -> None:
 @cli.command("train-ocr")
 @PARAMS_OPTION
 def train_ocr(params_path: str) -> None:
-    """Train the OCR judge on real train images; test accuracy into reports/metrics/ocr.json."""
-    from . import data, ocr
+    """Train the OCR judge on real train images (+ its real-feature statistics); test accuracy into ocr.json."""
+    from . import data, legibility, ocr
     from .io import write_csv
     from .metrics import per_class_rows
 
@@ -100,7 +100,9 @@ def train_ocr(params_path: str) -> None:
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
     judge, result = ocr.train_judge(params.train_ocr, params.augment, train.images, train.labels,
                                     test.images, test.labels)
-    ocr.save_judge(judge, paths.OCR_DIR, params.train_ocr, params.data.image_size)
+    legibility.save_ood(legibility.fit_judge_ood(judge, train.images, train.labels, params.train_ocr.ood_holdout,
+                                                 params.train_ocr.seed), paths.OCR_DIR)
+    ocr.save_judge(judge, paths.OCR_DIR, params.train_ocr, params.data.image_size)  # its manifest covers both
     write_json(result, paths.METRICS_DIR / "ocr.json")
     write_csv(per_class_rows(result["per_class_accuracy"]), paths.OCR_PER_CLASS)
     click.echo(f"train-ocr: judge test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s")
@@ -196,8 +198,9 @@ def _save_samples(images, labels) -> None:  # type: ignore[no-untyped-def]
 @cli.command()
 @PARAMS_OPTION
 def evaluate(params_path: str) -> None:
-    """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy -> eval.json."""
-    from . import data, figures, ocr, tracking
+    """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy, legibility, pen style
+    -> eval.json."""
+    from . import cas, data, figures, legibility, ocr, tracking
     from .classes import glyphs
     from .evaluation import evaluate_samples, style_evaluation
     from .io import read_json, write_csv
@@ -205,12 +208,15 @@ def evaluate(params_path: str) -> None:
 
     params = _params(params_path)
     samples, intended = data.read_labelled_images(paths.SAMPLES_NPZ, "sample", unlabelled_ok=True)
-    judge = ocr.load_judge(paths.OCR_DIR)
+    judge, ood = ocr.load_judge(paths.OCR_DIR), legibility.load_ood(paths.OCR_DIR)
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
-    result = evaluate_samples(judge, samples, intended, train.images, test.images, params.evaluate,
-                              say=lambda msg: click.echo(f"evaluate: {msg}"))
-    click.echo("evaluate: pen style vs real test images (and the real-vs-real floor)")
-    pen = style_evaluation(samples, intended, test.images, test.labels, glyphs(), params.evaluate.seed)
+    cfg, say = params.evaluate, lambda msg: click.echo(f"evaluate: {msg}")
+    result = evaluate_samples(judge, ood, samples, intended, train.images, test.images, cfg, say=say)
+    result.metrics.update(cas.cas_metrics(params.train_ocr, params.augment, samples, intended, train, test,
+                                          cfg.cas_epochs, cfg.cas_batch_size, cfg.seed, say) if cfg.cas
+                          else {"cas_status": "off (evaluate.cas: false)"})
+    say("pen style vs real test images (and the real-vs-real floor)")
+    pen = style_evaluation(samples, intended, test.images, test.labels, glyphs(), cfg.seed)
     result.metrics.update(pen.metrics)
     figures.save_image(pen.figure, paths.FIGURES_DIR / "style.png")
     ocr_metrics = paths.METRICS_DIR / "ocr.json"
@@ -224,10 +230,11 @@ def evaluate(params_path: str) -> None:
     tracker.log_metrics(result.metrics)
     for name in ("confusion.png", "style.png"):
         tracker.log_artifact(paths.FIGURES_DIR / name, "figures")
-    headline = result.metrics.get("ocr_accuracy", result.metrics["legible_share"])
-    click.echo(f"evaluate: OCR {headline:.4f}, FID {result.metrics['fid']:.3f} (real floor {result.metrics['floor_fid']:.3f}), "
-               f"stroke width {_times(result.metrics['style_stroke_width_ratio'])} real "
-               f"(floor {_times(result.metrics['style_stroke_width_floor_ratio'])})")
+    m = result.metrics
+    headline = (f"OCR {m['ocr_accuracy']:.4f}" if m["conditional"] else
+                f"legible {m['legible_share']:.4f} (real {m['floor_legible_share']:.4f}), {m['class_coverage']}/46 classes")
+    click.echo(f"evaluate: {headline}, FID {m['fid']:.3f} (real floor {m['floor_fid']:.3f}), "
+               f"stroke width {_times(m['style_stroke_width_ratio'])} real (floor {_times(m['style_stroke_width_floor_ratio'])})")
 
 
 def _times(ratio: float | None) -> str:

@@ -101,9 +101,11 @@ class OcrConfig:
     augment: bool = True
     dropout: float = 0.0  # before the final linear layer
     warmup: float = 0.2  # fraction of all steps the one-cycle LR spends rising to lr
+    ood_holdout: float = 0.1  # share of train images kept out of the feature Gaussians to calibrate legibility
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train_ocr.epochs", "must be >= 1")
+        _check(0 < self.ood_holdout < 1, "train_ocr.ood_holdout", "must be in (0, 1)")
         _check(self.batch_size >= 1, "train_ocr.batch_size", "must be >= 1")
         _check(self.lr > 0, "train_ocr.lr", "must be > 0")
         _check(self.weight_decay >= 0, "train_ocr.weight_decay", "must be >= 0")
@@ -232,9 +234,16 @@ class EvaluateConfig:
     prc_neighborhood: int = 3  # k of the k-NN balls that define precision/recall manifolds
     batch_size: int = 256
     inception_weights: Optional[str] = None  # local copy of torch-fidelity's Inception weights
+    ood_quantile: float = 0.99  # legibility: feature distance at most this quantile of held-out real images
+    cas: bool = False  # classification accuracy score: two judge trainings
+    cas_epochs: int = 20
+    cas_batch_size: int = 64
 
     def __post_init__(self) -> None:
         _check(0 < self.confidence < 1, "evaluate.confidence", "must be in (0, 1)")
+        _check(0 < self.ood_quantile <= 1, "evaluate.ood_quantile", "must be in (0, 1]")
+        _check(self.cas_epochs >= 1, "evaluate.cas_epochs", "must be >= 1")
+        _check(self.cas_batch_size >= 1, "evaluate.cas_batch_size", "must be >= 1")
         _check(self.kid_subset_size >= 2, "evaluate.kid_subset_size", "must be >= 2")
         _check(self.kid_subsets >= 1, "evaluate.kid_subsets", "must be >= 1")
         _check(self.prc_neighborhood >= 1, "evaluate.prc_neighborhood", "must be >= 1")

@@ -10,7 +10,8 @@ from PIL import Image
 
 from . import figures, metrics, plots, style
 from .config import EvaluateConfig
-from .ocr import Judge, predict_proba
+from .legibility import OodStats, in_distribution, judge_legibility
+from .ocr import Judge, predict_features
 
 
 @dataclass(frozen=True)
@@ -28,15 +29,17 @@ def _prefixed(values: dict[str, Any] | None, prefix: str) -> dict[str, Any]:
     return {prefix + rename.get(k, k): v for k, v in (values or {}).items() if k != "n"}
 
 
-def evaluate_samples(judge: Judge, samples: np.ndarray, intended: np.ndarray, train_real: np.ndarray,
+def evaluate_samples(judge: Judge, ood: OodStats, samples: np.ndarray, intended: np.ndarray, train_real: np.ndarray,
                      test_real: np.ndarray, cfg: EvaluateConfig,
                      say: Callable[[str], None] = lambda _: None) -> Evaluation:
     """samples uint8 (N, S, S) with intended labels (N,) (-1 for an unconditional model) vs real uint8 sets."""
     conditional = bool((intended >= 0).all())
     say("judge reads the samples")
-    probs = predict_proba(judge, samples, cfg.batch_size)
+    feats, probs = predict_features(judge, samples, cfg.batch_size)
     out: dict[str, Any] = {"conditional": conditional, "n_generated": int(len(samples))}
-    out.update(metrics.legibility(probs, cfg.confidence))
+    out.update(metrics.legibility(probs, cfg.confidence, in_distribution(feats, probs, ood, cfg.ood_quantile)))
+    real = judge_legibility(judge, ood, test_real, cfg.confidence, cfg.ood_quantile, cfg.batch_size)
+    out["floor_legible_share"] = real["legible_share"]  # the same rule on real test images
     confusion, rows = None, []
     if conditional:
         ocr = metrics.ocr_accuracy(probs, intended)

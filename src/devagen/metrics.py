@@ -226,22 +226,28 @@ def ocr_accuracy(probs: np.ndarray, intended: np.ndarray) -> dict[str, Any]:
             "intended_confidence": float(probs[np.arange(len(probs)), intended].mean())}
 
 
-def legibility(probs: np.ndarray, confidence: float) -> dict[str, float | int | None]:
-    """Readability of unconditional samples from judge probs (N, 46); legible = max probability >= confidence.
+def legibility(probs: np.ndarray, confidence: float, in_distribution: np.ndarray) -> dict[str, float | int | None]:
+    """Readability of samples from judge probs (N, 46) and bool (N,) in_distribution (legibility.in_distribution).
 
-    legible_share: fraction of legible images. Among legible images only, each read as its argmax:
-    class_coverage = how many of the 46 classes are read at least once; class_entropy_nats = entropy
-    of the read-class distribution, class_entropy_norm = that / log 46 (1 = all classes equally often).
-    Entropies are None when nothing is legible.
+    legible = max probability >= confidence AND in distribution (a softmax is confident about noise too).
+    legible_share: fraction of legible images; confident_share and in_distribution_share: each test alone.
+    Among legible images only, each read as its argmax: class_coverage = how many of the 46 classes are
+    read at least once; class_entropy_nats = entropy of the read-class distribution, class_entropy_norm =
+    that / log 46 (1 = all classes equally often). Entropies are None when nothing is legible.
     """
     probs = _check_probs(probs)
-    legible = probs.max(1) >= confidence
+    inside = np.asarray(in_distribution)
+    if inside.shape != (len(probs),) or inside.dtype != bool:
+        raise ValueError(f"in_distribution: expected bool array ({len(probs)},), got {inside.dtype} {inside.shape}")
+    confident = probs.max(1) >= confidence
+    legible = confident & inside
     counts = np.bincount(probs.argmax(1)[legible], minlength=NUM_CLASSES)
     entropy = None
     if legible.any():
         p = counts[counts > 0] / counts.sum()
         entropy = float(-(p * np.log(p)).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
-    return {"legible_share": float(legible.mean()), "class_coverage": int((counts > 0).sum()),
+    return {"legible_share": float(legible.mean()), "confident_share": float(confident.mean()),
+            "in_distribution_share": float(inside.mean()), "class_coverage": int((counts > 0).sum()),
             "class_entropy_nats": entropy,
             "class_entropy_norm": None if entropy is None else entropy / math.log(NUM_CLASSES)}
 

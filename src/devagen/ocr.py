@@ -81,23 +81,35 @@ def _check_split(images: np.ndarray, labels: Optional[np.ndarray], what: str) ->
 
 
 @torch.no_grad()
-def _logits(judge: Judge, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """uint8 (N, S, S) on any device → float32 (N, 46) logits on the judge's device, eval mode."""
+def _read(judge: Judge, images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, S, S) on any device → (float32 (N, D) features, (N, 46) logits) on the judge's device, eval mode."""
     was_training, device = judge.training, next(judge.parameters()).device
     judge.eval()
-    out = [judge(to_model_range(images[i:i + batch_size].to(device))) for i in range(0, len(images), batch_size)]
+    feats = torch.cat([judge.features(to_model_range(images[i:i + batch_size].to(device)))
+                       for i in range(0, len(images), batch_size)])
+    logits = judge.head(feats)  # in eval mode: no dropout
     judge.train(was_training)
-    return torch.cat(out)
+    return feats, logits
 
 
-def predict_proba(judge: Judge, images: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """uint8 (N, S, S) → float32 (N, 46) softmax probabilities (rows sum to 1)."""
+def _logits(judge: Judge, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """uint8 (N, S, S) on any device → float32 (N, 46) logits on the judge's device, eval mode."""
+    return _read(judge, images, batch_size)[1]
+
+
+def predict_features(judge: Judge, images: np.ndarray, batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, S, S) → (float32 (N, D) penultimate features, float32 (N, 46) softmax probabilities)."""
     _check_split(images, None, "predict_proba")
     if images.shape[-1] != judge.image_size:
         raise DevagenError(f"predict_proba: the judge reads {judge.image_size}x{judge.image_size} images, "
                            f"got {images.shape[1]}x{images.shape[2]}; set data.image_size to match")
-    logits = _logits(judge, torch.from_numpy(np.ascontiguousarray(images)), batch_size)
-    return torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
+    feats, logits = _read(judge, torch.from_numpy(np.ascontiguousarray(images)), batch_size)
+    return feats.cpu().numpy().astype(np.float32), torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
+
+
+def predict_proba(judge: Judge, images: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """uint8 (N, S, S) → float32 (N, 46) softmax probabilities (rows sum to 1)."""
+    return predict_features(judge, images, batch_size)[1]
 
 
 def _accuracy(judge: Judge, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, Optional[float]]]:

@@ -158,8 +158,11 @@ def _quality_sentence(ev: Mapping[str, Any], confidence: Any) -> str:
         return text + "."
     parts = []
     if _float(ev.get("legible_share")) is not None:
-        sure = f" (judge confidence at least {fmt_num(confidence)})" if _float(confidence) is not None else ""
-        parts.append(f"{fmt_pct(ev['legible_share'])} of the {n}generated characters are legible{sure}")
+        sure = f"judge confidence at least {fmt_num(confidence)} and " if _float(confidence) is not None else ""
+        real = (f"; {fmt_pct(ev['floor_legible_share'])} of real test characters pass the same test"
+                if _float(ev.get("floor_legible_share")) is not None else "")
+        parts.append(f"{fmt_pct(ev['legible_share'])} of the {n}generated characters are legible "
+                     f"({sure}features where real characters' lie{real})")
     if _float(ev.get("class_coverage")) is not None:
         parts.append(f"they cover {int(ev['class_coverage'])} of the {len(CLASS_NAMES)} classes")
     if _float(ev.get("class_entropy_norm")) is not None:
@@ -266,7 +269,8 @@ def _not_run(stage: str) -> Para:
 EVAL_ROWS = (
     ("OCR accuracy", "ocr_accuracy", fmt_pct, None, "samples the judge reads as the class asked for"),
     ("judge confidence in the class asked for", "ocr_intended_confidence", fmt_pct, None, "mean probability"),
-    ("legible share", "legible_share", fmt_pct, None, "samples the judge is confident about"),
+    ("legible share", "legible_share", fmt_pct, "floor_legible_share",
+     "judge confident AND features where real characters' lie (noise fails the second)"),
     ("class coverage", "class_coverage", fmt_classes, None, "classes the judge finds among the samples"),
     ("class balance", "class_entropy_norm", fmt_num, None, "entropy of judged classes / log 46; 1 = even"),
     ("FID, judge features", "fid", fmt_num, "floor_fid", "lower is better; floor = two real sets"),
@@ -274,6 +278,9 @@ EVAL_ROWS = (
     ("precision", "precision", fmt_num, "floor_precision", "samples that land among real characters"),
     ("recall", "recall", fmt_num, "floor_recall", "real variety the samples reach"),
     ("Inception FID", "inception_fid", fmt_num, None, "ImageNet features; a weak judge of 32×32 glyphs"),
+    ("CAS accuracy", "cas_accuracy", fmt_pct, "cas_real_accuracy",
+     "judge's architecture trained on the samples, tested on real; floor: trained on as many real"),
+    ("CAS ratio", "cas_ratio", fmt_num, None, "CAS / its real-trained twin; ~1: samples could stand in for real"),
     ("judge test accuracy", "judge_test_accuracy", fmt_pct, None, "context: the judge on real test images"),
     ("generated images", "n_generated", fmt_num, None, ""),
 )
