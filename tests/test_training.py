@@ -118,7 +118,8 @@ def test_trains_saves_and_round_trips(tmp_path: Path) -> None:
     assert np.isfinite(metrics["final_loss"]) and metrics["img_per_s"] > 0 and metrics["epochs"] == pytest.approx(4 * 4 / 24)
     assert [i for i, _ in logged] == [1, 2, 3, 4] and set(logged[0][1]) == {"loss", "lr", "img_per_s"}
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["devagen.json", "scheduler", "unet", "unet_raw"]
+    assert sorted(p.name for p in out.iterdir()) == ["devagen.json", "model_index.json", "pipeline_devagen.py",
+                                                      "scheduler", "unet", "unet_raw"]
     meta = read_meta(out)
     assert meta.conditional and meta.null_label == 46 and meta.image_size == 16 and meta.preset == "tiny"
     assert DDPMScheduler.from_pretrained(out, subfolder="scheduler").config.prediction_type == "v_prediction"

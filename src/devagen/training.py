@@ -46,6 +46,7 @@ from .config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 from .data import to_model_range
 from .diffusion import diffusion_loss
 from .errors import DevagenError
+from .hub import write_model_index
 from .model import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
 from .pipeline import ModelMeta, write_meta
 
@@ -327,7 +328,7 @@ def model_meta(model_cfg: ModelConfig, image_size: int) -> ModelMeta:
 
 
 def save_trained_model(run: _Run, model_cfg: ModelConfig, out_dir: Path) -> None:
-    """Write out_dir/{unet (EMA, else raw), unet_raw, scheduler, devagen.json} via a temp dir, then rename."""
+    """Write out_dir/{unet (EMA, else raw), unet_raw, scheduler, devagen.json, model_index.json} via a temp dir, then rename."""
     acc = run.accelerator
     acc.wait_for_everyone()
     if acc.is_main_process:
@@ -342,6 +343,7 @@ def save_trained_model(run: _Run, model_cfg: ModelConfig, out_dir: Path) -> None
         raw.save_pretrained(tmp / "unet")
         run.noise_scheduler.save_pretrained(tmp / "scheduler")
         write_meta(model_meta(model_cfg, int(run.images.shape[-1])), tmp)
+        write_model_index(tmp, model_cfg.conditional)
         _swap_in(tmp, out_dir)
     acc.wait_for_everyone()
 
