@@ -212,9 +212,9 @@ def evaluate(params_path: str) -> None:
     if ocr_metrics.is_file():
         result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]
     write_json(result.metrics, paths.METRICS_DIR / "eval.json")
-    if result.confusion is not None:
-        write_csv(result.per_class_rows, paths.EVAL_PER_CLASS)
-        figures.save_image(confusion_figure(result.confusion, glyphs()), paths.FIGURES_DIR / "confusion.png")
+    write_csv(result.per_class_rows, paths.EVAL_PER_CLASS)
+    figures.save_image(confusion_figure(result.confusion, glyphs(), axes=result.confusion_axes),
+                       paths.FIGURES_DIR / "confusion.png")
     tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
     tracker.log_metrics(result.metrics)
     tracker.log_artifact(paths.FIGURES_DIR / "confusion.png", "figures")
@@ -230,6 +230,7 @@ def report(params_path: str) -> None:
     from . import tracking
     from .config import flatten
     from .io import write_text
+    from .modelcard import write_model_card
 
     params = _params(params_path)
     tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
@@ -239,10 +240,12 @@ def report(params_path: str) -> None:
     html, markdown = rep.build_report(rep.load_report_inputs(Path("."), flatten(params), runs, current))
     write_text(html, paths.REPORT_HTML)
     write_text(markdown, paths.REPORT_MD)
+    card = write_model_card(paths.DIFFUSION_DIR, flatten(params), rep.read_metrics(Path(".")),
+                            paths.FIGURES_DIR / "samples.png", current or "devagen")
     for path in (paths.REPORT_HTML, paths.REPORT_MD):
         tracker.log_artifact(path, "report")
     tracker.finish()
-    click.echo(f"report: {paths.REPORT_HTML} and {paths.REPORT_MD}")
+    click.echo(f"report: {paths.REPORT_HTML}, {paths.REPORT_MD} and the model card {card}")
 
 
 @cli.command()
