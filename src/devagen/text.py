@@ -71,8 +71,9 @@ def text_figure(images: np.ndarray, slots: Sequence[Optional[int]], scale: int =
 
 
 def generate_text(pipeline: DevagenPipeline, text: str, seed: int = 0, steps: int = 20,
-                  guidance_scale: float = 2.0) -> Image.Image:
-    """Draw `text` with a conditional model: one row, a generated image per character, gaps for spaces.
+                  guidance_scale: float = 2.0, scale: int = 4) -> Image.Image:
+    """Draw `text` with a conditional model: one row, a generated image per character, gaps for spaces,
+    each cell `scale` times the model's resolution.
 
     An unconditional model raises DevagenError (from the pipeline): it cannot be told what to draw.
     """
@@ -81,4 +82,4 @@ def generate_text(pipeline: DevagenPipeline, text: str, seed: int = 0, steps: in
     if len(labels) == 0:
         raise DevagenError(f"--text: {text!r} has no characters to draw; supported: {supported_characters()}")
     cfg = SampleConfig(seed=seed, steps=steps, guidance_scale=guidance_scale)
-    return text_figure(generate(pipeline, labels, len(labels), cfg, progress=False), slots)
+    return text_figure(generate(pipeline, labels, len(labels), cfg, progress=False), slots, scale=scale)
