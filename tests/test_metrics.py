@@ -181,3 +181,22 @@ def test_confusion_figure_shades_the_diagonal():
     assert img.mode == "RGB" and img.width > NUM_CLASSES * 10 and img.height > NUM_CLASSES * 10
     full = np.all(np.asarray(img) == (8, 48, 107), axis=-1)  # the colour of a row share of 1
     assert full.sum() == NUM_CLASSES * 10 * 10  # exactly the 46 diagonal cells
+
+
+def test_unconditional_reads_runner_up_and_rows():
+    probs = np.full((4, NUM_CLASSES), 0.0)
+    probs[0, 3], probs[0, 8] = 0.95, 0.05  # read 3, then 8
+    probs[1, 3], probs[1, 8] = 0.92, 0.08  # read 3, then 8
+    probs[2, 7], probs[2, 1] = 0.91, 0.09  # read 7, then 1
+    probs[3, 9], probs[3, 3] = 0.5, 0.5  # a tie: unsure, the lower index first
+    counts = metrics.read_counts(probs, confidence=0.9)
+    assert counts.shape == (NUM_CLASSES,) and counts[3] == 2 and counts[7] == 1 and counts.sum() == 3
+    pairs = metrics.runner_up_matrix(probs)
+    assert pairs[3, 8] == 2 and pairs[7, 1] == 1 and pairs[3, 9] == 1 and pairs.sum() == 4
+    rows = metrics.read_share_rows(counts)
+    assert len(rows) == NUM_CLASSES and rows[3] == {"class": CLASS_NAMES[3], "glyph": glyphs()[3],
+                                                    "accuracy": None, "read_share": pytest.approx(2 / 3)}
+    assert sum(r["read_share"] for r in rows) == pytest.approx(1.0)
+    assert all(r["read_share"] == 0 for r in metrics.read_share_rows(np.zeros(NUM_CLASSES, int)))
+    img = metrics.confusion_figure(pairs, glyphs(), cell=10, axes=metrics.RUNNER_UP_AXES)
+    assert img.width > NUM_CLASSES * 10

@@ -36,10 +36,10 @@ def _log_two_runs(cfg: TrackingConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, lr, acc in (("baseline", 1e-3, 0.91), ("exp-lr5e5", 5e-5, 0.74)):
         monkeypatch.setenv("DVC_EXP_NAME", name)
         params = {**flatten(Params()), "train.lr": lr}
-        run = tracking.start_run(cfg, params, {"device": "cpu"})
-        run.log_metrics({"loss": 0.1}, step=1)
+        run = tracking.stage_run(cfg, params, "train", {"device": "cpu"})
+        run.log_metrics({"train/loss": 0.1}, step=1)
         run.log_metrics({"ocr_accuracy": acc, "fid": 5.0, "kid": 0.01, "img_per_s": 30.0})
-        run.finish()
+        run.close("FINISHED")
 
 
 @pytest.mark.slow

@@ -204,3 +204,13 @@ def test_style_table_sets_each_measure_beside_its_floor(rendered) -> None:
     assert "| slant (°) | — | — | -2.3° | +0.4° | — | — |" in md
     assert "920 generated against 920 random real test images" in md
     assert md.index("### Pen style") < md.index("![style]") < md.index("### OCR judge")
+
+
+def test_unconditional_report_shows_what_the_model_draws(tmp_path: Path) -> None:
+    shares = {name: (0.1 if i == 0 else 0.9 / 45) for i, name in enumerate(CLASS_NAMES)}
+    ev = {"conditional": False, "n_generated": 92, "legible_share": 0.4, "per_class_read_share": shares}
+    write_json(ev, tmp_path / paths.METRICS_DIR / "eval.json")
+    assert set(render_plots(tmp_path)) == {"per_class"}
+    md = build_report(load_report_inputs(tmp_path, {}, [], None))[1]
+    assert "## Which characters the model draws" in md and "most as क 10.0 %" in md and "2.2 %" in md
+    assert "Per-class accuracy" not in md

@@ -1,48 +1,133 @@
-"""MLflow tracking: runs named after the DVC experiment, params/metrics logged, resume, unreachable store."""
+"""MLflow tracking: one run per DVC experiment whichever stage opens it, every stage's metrics files,
+statuses, the store a queued experiment writes to, an unreachable store, tracking switched off."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from devagen import tracking
 from devagen.config import TrackingConfig
+from devagen.io import write_json
+
+PARAMS = {"train.lr": 5e-5, "sample.per_class": 2}
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite file with its tables created (MLflow's migrations take seconds; copying it does not)."""
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    tracking._client(TrackingConfig(uri=f"sqlite:///{path}")).search_experiments()
+    return path
 
 
 @pytest.fixture()
-def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TrackingConfig:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> TrackingConfig:
+    for key in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_ROOT"):
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
-    return TrackingConfig(experiment="t", uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    monkeypatch.setattr(tracking, "git_commit", lambda: "c0ffee" * 6 + "abcd")
+    return TrackingConfig(experiment="t")  # the default relative sqlite:///mlflow.db
 
 
-def test_run_named_after_dvc_experiment_and_resumed(cfg: TrackingConfig, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DVC_EXP_NAME", "exp-lr5e5")
-    run = tracking.start_run(cfg, {"train.lr": 5e-5}, {"device": "cpu"})
-    run.log_metrics({"loss": 0.5, "note": "skip-me"}, step=3)
-    run.save(tmp_path / "run.json")
-    again = tracking.resume_run(cfg, tmp_path / "run.json")
-    again.log_metrics({"ocr_accuracy": 0.9})
-    again.finish()
-    [row] = tracking.recent_runs(cfg, 5)
-    assert row["name"] == "exp-lr5e5" and row["params"]["train.lr"] == "5e-05"
-    assert row["metrics"] == {"loss": 0.5, "ocr_accuracy": 0.9}
+def _files(root: Path, **stages: dict) -> dict[str, Path]:
+    for stem, values in stages.items():
+        write_json(values, root / f"{stem}.json")
+    return {stem: root / f"{stem}.json" for stem in ("data", "ocr", "train", "sample", "eval")}
+
+
+def _run(cfg: TrackingConfig, run_id: str):  # type: ignore[no-untyped-def]
+    return tracking._client(cfg).get_run(run_id)
+
+
+def test_stages_of_one_experiment_share_one_run(cfg: TrackingConfig, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-a")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "b" * 40)
+    files = _files(tmp_path / "m", train={"final_loss": 0.5, "steps": 6, "device": "cpu"})
+    train = tracking.stage_run(cfg, PARAMS, "train", {"device": "cpu"})
+    train.log_metrics({"train/loss": 0.7, "note": "skipped"}, step=3)
+    assert _run(cfg, train.run_id).info.status == "RUNNING"
+    train.end_stage(files)
+    assert _run(cfg, train.run_id).info.status == "FINISHED"  # an experiment that stops here is not left RUNNING
+    _files(tmp_path / "m", sample={"images": 92}, eval={"fid": 3.5, "per_class_accuracy": {"a": 1.0}})
+    sample = tracking.stage_run(cfg, PARAMS, "sample")
+    assert sample.run_id == train.run_id and sample.name == "exp-a"
+    sample.end_stage(files)
+    run = _run(cfg, train.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "exp-a"
+    assert run.data.params == {"train.lr": "5e-05", "sample.per_class": "2"}
+    assert run.data.metrics == {"train/loss": 0.7, "final_loss": 0.5, "steps": 6.0, "sample_images": 92.0, "fid": 3.5}
+    tags = run.data.tags
+    assert tags["dvc.exp_name"] == "exp-a" and tags["dvc.baseline_rev"] == "b" * 40
+    assert tags["mlflow.source.git.commit"] == tracking.git_commit() and tags["devagen.last_stage"] == "sample"
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-b")
+    assert tracking.stage_run(cfg, PARAMS, "sample").run_id != train.run_id
+    assert (tmp_path / "mlflow.db").is_file()
+
+
+def test_a_stage_after_restored_ones_opens_the_run_with_their_metrics(cfg: TrackingConfig, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """DVC skipped train and sample: evaluate is first, and still logs train's and sample's numbers."""
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-c")
+    files = _files(tmp_path / "m", train={"final_loss": 0.25}, sample={"images": 46}, eval={"ocr_accuracy": 0.9})
+    first = tracking.stage_run(cfg, PARAMS, "evaluate")
+    first.end_stage(files)
+    run = _run(cfg, first.run_id)
+    assert run.data.metrics == {"final_loss": 0.25, "sample_images": 46.0, "ocr_accuracy": 0.9}
+    assert run.data.tags["devagen.first_stage"] == "evaluate" and run.data.params["train.lr"] == "5e-05"
+
+
+def test_outside_experiments_the_key_is_commit_and_params(cfg: TrackingConfig) -> None:
+    a = tracking.stage_run(cfg, PARAMS, "train")
+    a.close("FINISHED")
+    assert tracking.stage_run(cfg, PARAMS, "report").run_id == a.run_id
+    other = tracking.stage_run(cfg, {**PARAMS, "train.lr": 1e-3}, "train")
+    assert other.run_id != a.run_id and other.name.startswith("devagen-c0ffeec-")
+
+
+def test_a_failed_stage_leaves_its_run_failed(cfg: TrackingConfig) -> None:
+    run = tracking.stage_run(cfg, PARAMS, "train")
+    tracking.close_open_runs("FAILED")
+    assert _run(cfg, run.run_id).info.status == "FAILED"
+    tracking.close_open_runs("FAILED")  # nothing open any more: a no-op
+
+
+def test_experiment_keeps_artifacts_beside_the_store_and_opens_on_runs(cfg: TrackingConfig, tmp_path: Path) -> None:
+    tracking.stage_run(cfg, PARAMS, "train").close("FINISHED")
+    experiment = tracking._client(cfg).get_experiment_by_name("t")
+    assert experiment.artifact_location == (tmp_path / "mlruns" / "t").as_uri()
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_relative_store_resolves_to_the_repository_not_the_queue_copy(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    copy = repo / ".dvc" / "tmp" / "exps" / "tmpab12" / "sub"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert tracking.repo_root() == repo.resolve()
+    monkeypatch.setenv("DVC_ROOT", str(repo / ".dvc" / "tmp" / "exps" / "tmpab12"))
+    assert tracking.repo_root() == repo.resolve()
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "elsewhere"))
+    assert tracking.repo_root() == (tmp_path / "elsewhere").resolve()
+    root = Path("/r")
+    assert tracking.resolve_uri("sqlite:///mlflow.db", root) == "sqlite:////r/mlflow.db?timeout=120"
+    assert tracking.resolve_uri("sqlite:////abs/m.db?timeout=5", root) == "sqlite:////abs/m.db?timeout=5"
+    assert tracking.resolve_uri("http://127.0.0.1:5000", root) == "http://127.0.0.1:5000"
 
 
 def test_unreachable_server_warns_once_and_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = TrackingConfig(uri="http://127.0.0.1:9")
-    run = tracking.start_run(cfg, {"a": 1}, {})
+    run = tracking.stage_run(cfg, {"a": 1}, "train")
     run.log_metrics({"loss": 1.0}, step=1)
+    run.end_stage({})
     assert not run.active
     assert capsys.readouterr().err.count("warning: MLflow") == 1
-
-
-def test_disabled_and_missing_run_file_are_noops(cfg: TrackingConfig, tmp_path: Path) -> None:
-    assert not tracking.resume_run(cfg, tmp_path / "none.json").active
-    off = TrackingConfig(enabled=False)
-    assert not tracking.start_run(off, {}, {}).active and tracking.recent_runs(off, 3) == []
 
 
 def test_disabled_tracking_needs_no_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -53,10 +138,10 @@ def test_disabled_tracking_needs_no_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "mlflow", None)  # any import of mlflow now raises ImportError
     off = TrackingConfig(enabled=False)
-    run = tracking.start_run(off, {"train.lr": 1e-4}, {"device": "cuda"})
+    run = tracking.stage_run(off, {"train.lr": 1e-4}, "train", {"device": "cuda"})
     run.log_params({"a": 1})
     run.log_metrics({"loss": 0.5}, step=1)
     run.set_tags({"k": "v"})
     run.log_artifact(tmp_path)
-    run.finish()
-    assert not run.active
+    run.end_stage(_files(tmp_path, train={"final_loss": 0.1}))
+    assert not run.active and tracking.recent_runs(off, 3) == []

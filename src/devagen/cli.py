@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from . import paths
+from . import paths, tracking
 from .config import Params, load_params
 from .errors import DevagenError
 from .integrity import FULL_DISK_ERRNOS
@@ -21,12 +21,14 @@ PARAMS_OPTION = click.option("--params", "params_path", default="params.yaml", s
 
 
 class _Group(click.Group):
-    """Turns DevagenError into one line on stderr and exit status 1 (no traceback)."""
+    """Turns DevagenError into one line on stderr and exit status 1 (no traceback); a stage that stops
+    on an error leaves its MLflow run FAILED (KILLED on Ctrl-C), not RUNNING."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except DevagenError as exc:
+            tracking.close_open_runs("FAILED")
             click.echo(f"error: {exc}", err=True)
             ctx.exit(getattr(exc, "exit_code", 1))  # 128 + signal for a run stopped by SIGTERM/SIGINT
         except OSError as exc:
@@ -34,6 +36,12 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {exc.filename}: no space left on device; free some space, then re-run", err=True)
             ctx.exit(1)
+        except KeyboardInterrupt:
+            tracking.close_open_runs("KILLED")
+            raise
+        except Exception:
+            tracking.close_open_runs("FAILED")
+            raise
 
 
 @click.group(cls=_Group)
@@ -124,7 +132,7 @@ class _StepLog:
         row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
         self.rows.append(row)
         append_jsonl(row, self.path)
-        self.tracker.log_metrics(metrics, step)
+        self.tracker.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step)
 
     def history(self, resumed_from: int) -> list[dict]:
         """Rows up to the checkpoint this run resumed from, then this run's rows."""
@@ -135,7 +143,7 @@ class _StepLog:
 @PARAMS_OPTION
 def train(params_path: str) -> None:
     """Train the diffusion UNet; model into models/diffusion/, curves and metrics into reports/."""
-    from . import data, tracking
+    from . import data
     from .config import flatten
     from .device import pick_device
     from .io import write_csv
@@ -143,14 +151,13 @@ def train(params_path: str) -> None:
 
     params = _params(params_path)
     split = data.load_split(paths.TRAIN_NPZ)
-    tracker = tracking.start_run(params.tracking, flatten(params), {"device": str(pick_device())})
+    tracker = tracking.stage_run(params.tracking, flatten(params), "train", {"device": str(pick_device())})
     log = _StepLog(paths.CHECKPOINT_DIR / "log.jsonl", tracker)
     result = train_diffusion(params.train, params.model, params.diffusion, params.augment, split.images,
                              split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log)
     write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)
     write_json(result, paths.METRICS_DIR / "train.json")
-    tracker.log_metrics({k: v for k, v in result.items() if k != "resumed_from_step"})
-    tracker.save(paths.RUN_FILE)
+    tracker.end_stage(paths.METRICS_FILES)
     click.echo(f"train: {result['steps']} steps, final loss {result['final_loss']:.4f}, "
                f"{result['img_per_s']:.1f} img/s on {result['device']}")
 
@@ -159,7 +166,8 @@ def train(params_path: str) -> None:
 @PARAMS_OPTION
 def sample(params_path: str) -> None:
     """Draw the evaluation samples and the figures (samples, steps, denoising GIF, process)."""
-    from . import data, figures, sampling, tracking
+    from . import data, figures, sampling
+    from .config import flatten
     from .pipeline import load_pipeline, read_meta
 
     params = _params(params_path)
@@ -179,10 +187,10 @@ def sample(params_path: str) -> None:
                                      **guidance)
     figures.save_image(sampling.process_figure(trajectory), paths.FIGURES_DIR / "process.png")
     figures.save_gif(sampling.denoising_frames(trajectory), paths.FIGURES_DIR / "denoising.gif")
-    tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
-    tracker.log_metrics({f"sample_{k}": v for k, v in stats.items()})
+    tracker = tracking.stage_run(params.tracking, flatten(params), "sample")
     for name in ("samples.png", "steps.png", "process.png", "denoising.gif"):
         tracker.log_artifact(paths.FIGURES_DIR / name, "figures")
+    tracker.end_stage(paths.METRICS_FILES)
     click.echo(f"sample: {stats['images']} images at {stats['images_per_s']:.2f} img/s ({stats['nfe']} NFE each)")
 
 
@@ -202,6 +210,7 @@ def evaluate(params_path: str) -> None:
     -> eval.json."""
     from . import cas, data, figures, legibility, ocr, tracking
     from .classes import glyphs
+    from .config import flatten
     from .evaluation import evaluate_samples, style_evaluation
     from .io import read_json, write_csv
     from .metrics import confusion_figure
@@ -223,13 +232,13 @@ def evaluate(params_path: str) -> None:
     if ocr_metrics.is_file():
         result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]
     write_json(result.metrics, paths.METRICS_DIR / "eval.json")
-    if result.confusion is not None:
-        write_csv(result.per_class_rows, paths.EVAL_PER_CLASS)
-        figures.save_image(confusion_figure(result.confusion, glyphs()), paths.FIGURES_DIR / "confusion.png")
-    tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
-    tracker.log_metrics(result.metrics)
+    write_csv(result.per_class_rows, paths.EVAL_PER_CLASS)
+    figures.save_image(confusion_figure(result.confusion, glyphs(), axes=result.confusion_axes),
+                       paths.FIGURES_DIR / "confusion.png")
+    tracker = tracking.stage_run(params.tracking, flatten(params), "evaluate")
     for name in ("confusion.png", "style.png"):
         tracker.log_artifact(paths.FIGURES_DIR / name, "figures")
+    tracker.end_stage(paths.METRICS_FILES)
     m = result.metrics
     headline = (f"OCR {m['ocr_accuracy']:.4f}" if m["conditional"] else
                 f"legible {m['legible_share']:.4f} (real {m['floor_legible_share']:.4f}), {m['class_coverage']}/46 classes")
@@ -247,22 +256,29 @@ def _times(ratio: float | None) -> str:
 def report(params_path: str) -> None:
     """Render reports/report.html and reports/report.md and log them to the MLflow run."""
     from . import report as rep
-    from . import tracking
     from .config import flatten
     from .io import write_text
+    from .modelcard import write_model_card
 
     params = _params(params_path)
-    tracker = tracking.resume_run(params.tracking, paths.RUN_FILE)
+    tracker = tracking.stage_run(params.tracking, flatten(params), "report")
+    tracker.log_metrics_files(paths.METRICS_FILES)  # this run's row in the comparison table has its numbers
     runs = tracking.recent_runs(params.tracking, params.report.recent_runs)
     current = next((r["name"] for r in runs if r["run_id"] == tracker.run_id), None)
     rep.render_plots(Path("."))
     html, markdown = rep.build_report(rep.load_report_inputs(Path("."), flatten(params), runs, current))
     write_text(html, paths.REPORT_HTML)
     write_text(markdown, paths.REPORT_MD)
-    for path in (paths.REPORT_HTML, paths.REPORT_MD):
+    card = write_model_card(paths.DIFFUSION_DIR, flatten(params), rep.read_metrics(Path(".")),
+                            paths.FIGURES_DIR / "samples.png", current or "devagen")
+    for path in (paths.REPORT_HTML, paths.REPORT_MD, card):
         tracker.log_artifact(path, "report")
-    tracker.finish()
-    click.echo(f"report: {paths.REPORT_HTML} and {paths.REPORT_MD}")
+    if params.tracking.log_model:
+        sample_cfg = params.sample
+        tracker.log_model(paths.DIFFUSION_DIR, sample_cfg.sampler, sample_cfg.use_ema,
+                          {k: getattr(sample_cfg, k) for k in ("seed", "steps", "guidance_scale")})
+    tracker.end_stage(paths.METRICS_FILES)
+    click.echo(f"report: {paths.REPORT_HTML}, {paths.REPORT_MD} and the model card {card}")
 
 
 @cli.command()

@@ -267,6 +267,7 @@ class TrackingConfig:
     enabled: bool = True
     experiment: str = "devagen"
     uri: str = "sqlite:///mlflow.db"
+    log_model: bool = True  # log the trained model as an MLflow pyfunc model (copies one UNet's weights)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,15 @@ from .ocr import Judge, predict_features
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Flat metrics for eval.json, the confusion matrix (conditional only) and per-class plot rows."""
+    """Flat metrics for eval.json, a (46, 46) count matrix for the confusion figure and per-class plot rows.
+
+    Conditional models: the confusion matrix (rows intended, columns read as) and per-class accuracy.
+    Unconditional ones: first vs second choice of the judge, and the share of legible samples read as each class.
+    """
 
     metrics: dict[str, Any]
-    confusion: np.ndarray | None
+    confusion: np.ndarray
+    confusion_axes: str
     per_class_rows: list[dict[str, Any]]
 
 
@@ -40,12 +45,15 @@ def evaluate_samples(judge: Judge, ood: OodStats, samples: np.ndarray, intended:
     out.update(metrics.legibility(probs, cfg.confidence, in_distribution(feats, probs, ood, cfg.ood_quantile)))
     real = judge_legibility(judge, ood, test_real, cfg.confidence, cfg.ood_quantile, cfg.batch_size)
     out["floor_legible_share"] = real["legible_share"]  # the same rule on real test images
-    confusion, rows = None, []
     if conditional:
         ocr = metrics.ocr_accuracy(probs, intended)
         out.update(ocr_accuracy=ocr["accuracy"], ocr_intended_confidence=ocr["intended_confidence"],
                    per_class_accuracy=ocr["per_class"])
-        confusion, rows = ocr["confusion"], metrics.per_class_rows(ocr["per_class"])
+        confusion, axes, rows = ocr["confusion"], metrics.CONFUSION_AXES, metrics.per_class_rows(ocr["per_class"])
+    else:
+        rows = metrics.read_share_rows(metrics.read_counts(probs, cfg.confidence))
+        out["per_class_read_share"] = {row["class"]: row["read_share"] for row in rows}
+        confusion, axes = metrics.runner_up_matrix(probs), metrics.RUNNER_UP_AXES
     say("FID / KID / precision / recall in judge features")
     out.update(_prefixed(metrics.judge_feature_metrics(judge, samples, test_real, cfg), ""))
     say("real-data floor (train subset vs test subset)")
@@ -53,7 +61,8 @@ def evaluate_samples(judge: Judge, ood: OodStats, samples: np.ndarray, intended:
     inception = metrics.inception_fid(samples, test_real, cfg.inception_weights, cfg)
     out.update(_prefixed(inception, "inception_") if inception else {"inception_fid": None})
     out["inception_status"] = "computed" if inception else "no local Inception weights (evaluate.inception_weights is null)"
-    return Evaluation(out, confusion, rows)
+    return Evaluation(out, confusion, axes, rows)
+
 
 
 # Flat eval.json keys `dvc exp show` can list: style_<measure>_ratio (median over classes of the per-class

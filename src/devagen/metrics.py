@@ -252,6 +252,30 @@ def legibility(probs: np.ndarray, confidence: float, in_distribution: np.ndarray
             "class_entropy_norm": None if entropy is None else entropy / math.log(NUM_CLASSES)}
 
 
+def read_counts(probs: np.ndarray, confidence: float) -> np.ndarray:
+    """int64 (46,): how many images the judge reads legibly (max probability >= confidence) as each class."""
+    probs = _check_probs(probs)
+    return np.bincount(probs.argmax(1)[probs.max(1) >= confidence], minlength=NUM_CLASSES).astype(np.int64)
+
+
+def runner_up_matrix(probs: np.ndarray) -> np.ndarray:
+    """int64 (46, 46) counts of (judge's first choice = row, second choice = column) over all images.
+
+    For an unconditional model this stands in for the confusion matrix: it shows which characters
+    the samples blend (a sample between two glyphs puts both on top)."""
+    probs = _check_probs(probs)
+    order = np.argsort(-probs, axis=1, kind="stable")
+    pairs = np.bincount(order[:, 0] * NUM_CLASSES + order[:, 1], minlength=NUM_CLASSES**2)
+    return pairs.reshape(NUM_CLASSES, NUM_CLASSES).astype(np.int64)
+
+
+def read_share_rows(counts: np.ndarray) -> list[dict[str, Any]]:
+    """Legible read counts (46,) -> rows {class, glyph, accuracy (empty: no class was asked for), read_share}."""
+    shares = np.asarray(counts, dtype=np.float64) / max(int(np.sum(counts)), 1)
+    return [{"class": name, "glyph": CLASS_GLYPHS[name], "accuracy": None, "read_share": float(share)}
+            for name, share in zip(CLASS_NAMES, shares)]
+
+
 def per_class_rows(per_class: dict[str, float | None]) -> list[dict[str, Any]]:
     """{class name: accuracy or None} -> rows {class, glyph, accuracy} for a DVC plot; absent classes left out."""
     return [{"class": name, "glyph": CLASS_GLYPHS[name], "accuracy": acc}
@@ -265,8 +289,13 @@ def _shade(share: np.ndarray) -> np.ndarray:
     return np.round(white + t * (blue - white)).astype(np.uint8)
 
 
-def confusion_figure(confusion: np.ndarray, glyphs: Sequence[str], cell: int = 18) -> Image.Image:
-    """Counts (K, K) (rows = intended, columns = read as) -> RGB heat map of row shares with glyph labels."""
+CONFUSION_AXES = "rows: intended, columns: read as"
+RUNNER_UP_AXES = "rows: read as, columns: judge's second choice"
+
+
+def confusion_figure(confusion: np.ndarray, glyphs: Sequence[str], cell: int = 18,
+                     axes: str = CONFUSION_AXES) -> Image.Image:
+    """Counts (K, K) (by default rows = intended, columns = read as) -> RGB heat map of row shares with glyph labels."""
     from .figures import glyph_font
 
     confusion = np.asarray(confusion, dtype=np.float64)
@@ -275,7 +304,7 @@ def confusion_figure(confusion: np.ndarray, glyphs: Sequence[str], cell: int = 1
         raise ValueError(f"confusion: expected ({k}, {k}) for {k} glyphs, got {confusion.shape}")
     share = confusion / np.maximum(confusion.sum(1, keepdims=True), 1.0)
     font = glyph_font(max(10, int(cell * 0.7)))
-    title = "rows: intended, columns: read as; shade = sqrt(share of row)"
+    title = f"{axes}; shade = sqrt(share of row)"
     left = max(int(font.getlength(g)) for g in glyphs) + 8
     top = 2 * int(font.size * 1.8)
     cells = np.repeat(np.repeat(_shade(share), cell, 0), cell, 1)

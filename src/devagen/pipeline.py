@@ -1,10 +1,11 @@
 """DevagenPipeline: sampling with batched classifier-free guidance, and loading a trained model directory.
 
 A model directory (written by training) holds `unet/` (EMA weights), `unet_raw/` (raw weights),
-`scheduler/` (the DDPMScheduler it was trained with), `devagen.json` (see ModelMeta) and, when
-`train.guide_step` is set, `guide/`: the same network early in training, for autoguidance.
-Diffusers users can skip devagen entirely:
-    DevagenPipeline(unet=UNet2DModel.from_pretrained(d, subfolder="unet"), scheduler=DDIMScheduler(...))
+`scheduler/` (the DDPMScheduler it was trained with), `devagen.json` (see ModelMeta),
+`model_index.json` (see hub.py) and, when `train.guide_step` is set, `guide/`: the same network early
+in training, for autoguidance. diffusers loads it without devagen's helpers:
+    DDPMPipeline.from_pretrained(d)                                   # unconditional models
+    DiffusionPipeline.from_pretrained(d, trust_remote_code=True).use_sampler("dpmpp")  # conditional
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
 }
 SAMPLER_CLASSES: dict[str, type] = {"dpmpp": DPMSolverMultistepScheduler, "sde-dpmpp": DPMSolverMultistepScheduler,
                                     "ddim": DDIMScheduler, "ddpm": DDPMScheduler}
+# What a sampler takes from the scheduler it is built from: the noise schedule and what the network
+# predicts. Nothing else carries over, so building from a DPM-Solver config (use_sampler twice) gives
+# the same sampler as building from the saved DDPM config.
+SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
+                 "prediction_type", "rescale_betas_zero_snr")
 
 
 def _alpha_sigma(scheduler: SchedulerMixin, sample: torch.Tensor, t: torch.Tensor | int) -> tuple:
@@ -141,6 +147,11 @@ class DevagenPipeline(DiffusionPipeline):
         """(H, W) of the images this pipeline draws."""
         size = self.unet.config.sample_size
         return (size, size) if isinstance(size, int) else tuple(size)
+
+    def use_sampler(self, sampler: str = "dpmpp") -> "DevagenPipeline":
+        """Swap in devagen's tuned inference scheduler ("dpmpp" | "ddim" | "ddpm") for the same schedule; returns self."""
+        self.scheduler = build_sampler(dict(self.scheduler.config), sampler)
+        return self
 
     def guided(self, guidance_scale: float, guidance: str = "cfg") -> bool:
         """Whether sampling evaluates a second prediction to guide by (CFG needs class labels)."""
@@ -297,10 +308,11 @@ def read_meta(model_dir: Path) -> ModelMeta:
 
 
 def build_sampler(ddpm_config: dict, sampler: str) -> SchedulerMixin:
-    """Inference scheduler from the saved DDPM config; prediction_type and betas carry over."""
+    """Inference scheduler from a saved scheduler config; only the schedule and prediction_type carry over."""
     if sampler not in SAMPLER_CLASSES:
         raise DevagenError(f"params.yaml: sample.sampler: unknown {sampler!r}; choose one of {', '.join(SAMPLER_CLASSES)}")
-    return SAMPLER_CLASSES[sampler].from_config(ddpm_config, **COMMON_OPTIONS, **SAMPLER_OPTIONS[sampler])
+    schedule = {k: v for k, v in ddpm_config.items() if k in SCHEDULE_KEYS}
+    return SAMPLER_CLASSES[sampler].from_config(schedule, **COMMON_OPTIONS, **SAMPLER_OPTIONS[sampler])
 
 
 def _load_unet(model_dir: Path, subfolder: str) -> UNet2DModel:
@@ -345,7 +357,7 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
             raise DevagenError(f"{model_dir}: no {GUIDE_FOLDER}/ network for sample.guidance: autoguidance; set "
                                "train.guide_step > 0 and run `dvc repro train`, or use sample.guidance: cfg")
         guide = _load_unet(model_dir, GUIDE_FOLDER).eval()
-    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=build_sampler(_load_ddpm_config(model_dir), sampler),
-                               guide=guide)
+    training = DDPMScheduler.from_config(_load_ddpm_config(model_dir))
+    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide).use_sampler(sampler)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device if device is not None else pick_device())

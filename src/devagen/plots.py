@@ -179,8 +179,8 @@ def _mean_line(chart: _Chart, values: Sequence[Optional[float]], to_y: Callable[
 
 def bar_plot(labels: Sequence[str], values: Sequence[Optional[float]], title: str,
              reference: Optional[Sequence[Optional[float]]] = None, ylabel: str = "accuracy",
-             height: int = 300) -> Image.Image:
-    """One bar per label (glyphs allowed) for values in [0, 1] (None = no data, drawn as a grey ×);
+             height: int = 300, ymax: float = 1.0) -> Image.Image:
+    """One bar per label (glyphs allowed) for values in [0, ymax] (None = no data, drawn as a grey ×);
     optional `reference` values as black ticks across the bars; a dashed line at the mean."""
     if len(labels) != len(values) or (reference is not None and len(reference) != len(values)):
         raise ValueError(f"bar_plot: {len(labels)} labels, {len(values)} values, reference {len(reference or [])}")
@@ -190,13 +190,13 @@ def bar_plot(labels: Sequence[str], values: Sequence[Optional[float]], title: st
     known = [v for v in values if v is not None]
     mean = f"mean {100 * sum(known) / len(known):.1f} %" if known else "mean n/a"
     legend = [("generated", PALETTE[0]), (mean, PALETTE[1])] + ([("real test images", INK)] if reference else [])
-    ticks = [i / 5 for i in range(6)]
-    tick_labels = [f"{round(100 * t)} %" for t in ticks]
+    ticks = [i / 5 for i in range(6)] if ymax == 1.0 else linear_ticks(0.0, ymax, 5)
+    tick_labels = [f"{100 * t:.3g} %" for t in ticks]
     width = 100 + len(labels) * slot
     chart = _chart((width, height), title, ylabel, tick_labels, bottom=PAD * 2 + int(TEXT_PX * 1.3 * 1.6),
                    legend=legend)
     left, top, right, bottom = chart.box
-    to_y = _mapper(0.0, 1.0, bottom, top, False)
+    to_y = _mapper(0.0, ticks[-1], bottom, top, False)
     _y_grid(chart, ticks, tick_labels, to_y)
     step = (right - left) / max(len(labels), 1)
     for i, (label, value) in enumerate(zip(labels, values)):
@@ -204,10 +204,10 @@ def bar_plot(labels: Sequence[str], values: Sequence[Optional[float]], title: st
         if value is None:
             chart.draw.text(((x0 + x1) / 2, bottom - 4 * s), "×", fill=MUTED, font=glyph, anchor="mb")
         else:
-            chart.draw.rectangle([x0, to_y(min(max(value, 0.0), 1.0)), x1, bottom], fill=PALETTE[0])
+            chart.draw.rectangle([x0, to_y(min(max(value, 0.0), ticks[-1])), x1, bottom], fill=PALETTE[0])
         ref = reference[i] if reference is not None else None
         if ref is not None:
-            y = to_y(min(max(ref, 0.0), 1.0))
+            y = to_y(min(max(ref, 0.0), ticks[-1]))
             chart.draw.line([(x0 - step * 0.1, y), (x1 + step * 0.1, y)], fill=INK, width=2 * s)
         chart.draw.text(((x0 + x1) / 2, bottom + 4 * s), label, fill=INK, font=glyph, anchor="mt")
     _mean_line(chart, values, to_y)

@@ -49,6 +49,11 @@ CAPTIONS = {
     "style": "Pen style at 4× zoom: generated crops beside random real crops of the same classes; "
              "stroke width and ink coverage of every generated image against as many real test images.",
 }
+# An unconditional model is asked for no class: its per-class figures show what it draws instead.
+UNCONDITIONAL_CAPTIONS = {
+    "per_class": "Share of the legible samples the judge reads as each class; black ticks: the real test set (even).",
+    "confusion": "The judge's first choice (rows) against its second choice (columns): the characters samples blend.",
+}
 
 
 @dataclass(frozen=True)
@@ -286,7 +291,7 @@ EVAL_ROWS = (
 )
 
 
-def _eval_table(ev: Mapping[str, Any], ocr: Mapping[str, Any]) -> Table:
+def eval_table(ev: Mapping[str, Any], ocr: Mapping[str, Any]) -> Table:
     """Metric | this run | real-data floor | how to read, for the keys eval.json has."""
     values = dict(ev)
     values.setdefault("judge_test_accuracy", ocr.get("test_accuracy"))
@@ -336,7 +341,7 @@ def _style_blocks(ev: Mapping[str, Any]) -> list[Block]:
 
 def _metrics_section(inputs: ReportInputs) -> list[Block]:
     ev, ocr = inputs.metrics.get("eval") or {}, inputs.metrics.get("ocr") or {}
-    blocks: list[Block] = [Heading("Metrics"), _eval_table(ev, ocr) if ev else _not_run("eval"),
+    blocks: list[Block] = [Heading("Metrics"), eval_table(ev, ocr) if ev else _not_run("eval"),
                            *_style_blocks(ev), Heading("OCR judge", 3)]
     spec = [("test accuracy on real images", "test_accuracy", fmt_pct),
             ("training time", "train_seconds", fmt_duration)]
@@ -395,7 +400,21 @@ def per_class_values(raw: Any) -> dict[str, Optional[float]]:
     return {}
 
 
+def _drawn_classes_section(shares: dict[str, Optional[float]]) -> list[Block]:
+    """An unconditional model: which classes its legible samples are read as, most and least often."""
+    known = sorted((v, n) for n, v in shares.items() if v is not None)
+    most = ", ".join(f"{CLASS_GLYPHS.get(n, n)} {fmt_pct(v)}" for v, n in known[::-1][:5])
+    least = ", ".join(f"{CLASS_GLYPHS.get(n, n)} {fmt_pct(v)}" for v, n in known[:5])
+    text = (f"Of the legible samples, the judge reads most as {most} and fewest as {least} "
+            f"(an even spread would be {fmt_pct(1 / len(CLASS_NAMES))} each).")
+    return [Heading("Which characters the model draws"), Para(text),
+            *(Figure(name, caption) for name, caption in UNCONDITIONAL_CAPTIONS.items())]
+
+
 def _per_class_section(inputs: ReportInputs) -> list[Block]:
+    shares = per_class_values((inputs.metrics.get("eval") or {}).get("per_class_read_share"))
+    if any(v is not None for v in shares.values()):
+        return _drawn_classes_section(shares)
     values = per_class_values((inputs.metrics.get("eval") or {}).get("per_class_accuracy"))
     known = sorted((v, n) for n, v in values.items() if v is not None)
     blocks: list[Block] = [Heading("Per-class accuracy")]
@@ -589,14 +608,27 @@ def loss_figure(log: Sequence[Mapping[str, Any]]) -> Optional[Image.Image]:
 
 
 def per_class_figure(ev: Mapping[str, Any], ocr: Mapping[str, Any]) -> Optional[Image.Image]:
-    """Per-class OCR accuracy of samples as glyph bars, the judge's real-test accuracy as ticks; None without data."""
+    """Per-class OCR accuracy of samples as glyph bars, the judge's real-test accuracy as ticks (unconditional
+    models: drawn_classes_figure); None without data."""
     values = per_class_values(ev.get("per_class_accuracy"))
     if not any(v is not None for v in values.values()):
-        return None
+        return drawn_classes_figure(ev)
     real = per_class_values(ocr.get("per_class_accuracy"))
     reference = [real.get(n) for n in values] if real else None
     return plots.bar_plot([CLASS_GLYPHS.get(n, n) for n in values], list(values.values()),
                           "Per-class OCR accuracy of generated samples", reference=reference)
+
+
+def drawn_classes_figure(ev: Mapping[str, Any]) -> Optional[Image.Image]:
+    """Unconditional samples: the share read as each class as glyph bars, the even 1/46 as ticks; None without data."""
+    shares = per_class_values(ev.get("per_class_read_share"))
+    known = [v for v in shares.values() if v is not None]
+    if not known:
+        return None
+    even = 1 / len(CLASS_NAMES)
+    return plots.bar_plot([CLASS_GLYPHS.get(n, n) for n in shares], list(shares.values()),
+                          "Which characters the unconditional samples are (judge's reading, legible samples)",
+                          reference=[even] * len(shares), ylabel="share", ymax=max(known + [2 * even]))
 
 
 def render_plots(inputs_root: Path) -> dict[str, Path]:

@@ -70,8 +70,10 @@ def text_figure(images: np.ndarray, slots: Sequence[Optional[int]], scale: int =
     return image_row(cells, scale=scale, gap=0)
 
 
-def generate_text(pipeline: DevagenPipeline, text: str, cfg: SampleConfig = SampleConfig()) -> Image.Image:
-    """Draw `text` with a conditional model: one row, a generated image per character, gaps for spaces.
+def generate_text(pipeline: DevagenPipeline, text: str, cfg: SampleConfig = SampleConfig(),
+                  scale: int = 4) -> Image.Image:
+    """Draw `text` with a conditional model: one row, a generated image per character, gaps for spaces,
+    each cell `scale` times the model's resolution.
 
     cfg: seed, steps and guidance. An unconditional model raises DevagenError (from the pipeline).
     """
@@ -79,4 +81,4 @@ def generate_text(pipeline: DevagenPipeline, text: str, cfg: SampleConfig = Samp
     labels = np.array([slot for slot in slots if slot is not None], dtype=np.int64)
     if len(labels) == 0:
         raise DevagenError(f"--text: {text!r} has no characters to draw; supported: {supported_characters()}")
-    return text_figure(generate(pipeline, labels, len(labels), cfg, progress=False), slots)
+    return text_figure(generate(pipeline, labels, len(labels), cfg, progress=False), slots, scale=scale)

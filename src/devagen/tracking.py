@@ -1,79 +1,173 @@
 """MLflow tracking: the only module that imports mlflow.
 
-One run per pipeline execution, named after the DVC experiment (DVC_EXP_NAME) when there is one.
-The train stage opens the run and stores its id beside the model; sample, evaluate and report
-reopen it. If the tracking store is unreachable the pipeline goes on and says so once.
+One DVC experiment = one MLflow run. The run is found by a key: the DVC experiment name
+(DVC_EXP_NAME, set by `dvc exp run`, queued or not) or, outside experiments, the git commit,
+each with a hash of the whole params.yaml. Whichever tracked stage runs first creates the run with
+every param; DVC may skip a stage or restore it from its cache, so every stage logs the metrics
+files of all stages that exist (reports/metrics/*.json), marks the run RUNNING while it works and
+FINISHED when it ends (FAILED / KILLED if it stops on an error), so no run is left RUNNING.
+
+A relative sqlite URI is resolved against the repository DVC runs the experiment for (DVC_ROOT,
+which DVC >= 3.20 sets to the original repository even for queued runs in .dvc/tmp/exps copies),
+so queued experiments write to the repository's store; sqlite waits for locks (parallel queue
+workers) instead of failing. If the store is unreachable the pipeline goes on and says so once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import click
 
 from .config import TrackingConfig
-from .io import read_json, write_json
+from .io import read_json
 
 # Fail fast against an unreachable server instead of MLflow's default minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
+SQLITE_TIMEOUT_S = 120  # parallel queue workers share one sqlite file: wait this long for its lock
+RETRIES = 6  # attempts for operations that lost a race (lock, experiment created by another worker)
+KEY_TAG = "devagen_run_key"
+# metrics file stem -> MLflow metric prefix; train and eval keep bare names (the report compares them)
+METRIC_PREFIX = {"data": "data_", "ocr": "ocr_", "train": "", "sample": "sample_", "eval": ""}
+# MLflow 3 opens an experiment on the GenAI "Traces" view unless it is a machine-learning one: this tag
+# says so for UIs that read it; 3.17's UI follows its workflow switch instead (see README: ?workflowType=).
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+T = TypeVar("T")
+
+
+def repo_root() -> Path:
+    """The repository the pipeline runs for: DVC_ROOT, else the working directory; a path inside a
+    queued experiment's copy (<repo>/.dvc/tmp/exps/...) is mapped back to <repo>."""
+    root = Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+    parts = root.parts
+    for i in range(len(parts) - 2):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return root
+
+
+def resolve_uri(uri: str, root: Path) -> str:
+    """A relative sqlite:///path made absolute under root, with a lock timeout; other URIs unchanged."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        return uri
+    path, _, query = uri[len("sqlite:///"):].partition("?")
+    if not Path(path).is_absolute():
+        path = str(root / path)
+    if "timeout=" not in query:
+        query = "&".join(q for q in (query, f"timeout={SQLITE_TIMEOUT_S}") if q)
+    return f"sqlite:///{path}?{query}"
+
 
 def tracking_uri(cfg: TrackingConfig) -> str:
-    """MLFLOW_TRACKING_URI when set, else params' `tracking.uri` (sqlite:///mlflow.db in the repo root)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or cfg.uri
+    """MLFLOW_TRACKING_URI when set, else params' `tracking.uri`; relative sqlite paths under repo_root()."""
+    return resolve_uri(os.environ.get("MLFLOW_TRACKING_URI") or cfg.uri, repo_root())
 
 
-def git_short_sha() -> str:
-    """The checkout's short commit hash, or 'nogit'."""
+def git_commit() -> str:
+    """The checkout's commit hash, or 'nogit'."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or "nogit"
     except (OSError, subprocess.SubprocessError):
         return "nogit"
 
 
-def run_name() -> str:
-    """DVC_EXP_NAME (set by `dvc exp run`), else a readable name with the git short sha and time."""
-    return os.environ.get("DVC_EXP_NAME") or f"devagen-{git_short_sha()}-{time.strftime('%Y%m%d-%H%M%S')}"
+def params_hash(params: Mapping[str, Any]) -> str:
+    """12 hex digits identifying a whole (flattened) params.yaml."""
+    text = json.dumps(dict(params), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_identity(params: Mapping[str, Any]) -> tuple[str, str]:
+    """(key, name) of this pipeline execution's run: the DVC experiment, else commit + params."""
+    digest, exp = params_hash(params), os.environ.get("DVC_EXP_NAME")
+    origin = f"exp:{exp}" if exp else f"git:{git_commit()}"
+    key = hashlib.sha256(f"{origin}|{digest}".encode()).hexdigest()[:32]
+    return key, exp or f"devagen-{git_commit()[:7]}-{digest[:6]}"
+
+
+def _retrying(fn: Callable[[], T]) -> T:
+    """fn(), again after a pause when it lost a race to another process (sqlite lock, duplicate create)."""
+    for attempt in range(RETRIES):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - MLflow wraps the driver's errors
+            text = str(exc).lower()
+            raced = any(s in text for s in ("locked", "unique constraint", "already exists", "busy"))
+            if not raced or attempt == RETRIES - 1:
+                raise
+            time.sleep(0.5 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def number(value: Any) -> float | None:
+    """A finite float from an int/float (bools and everything else: None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if value == value and abs(value) != float("inf") else None
+
+
+def file_metrics(files: Mapping[str, Path]) -> dict[str, float]:
+    """Numeric top-level values of each existing metrics file, named with METRIC_PREFIX[stem]."""
+    out: dict[str, float] = {}
+    for stem, path in files.items():
+        try:
+            values = read_json(path) if Path(path).is_file() else {}
+        except ValueError:
+            continue  # a broken file is the report's to complain about
+        for key, value in values.items():
+            if number(value) is not None:
+                out[METRIC_PREFIX.get(stem, f"{stem}_") + key] = number(value)
+    return out
+
+
+_OPEN: list["Tracker"] = []  # runs a stage of this process holds RUNNING
 
 
 class Tracker:
     """A handle on one MLflow run; every call is a no-op once tracking is disabled or has failed."""
 
-    def __init__(self, client: Any, run_id: str | None) -> None:
-        self.client, self.run_id = client, run_id
+    def __init__(self, client: Any, run_id: str | None, name: str | None = None) -> None:
+        self.client, self.run_id, self.name = client, run_id, name
 
     @property
     def active(self) -> bool:
         return self.client is not None and self.run_id is not None
 
     def _safely(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Call client.<method>(run_id, ...); on the first failure warn once and stop tracking."""
+        """Call client.<method>(run_id, ...); on a failure other than a lost race warn once and stop tracking."""
         if not self.active:
             return
         try:
-            getattr(self.client, method)(self.run_id, *args, **kwargs)
+            _retrying(lambda: getattr(self.client, method)(self.run_id, *args, **kwargs))
         except Exception as exc:  # noqa: BLE001 - tracking must never stop the pipeline
             click.echo(f"warning: MLflow {method} failed ({type(exc).__name__}: {str(exc)[:200]}); "
                        "going on without tracking", err=True)
             self.client = None
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log numeric metrics (non-numbers are skipped) at an optional step."""
         if not self.active:  # disabled tracking must work without mlflow installed
             return
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        rows = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
-        if rows:
-            self._safely("log_batch", metrics=rows)
+        rows = [Metric(k, number(v), now, step or 0) for k, v in metrics.items() if number(v) is not None]
+        for i in range(0, len(rows), 1000):
+            self._safely("log_batch", metrics=rows[i:i + 1000])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values stringified), in batches MLflow accepts."""
@@ -85,7 +179,7 @@ class Tracker:
         for i in range(0, len(items), 100):
             self._safely("log_batch", params=items[i:i + 100])
 
-    def set_tags(self, tags: Mapping[str, str]) -> None:
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags."""
         for k, v in tags.items():
             self._safely("set_tag", k, str(v))
@@ -97,13 +191,113 @@ class Tracker:
         elif path.is_file():
             self._safely("log_artifact", str(path), folder)
 
-    def finish(self) -> None:
-        """Mark the run finished (sample/evaluate/report may reopen it)."""
-        self._safely("set_terminated", "FINISHED")
+    def log_model(self, model_dir: Path, sampler: str, use_ema: bool, defaults: Mapping[str, Any]) -> None:
+        """Log the trained model as an MLflow pyfunc model at artifact path "model" (see save_pyfunc_model)."""
+        if not self.active:
+            return
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                saved = save_pyfunc_model(Path(tmp) / "model", model_dir, sampler, use_ema, defaults)
+                self._safely("log_artifacts", str(saved), PYFUNC_PATH)
+        except Exception as exc:  # noqa: BLE001 - tracking must never stop the pipeline
+            click.echo(f"warning: MLflow model not logged ({type(exc).__name__}: {str(exc)[:200]})", err=True)
 
-    def save(self, path: Path) -> None:
-        """Store the run id so later stages log into the same run."""
-        write_json({"run_id": self.run_id}, path)
+    def log_metrics_files(self, metrics_files: Mapping[str, Path]) -> None:
+        """Log every stage's metrics file that exists (restored and skipped stages too)."""
+        self.log_metrics(file_metrics(metrics_files))
+
+    def end_stage(self, metrics_files: Mapping[str, Path]) -> None:
+        """Log every stage's metrics file that exists, then mark the run FINISHED."""
+        self.log_metrics_files(metrics_files)
+        self.close("FINISHED")
+
+    def close(self, status: str) -> None:
+        """Set the run's status (FINISHED, FAILED, KILLED): no stage of this process runs in it any more."""
+        self._safely("set_terminated", status)
+        if self in _OPEN:
+            _OPEN.remove(self)
+
+
+def close_open_runs(status: str) -> None:
+    """Mark the runs this process's stage still holds (it stopped on an error) as FAILED or KILLED."""
+    for tracker in list(_OPEN):
+        tracker.close(status)
+
+
+# ---- the trained model as an MLflow pyfunc model -----------------------------------------------------
+
+PYFUNC_PATH = "model"  # artifact path in the run: mlflow.pyfunc.load_model("runs:/<run id>/model")
+# What devagen.serving imports at run time; diffusers pinned: the saved folder's format follows it.
+SERVING_REQUIREMENTS = ("torch", "accelerate", "numpy", "pillow", "pandas", "pyyaml", "tqdm", "scipy")
+
+
+def _pyfunc_model(sampler: str, use_ema: bool, defaults: Mapping[str, Any]) -> Any:
+    """A PythonModel: a DataFrame of requests (columns label and/or text) in, base64 PNG images out."""
+    import mlflow.pyfunc
+
+    class DevagenImages(mlflow.pyfunc.PythonModel):  # defined here so that mlflow is imported only when used
+        """Generated handwriting: one PNG per request row (see devagen.serving.draw)."""
+
+        def __init__(self) -> None:
+            self.sampler, self.use_ema, self.defaults = sampler, use_ema, dict(defaults)
+
+        def load_context(self, context: Any) -> None:
+            from devagen.pipeline import load_pipeline
+
+            self.pipeline = load_pipeline(Path(context.artifacts["model_dir"]), self.sampler, self.use_ema)
+
+        # No type hints here: MLflow reads them as an input schema and warns; the signature states it.
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            import pandas as pd
+
+            from devagen.serving import draw, png_base64
+
+            p = {**self.defaults, **(params or {})}
+            rows = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
+            images = draw(self.pipeline, rows, int(p["seed"]), int(p["steps"]), float(p["guidance_scale"]))
+            return pd.DataFrame({"png": [png_base64(image) for image in images],
+                                 "height": [image.shape[0] for image in images],
+                                 "width": [image.shape[1] for image in images]})
+
+    return DevagenImages()
+
+
+def _pyfunc_signature(defaults: Mapping[str, Any]) -> Any:
+    """Inputs: optional string columns label, text; outputs: png (base64), height, width; params with defaults."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema([ColSpec("string", "label", required=False), ColSpec("string", "text", required=False)])
+    outputs = Schema([ColSpec("string", "png"), ColSpec("long", "height"), ColSpec("long", "width")])
+    params = ParamSchema([ParamSpec("seed", "long", int(defaults["seed"])),
+                          ParamSpec("steps", "long", int(defaults["steps"])),
+                          ParamSpec("guidance_scale", "double", float(defaults["guidance_scale"]))])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def save_pyfunc_model(path: Path, model_dir: Path, sampler: str, use_ema: bool, defaults: Mapping[str, Any]) -> Path:
+    """Write an MLflow pyfunc model to `path`: the model folder (one UNet: EMA or raw) and devagen's code."""
+    import diffusers
+    import mlflow.pyfunc
+
+    weights = path.parent / "weights"
+    unused = "unet_raw" if use_ema else "unet"
+    shutil.copytree(model_dir, weights, ignore=lambda d, names: [unused] if Path(d) == Path(model_dir) else [])
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    with warnings.catch_warnings():
+        # MLflow advises type hints / an input example / models-from-code; the explicit signature covers the first
+        # two, and pickling the small model class is what keeps mlflow out of every module but this one.
+        warnings.simplefilter("ignore", UserWarning)
+        pyfunc_log.setLevel(logging.ERROR)
+        try:
+            mlflow.pyfunc.save_model(str(path), python_model=_pyfunc_model(sampler, use_ema, defaults),
+                                     artifacts={"model_dir": str(weights)}, code_paths=[str(Path(__file__).parent)],
+                                     pip_requirements=[*SERVING_REQUIREMENTS, f"diffusers=={diffusers.__version__}"],
+                                     signature=_pyfunc_signature(defaults))
+        finally:
+            pyfunc_log.setLevel(level)
+    return path
 
 
 def _client(cfg: TrackingConfig) -> Any:
@@ -112,46 +306,52 @@ def _client(cfg: TrackingConfig) -> Any:
     return MlflowClient(tracking_uri=tracking_uri(cfg))
 
 
-def start_run(cfg: TrackingConfig, params: Mapping[str, Any], tags: Mapping[str, str]) -> Tracker:
-    """Open a new run named by run_name() in cfg.experiment, with params and tags logged."""
+def _experiment_id(client: Any, cfg: TrackingConfig) -> str:
+    """cfg.experiment's id, created (artifacts beside a local sqlite store, runs-table kind) if missing."""
+    experiment = client.get_experiment_by_name(cfg.experiment)
+    if experiment is None:
+        uri = tracking_uri(cfg)
+        local = uri.startswith("sqlite:///")
+        store_dir = Path(uri[len("sqlite:///"):].split("?")[0]).parent
+        artifacts = (store_dir / "mlruns" / cfg.experiment).as_uri() if local else None
+        return client.create_experiment(cfg.experiment, artifact_location=artifacts, tags=EXPERIMENT_TAGS)
+    if experiment.tags.get("mlflow.experimentKind") is None:
+        for k, v in EXPERIMENT_TAGS.items():
+            client.set_experiment_tag(experiment.experiment_id, k, v)
+    return experiment.experiment_id
+
+
+def _open(client: Any, cfg: TrackingConfig, params: Mapping[str, Any], stage: str) -> tuple[str, str, bool]:
+    """(run id, name, created) of this execution's run, found by its key tag or created; RUNNING."""
+    key, name = run_identity(params)
+    experiment_id = _experiment_id(client, cfg)
+    found = client.search_runs([experiment_id], filter_string=f"tags.{KEY_TAG} = '{key}'", max_results=1)
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id, name, not found[0].data.params
+    tags = {"mlflow.runName": name, "mlflow.source.git.commit": git_commit(), KEY_TAG: key,
+            "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+            "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""), "devagen.first_stage": stage}
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id, name, True
+
+
+def stage_run(cfg: TrackingConfig, params: Mapping[str, Any], stage: str,
+              tags: Mapping[str, Any] | None = None) -> Tracker:
+    """This experiment's run, opened for `stage`: found by its key or created with every param; RUNNING."""
     if not cfg.enabled:
         return Tracker(None, None)
-    tracker = Tracker(None, None)
     try:
         client = _client(cfg)
-        experiment = client.get_experiment_by_name(cfg.experiment)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(cfg.experiment)
-        name = run_name()
-        base = {"mlflow.runName": name, "git_commit": git_short_sha(), "dvc_experiment": os.environ.get("DVC_EXP_NAME", "")}
-        run = client.create_run(experiment_id, run_name=name, tags={**base, **tags})
-        tracker = Tracker(client, run.info.run_id)
+        run_id, name, fresh = _retrying(lambda: _open(client, cfg, params, stage))
     except Exception as exc:  # noqa: BLE001
         click.echo(f"warning: MLflow at {tracking_uri(cfg)} unavailable ({type(exc).__name__}: {str(exc)[:200]}); "
                    "going on without tracking", err=True)
-        return tracker
-    tracker.log_params(params)
-    return tracker
-
-
-def resume_run(cfg: TrackingConfig, run_file: Path) -> Tracker:
-    """Reopen the run whose id the train stage stored; a disabled tracker if there is none."""
-    if not cfg.enabled or not run_file.is_file():
         return Tracker(None, None)
-    try:
-        run_id = read_json(run_file).get("run_id")
-    except (ValueError, AttributeError) as exc:  # truncated or tampered: tracking is not worth failing the stage
-        click.echo(f"warning: {run_file} is unreadable ({type(exc).__name__}); going on without tracking", err=True)
-        return Tracker(None, None)
-    if not run_id:
-        return Tracker(None, None)
-    tracker = Tracker(None, None)
-    try:
-        client = _client(cfg)
-        client.get_run(run_id)
-        tracker = Tracker(client, run_id)
-    except Exception as exc:  # noqa: BLE001
-        click.echo(f"warning: MLflow run {run_id} not reachable at {tracking_uri(cfg)} "
-                   f"({type(exc).__name__}); going on without tracking", err=True)
+    tracker = Tracker(client, run_id, name)
+    _OPEN.append(tracker)
+    if fresh:
+        tracker.log_params(params)
+    tracker.set_tags({"devagen.last_stage": stage, **(tags or {})})
     return tracker
 
 

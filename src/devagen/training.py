@@ -53,6 +53,7 @@ from .data import to_model_range
 from .diffusion import diffusion_loss
 from .errors import DevagenError
 from .integrity import file_checksums, find_damage, full_disk_guard, move_aside, one_line, write_manifest
+from .hub import write_model_index
 from .model import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
 from .pipeline import GUIDE_FOLDER, ModelMeta, write_meta
 from .preemption import Preempted, StopRequests
@@ -476,6 +477,7 @@ def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, ou
                 shutil.copytree(guide, tmp / GUIDE_FOLDER, ignore=shutil.ignore_patterns(GUIDE_META))
             run.noise_scheduler.save_pretrained(tmp / "scheduler")
             write_meta(model_meta(model_cfg, int(run.images.shape[-1])), tmp)
+            write_model_index(tmp, model_cfg.conditional)
             write_manifest(tmp)  # last: a folder without it was never finished (or predates checksums)
         _swap_in(tmp, out_dir)
     acc.wait_for_everyone()

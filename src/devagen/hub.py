@@ -1,0 +1,50 @@
+"""The trained model folder as diffusers expects it: model_index.json, and for conditional models the
+custom-pipeline file that lets `DiffusionPipeline.from_pretrained` return devagen's pipeline.
+
+diffusers resolves a folder's pipeline class from model_index.json's `_class_name`:
+- a string names a class of the diffusers package. Unconditional models say "DDPMPipeline", so the
+  source document's `DDPMPipeline.from_pretrained(folder)` (and DiffusionPipeline's) load them.
+- a [module, class] pair whose module is a .py file in the folder is a custom pipeline: diffusers
+  imports that file (only with `trust_remote_code=True`) and takes the class from it. Conditional
+  models need class labels, which DDPMPipeline cannot pass, so they name
+  ["pipeline_devagen", "DevagenPipeline"] and pipeline_devagen.py re-exports devagen's class.
+Both name the same components: unet/ (EMA weights) and scheduler/ (the training DDPM schedule).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MODEL_INDEX = "model_index.json"
+CUSTOM_MODULE = "pipeline_devagen"  # <model dir>/pipeline_devagen.py
+CUSTOM_PIPELINE = f'''"""diffusers custom-pipeline file of a devagen model folder (model_index.json names it).
+
+    DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+
+imports this file and returns devagen's DevagenPipeline (pip install devagen first).
+"""
+
+from devagen.pipeline import DevagenPipeline
+
+__all__ = ["DevagenPipeline"]
+'''
+
+
+def model_index(conditional: bool, diffusers_version: str) -> dict[str, Any]:
+    """model_index.json's content: pipeline class (DDPMPipeline, or devagen's for conditional models) and components."""
+    pipeline = [CUSTOM_MODULE, "DevagenPipeline"] if conditional else "DDPMPipeline"
+    return {"_class_name": pipeline, "_diffusers_version": diffusers_version,
+            "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"]}
+
+
+def write_model_index(model_dir: Path, conditional: bool) -> None:
+    """Write model_dir/model_index.json and model_dir/pipeline_devagen.py (used by conditional models only)."""
+    import diffusers
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    index = model_index(conditional, diffusers.__version__)
+    (model_dir / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    (model_dir / f"{CUSTOM_MODULE}.py").write_text(CUSTOM_PIPELINE, encoding="utf-8")
