@@ -8,7 +8,8 @@ files of all stages that exist (reports/metrics/*.json), marks the run RUNNING w
 FINISHED when it ends (FAILED / KILLED if it stops on an error), so no run is left RUNNING.
 
 A relative sqlite URI is resolved against the repository DVC runs the experiment for (DVC_ROOT,
-which DVC >= 3.20 sets to the original repository even for queued runs in .dvc/tmp/exps copies),
+which DVC sets to the original repository even for queued runs in .dvc/tmp/exps copies since
+treeverse/dvc#9918, Sept. 2023; read in 3.67's experiments/queue/base.py and stage/run.py),
 so queued experiments write to the repository's store; sqlite waits for locks (parallel queue
 workers) instead of failing. If the store is unreachable the pipeline goes on and says so once.
 """
