@@ -37,3 +37,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_uncond_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same without class embeddings (model.conditional: false)."""
     return make_model_dir(tmp_path_factory.mktemp("model_uncond") / "diffusion", conditional=False)
+
+
+@pytest.fixture(scope="module")
+def cpu_one_thread():
+    """CPU even where a GPU exists (bitwise resume checks); one thread: tiny models gain nothing from
+    threads, and on a busy 2-core machine two threads spin-wait ~20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACCELERATE_USE_CPU", "true")
+        yield
+    torch.set_num_threads(before)

@@ -35,15 +35,7 @@ from test_training import DATA_CODE, IMAGES, LABELS, TINY, _assert_same_weights
 REPO = Path(__file__).parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cpu_one_thread():
-    """CPU even where a GPU exists (exact comparisons); one thread, as in test_training."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ACCELERATE_USE_CPU", "true")
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("cpu_one_thread")
 
 
 class _Crash(Exception):

@@ -35,16 +35,7 @@ exec(DATA_CODE, _scope)
 IMAGES, LABELS = _scope["images"], _scope["labels"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cpu_one_thread():
-    """CPU even where a GPU exists (bitwise resume checks); one thread: tiny models gain nothing from
-    threads, and on a busy 2-core machine two threads spin-wait ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ACCELERATE_USE_CPU", "true")
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("cpu_one_thread")
 
 
 class _Stop(Exception):
