@@ -100,6 +100,22 @@ def train_ocr(params_path: str) -> None:
     click.echo(f"train-ocr: judge test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s")
 
 
+@cli.command("style-net")
+@PARAMS_OPTION
+def style_net(params_path: str) -> None:
+    """Train the style-space network (no augmentation: it sees pen width); into models/style_net/."""
+    from . import data, style_space
+
+    params = _params(params_path)
+    train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
+    space, result = style_space.train_style_space(params.style_net, train.images, train.labels,
+                                                  test.images, test.labels)
+    style_space.save_style_space(space, paths.STYLE_NET_DIR, params.style_net, params.data.image_size)
+    write_json({k: v for k, v in result.items() if k != "per_class_accuracy"}, paths.METRICS_DIR / "style_net.json")
+    click.echo(f"style-net: test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s "
+               f"on {result['train_images']} images")
+
+
 class _StepLog:
     """Training curve rows, appended to a file that survives a kill so a resumed run keeps its history."""
 
@@ -190,12 +206,12 @@ def _save_samples(images, labels) -> None:  # type: ignore[no-untyped-def]
 @cli.command()
 @PARAMS_OPTION
 def evaluate(params_path: str) -> None:
-    """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy -> eval.json."""
+    """FID/KID/precision/recall in judge and style-space features, C2ST, real-data floors, OCR accuracy -> eval.json."""
     import numpy as np
 
-    from . import data, figures, ocr, tracking
+    from . import data, figures, ocr, style_space, tracking
     from .classes import glyphs
-    from .evaluation import evaluate_samples
+    from .evaluation import evaluate_samples, style_space_metrics
     from .io import read_json, write_csv
     from .metrics import confusion_figure
 
@@ -206,8 +222,10 @@ def evaluate(params_path: str) -> None:
         samples, intended = npz["images"], npz["labels"]
     judge = ocr.load_judge(paths.OCR_DIR)
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
-    result = evaluate_samples(judge, samples, intended, train.images, test.images, params.evaluate,
-                              say=lambda msg: click.echo(f"evaluate: {msg}"))
+    space = style_space.load_style_space(paths.STYLE_NET_DIR)
+    say = lambda msg: click.echo(f"evaluate: {msg}")  # noqa: E731
+    result = evaluate_samples(judge, samples, intended, train.images, test.images, params.evaluate, say=say)
+    result.metrics.update(style_space_metrics(space, samples, intended, train, test, params.evaluate, params.c2st, say))
     ocr_metrics = paths.METRICS_DIR / "ocr.json"
     if ocr_metrics.is_file():
         result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]
@@ -219,7 +237,10 @@ def evaluate(params_path: str) -> None:
     tracker.log_metrics(result.metrics)
     tracker.log_artifact(paths.FIGURES_DIR / "confusion.png", "figures")
     headline = result.metrics.get("ocr_accuracy", result.metrics["legible_share"])
-    click.echo(f"evaluate: OCR {headline:.4f}, FID {result.metrics['fid']:.3f} (real floor {result.metrics['floor_fid']:.3f})")
+    m = result.metrics
+    click.echo(f"evaluate: OCR {headline:.4f}, FID {m['fid']:.3f} (real floor {m['floor_fid']:.3f}), style-space FID "
+               f"{m['space_fid']:.3f} (floor {m['floor_space_fid']:.3f}), C2ST {m['c2st_accuracy']:.3f} "
+               f"(floor {m['floor_c2st_accuracy']:.3f})")
 
 
 @cli.command()

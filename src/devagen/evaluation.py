@@ -1,4 +1,8 @@
-"""Judge generated samples against real data: one call that gathers every metric of the evaluate stage."""
+"""Judge generated samples against real data: the metrics of the evaluate stage.
+
+evaluate_samples gathers the OCR judge's (whose features are blind to pen width by design);
+style_space_metrics adds the style space's and the classifier two-sample test, which see pen style.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import metrics
-from .config import EvaluateConfig
+from . import c2st, metrics
+from .config import C2stConfig, EvaluateConfig
+from .data import Split
 from .ocr import Judge, predict_proba
+from .style_space import StyleSpace
 
 
 @dataclass(frozen=True)
@@ -50,3 +56,17 @@ def evaluate_samples(judge: Judge, samples: np.ndarray, intended: np.ndarray, tr
     out.update(_prefixed(inception, "inception_") if inception else {"inception_fid": None})
     out["inception_status"] = "computed" if inception else "no local Inception weights (evaluate.inception_weights is null)"
     return Evaluation(out, confusion, rows)
+
+
+def style_space_metrics(space: StyleSpace, samples: np.ndarray, intended: np.ndarray, train: Split, test: Split,
+                        cfg: EvaluateConfig, c2st_cfg: C2stConfig,
+                        say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """space_fid/kid/precision/recall (+ floor_space_*) in the style space; c2st_accuracy and floor_c2st_accuracy."""
+    say("FID / KID / precision / recall in the style space (sees pen width)")
+    out = _prefixed(metrics.judge_feature_metrics(space, samples, test.images, cfg), "space_")
+    out.update(_prefixed(metrics.real_floor(space, train.images, test.images, cfg, n=len(samples)), "floor_space_"))
+    say("classifier two-sample test: generated vs real test, and real train vs real test")
+    test_result = c2st.c2st_metrics(samples, intended, train.images, train.labels, test.images, test.labels, c2st_cfg)
+    out.update(c2st_accuracy=test_result["accuracy"], floor_c2st_accuracy=test_result["floor_accuracy"],
+               c2st_heldout=test_result["n_heldout"])
+    return out
