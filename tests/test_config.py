@@ -36,6 +36,10 @@ def test_dvc_exp_style_strings_are_cast() -> None:
     ({"sample": {"sampler": "euler"}}, "sample.sampler"),
     ({"augment": {"rotate_p": 1.5}}, "augment.rotate_p"),
     ({"train": {"augment": "maybe"}}, "train.augment: expected true/false"),
+    ({"style_net": {"epochs": 0}}, "style_net.epochs"),
+    ({"style_net": {"train_images": -1}}, "style_net.train_images"),
+    ({"c2st": {"lr": 0}}, "c2st.lr"),
+    ({"c2st": {"batch_sise": 8}}, "c2st.batch_sise: unknown key"),
 ])
 def test_bad_values_name_the_key(raw: dict, key: str) -> None:
     with pytest.raises(DevagenError, match=key.replace("(", r"\(")):

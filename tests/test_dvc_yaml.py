@@ -44,3 +44,16 @@ def test_declared_outputs_match_library_paths() -> None:
     for dep in (d for s in STAGES.values() for d in s.get("deps", [])):
         produced = any(dep == p or dep.startswith(p + "/") for p in declared)
         assert produced or (REPO / dep).exists(), f"dependency {dep} is neither in the repo nor produced by a stage"
+
+
+def test_style_space_is_a_stage_and_evaluate_reads_it() -> None:
+    style, evaluate = STAGES["style_net"], STAGES["evaluate"]
+    assert _names(style["outs"]) == [str(paths.STYLE_NET_DIR)]
+    assert set(style["deps"]) == {"stages/style_net.py", "src/devagen/style_space.py", "src/devagen/ocr.py",
+                                  "data/prepared"}
+    assert set(_names(style["params"])) == {"style_net", "data.image_size"}
+    assert {str(paths.STYLE_NET_DIR), "src/devagen/style_space.py", "src/devagen/c2st.py",
+            "src/devagen/ocr.py"} <= set(evaluate["deps"])
+    assert {"evaluate", "c2st"} <= set(_names(evaluate["params"]))
+    order = list(STAGES)
+    assert order.index("prepare") < order.index("style_net") < order.index("evaluate")

@@ -335,6 +335,7 @@ INPUTS = [
     ("evaluate", "models/ocr/judge.json", "train_ocr"),
     ("evaluate", "models/ocr/ood.safetensors", "train_ocr"),
     ("evaluate", "data/prepared/train.npz", "prepare"),
+    ("style_net", "data/prepared/train.npz", "prepare"),
     ("evaluate", "data/prepared/test.npz", "prepare"),
     ("report", "reports/metrics/eval.json", "evaluate"),
 ]

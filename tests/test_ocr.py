@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from devagen.classes import CLASS_NAMES, NUM_CLASSES
 from devagen.config import AugmentConfig, OcrConfig
 from devagen.data import to_model_range
 from devagen.errors import DevagenError
-from devagen.ocr import build_judge, load_judge, predict_proba, save_judge, train_judge
+from devagen.ocr import build_judge, load_judge, predict_proba, recalibrate_batchnorm, save_judge, train_judge
 
 SIZE = 16
 TINY = OcrConfig(seed=0, epochs=4, batch_size=32, lr=0.2, width=8, label_smoothing=0.0, augment=False)
@@ -125,3 +127,15 @@ def test_load_corrupt_weights(trained: tuple, tmp_path) -> None:
     with pytest.raises(DevagenError, match="unreadable") as err:
         load_judge(tmp_path)
     assert str(tmp_path) in str(err.value)
+
+
+def test_recalibrate_batchnorm_sets_plain_averages(trained: tuple) -> None:
+    judge = copy.deepcopy(trained[0])
+    x, _ = synthetic(4, seed=3)
+    recalibrate_batchnorm(judge, x, batch_size=len(x))  # one batch: the running mean is that batch's mean
+    conv, norm = judge.body[0], judge.body[1]
+    with torch.no_grad():
+        first = conv(to_model_range(torch.from_numpy(x)))
+    assert torch.allclose(norm.running_mean, first.mean((0, 2, 3)), atol=1e-5)
+    assert not torch.allclose(norm.running_mean, trained[0].body[1].running_mean, atol=1e-3)
+    assert not judge.training and norm.momentum == 0.1  # the training momentum is put back

@@ -19,6 +19,8 @@ from dhcd_fixture import make_archive
 REPO = Path(__file__).parents[1]
 TINY = {
     "train_ocr": {"epochs": 2, "batch_size": 32, "width": 8},
+    "style_net": {"epochs": 1, "batch_size": 32, "width": 8, "train_images": 0},
+    "c2st": {"epochs": 2, "width": 4},
     "model": {"preset": "tiny", "conditional": True},
     "train": {"max_steps": 6, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 3, "log_every": 2},
     "sample": {"steps": 2, "per_class": 2, "batch_size": 64},
@@ -54,13 +56,17 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     _run(["dvc", "repro"], tmp_path, env)
 
     metrics = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports/metrics").glob("*.json")}
-    assert set(metrics) == {"data", "ocr", "train", "sample", "eval"}
+    assert set(metrics) == {"data", "ocr", "style_net", "train", "sample", "eval"}
+    assert metrics["style_net"]["train_images"] == 46 * 6 and len(metrics["style_net"]["stage_scales"]) == 5
     assert metrics["data"]["train"] == 46 * 6 and metrics["data"]["test"] == 46 * 3
     assert 0.0 <= metrics["ocr"]["test_accuracy"] <= 1.0
     assert metrics["train"]["steps"] == 6 and np.isfinite(metrics["train"]["final_loss"])
     ev = metrics["eval"]
-    for key in ("fid", "kid", "precision", "recall", "floor_fid", "ocr_accuracy", "per_class_accuracy"):
+    for key in ("fid", "kid", "precision", "recall", "floor_fid", "ocr_accuracy", "per_class_accuracy",
+                "space_fid", "space_kid", "space_precision", "space_recall", "floor_space_fid", "c2st_accuracy",
+                "floor_c2st_accuracy"):
         assert key in ev, key
+    assert np.isfinite(ev["space_fid"]) and ev["space_fid"] >= 0 and 0 <= ev["c2st_accuracy"] <= 1
     assert np.isfinite(ev["fid"]) and ev["fid"] >= 0 and 0 <= ev["ocr_accuracy"] <= 1
     assert len(ev["per_class_accuracy"]) == 46
     assert ev["style"]["compared"]["classes"] == 46 and "style_ink_mass_ratio" in ev

@@ -35,7 +35,8 @@ EVAL = {"conditional": True, "n_generated": 2300, "ocr_accuracy": 0.931, "ocr_in
                                "real_median": 242.0},
                   "edge_softness": {"ratio_median": 0.97, "floor_ratio_median": 1.0},
                   "slant": {"ratio_median": None, "diff_median": -2.34, "floor_diff_median": 0.4},
-                  "compared": {"generated": 920, "real": 920, "classes": 46}}}
+                  "compared": {"generated": 920, "real": 920, "classes": 46}},
+        "space_fid": 1.23, "floor_space_fid": 0.049, "c2st_accuracy": 0.97, "floor_c2st_accuracy": 0.51}
 METRICS = {"data": {"train": 78150, "test": 13800, "classes": 46, "duplicates_removed": 25,
                     "pixel_mean": 0.2404, "pixel_std": 0.41},
            "ocr": {"test_accuracy": 0.962, "train_seconds": 310.0,
@@ -106,6 +107,7 @@ def test_sections_appear_in_order_with_numbers_beside_their_floor(rendered) -> N
     positions = [md.index(f"## {h}\n") for h in order]
     assert positions == sorted(positions)
     assert "| FID, judge features | 12.3 | 1.1 |" in md and "| KID, judge features | 0.0123 ± 0.0004 | 0.0002 |" in md
+    assert "| FID, style space | 1.23 | 0.049 |" in md and "| C2ST accuracy | 97.0 % | 51.0 % |" in md
     assert "skipped: evaluate.inception_weights is null" in md
     assert "| train.lr | 0.001 |" in md and "exp-b (this report)" in md
     assert "ङ (character_5_kna) 12.5 %" in md and "1 class has no samples" in md
@@ -141,7 +143,9 @@ def test_compare_runs_shows_only_the_params_that_differ() -> None:
 def test_summary_is_read_from_the_numbers() -> None:
     text = summarize(METRICS, PARAMS)
     for part in ("93.1 %", "2,300", "96.2 %", "12.3 against 1.1", "11.2 times", "0.81", "0.62",
-                 "inception_weights is null", "3,000 steps", "101.7 min", "123 ms"):
+                 "inception_weights is null", "3,000 steps", "101.7 min", "123 ms",
+                 "blind to pen width", "style space, which sees pen width, FID is 1.23 (real: 0.049)",
+                 "97.0 % of the time (real from real: 51.0 %"):
         assert part in text, part
     worse = summarize({**METRICS, "eval": {**EVAL, "ocr_accuracy": 0.5, "fid": 40.0}}, PARAMS)
     assert "50.0 %" in worse and "40 against 1.1" in worse and "93.1" not in worse and "12.3" not in worse

@@ -116,6 +116,22 @@ def train_ocr(params_path: str) -> None:
     click.echo(f"train-ocr: judge test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s")
 
 
+@cli.command("style-net")
+@PARAMS_OPTION
+def style_net(params_path: str) -> None:
+    """Train the style-space network (no augmentation: it sees pen width); into models/style_net/."""
+    from . import data, style_space
+
+    params = _params(params_path)
+    train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
+    space, result = style_space.train_style_space(params.style_net, train.images, train.labels,
+                                                  test.images, test.labels)
+    style_space.save_style_space(space, paths.STYLE_NET_DIR, params.style_net, params.data.image_size)
+    write_json({k: v for k, v in result.items() if k != "per_class_accuracy"}, paths.METRICS_DIR / "style_net.json")
+    click.echo(f"style-net: test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s "
+               f"on {result['train_images']} images")
+
+
 class _StepLog:
     """Training curve rows, appended to a file that survives a kill so a resumed run keeps its history."""
 
@@ -206,12 +222,12 @@ def _save_samples(images, labels) -> None:  # type: ignore[no-untyped-def]
 @cli.command()
 @PARAMS_OPTION
 def evaluate(params_path: str) -> None:
-    """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy, legibility, pen style
-    -> eval.json."""
-    from . import cas, data, figures, legibility, ocr, tracking
+    """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy, legibility, pen style,
+    style-space FID and C2ST -> eval.json."""
+    from . import cas, data, figures, legibility, ocr, style_space, tracking
     from .classes import glyphs
     from .config import flatten
-    from .evaluation import evaluate_samples, style_evaluation
+    from .evaluation import evaluate_samples, style_evaluation, style_space_metrics
     from .io import read_json, write_csv
     from .metrics import confusion_figure
 
@@ -228,6 +244,8 @@ def evaluate(params_path: str) -> None:
     pen = style_evaluation(samples, intended, test.images, test.labels, glyphs(), cfg.seed)
     result.metrics.update(pen.metrics)
     figures.save_image(pen.figure, paths.FIGURES_DIR / "style.png")
+    space = style_space.load_style_space(paths.STYLE_NET_DIR)
+    result.metrics.update(style_space_metrics(space, samples, intended, train, test, cfg, params.c2st, say))
     ocr_metrics = paths.METRICS_DIR / "ocr.json"
     if ocr_metrics.is_file():
         result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]
@@ -243,7 +261,9 @@ def evaluate(params_path: str) -> None:
     headline = (f"OCR {m['ocr_accuracy']:.4f}" if m["conditional"] else
                 f"legible {m['legible_share']:.4f} (real {m['floor_legible_share']:.4f}), {m['class_coverage']}/46 classes")
     click.echo(f"evaluate: {headline}, FID {m['fid']:.3f} (real floor {m['floor_fid']:.3f}), "
-               f"stroke width {_times(m['style_stroke_width_ratio'])} real (floor {_times(m['style_stroke_width_floor_ratio'])})")
+               f"stroke width {_times(m['style_stroke_width_ratio'])} real (floor {_times(m['style_stroke_width_floor_ratio'])}), "
+               f"style-space FID {m['space_fid']:.3f} (floor {m['floor_space_fid']:.3f}), "
+               f"C2ST {m['c2st_accuracy']:.3f} (floor {m['floor_c2st_accuracy']:.3f})")
 
 
 def _times(ratio: float | None) -> str:

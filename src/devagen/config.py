@@ -116,6 +116,42 @@ class OcrConfig:
 
 
 @dataclass(frozen=True)
+class StyleNetConfig:
+    """The style-space network: the judge's architecture trained WITHOUT augmentation, so pen width stays visible."""
+
+    seed: int = 0
+    epochs: int = 1
+    train_images: int = 20000  # seeded subset of the train split; 0 = all of it
+    width: int = 16  # first conv's channels (features: 4x width)
+    batch_size: int = 256
+    lr: float = 0.4  # peak of the one-cycle schedule (SGD with Nesterov momentum)
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "style_net.epochs", "must be >= 1")
+        _check(self.train_images >= 0, "style_net.train_images", "must be >= 0 (0 = the whole train split)")
+        _check(self.width >= 4, "style_net.width", "must be >= 4")
+        _check(self.batch_size >= 1, "style_net.batch_size", "must be >= 1")
+        _check(self.lr > 0, "style_net.lr", "must be > 0")
+
+
+@dataclass(frozen=True)
+class C2stConfig:
+    """Classifier two-sample test: a small CNN trained to tell generated from real images."""
+
+    seed: int = 0
+    epochs: int = 20
+    width: int = 8  # first conv's channels of the judge architecture
+    batch_size: int = 32  # capped at the number of training images
+    lr: float = 0.05  # peak of the one-cycle schedule (SGD with Nesterov momentum)
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "c2st.epochs", "must be >= 1")
+        _check(self.width >= 4, "c2st.width", "must be >= 4")
+        _check(self.batch_size >= 1, "c2st.batch_size", "must be >= 1")
+        _check(self.lr > 0, "c2st.lr", "must be > 0")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Which UNet2DModel to build; `conditional` adds 46 class embeddings + a null label."""
 
@@ -278,11 +314,13 @@ class Params:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train_ocr: OcrConfig = field(default_factory=OcrConfig)
+    style_net: StyleNetConfig = field(default_factory=StyleNetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    c2st: C2stConfig = field(default_factory=C2stConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

@@ -1,4 +1,8 @@
-"""Judge generated samples against real data: one call that gathers every metric of the evaluate stage."""
+"""Judge generated samples against real data: the metrics of the evaluate stage.
+
+evaluate_samples gathers the OCR judge's (whose features are blind to pen width by design);
+style_space_metrics adds the style space's and the classifier two-sample test, which see pen style.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from . import figures, metrics, plots, style
-from .config import EvaluateConfig
+from . import c2st, figures, metrics, plots, style
+from .config import C2stConfig, EvaluateConfig
+from .data import Split
 from .legibility import OodStats, in_distribution, judge_legibility
 from .ocr import Judge, predict_features
+from .style_space import StyleSpace
 
 
 @dataclass(frozen=True)
@@ -125,3 +131,17 @@ def style_evaluation(samples: np.ndarray, intended: np.ndarray, real: np.ndarray
     block = {**got["measures"], "stroke_width_percentiles": got["stroke_width_percentiles"], "compared": got["compared"]}
     figure = plots.stack_vertical([crops, plots.stack_vertical(hists, horizontal=True)])
     return StyleEvaluation(_finite({"style": block, **flat}), figure)
+
+
+def style_space_metrics(space: StyleSpace, samples: np.ndarray, intended: np.ndarray, train: Split, test: Split,
+                        cfg: EvaluateConfig, c2st_cfg: C2stConfig,
+                        say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """space_fid/kid/precision/recall (+ floor_space_*) in the style space; c2st_accuracy and floor_c2st_accuracy."""
+    say("FID / KID / precision / recall in the style space (sees pen width)")
+    out = _prefixed(metrics.judge_feature_metrics(space, samples, test.images, cfg), "space_")
+    out.update(_prefixed(metrics.real_floor(space, train.images, test.images, cfg, n=len(samples)), "floor_space_"))
+    say("classifier two-sample test: generated vs real test, and real train vs real test")
+    test_result = c2st.c2st_metrics(samples, intended, train.images, train.labels, test.images, test.labels, c2st_cfg)
+    out.update(c2st_accuracy=test_result["accuracy"], floor_c2st_accuracy=test_result["floor_accuracy"],
+               c2st_heldout=test_result["n_heldout"])
+    return out

@@ -65,11 +65,11 @@ class Judge(nn.Module):
         return self.head(self.body(x))
 
 
-def build_judge(cfg: OcrConfig, image_size: int) -> Judge:
+def build_judge(cfg: OcrConfig, image_size: int, num_classes: int = NUM_CLASSES) -> Judge:
     """A freshly initialised judge for S x S images (weights drawn from torch's global RNG)."""
     if image_size < 8:
         raise DevagenError(f"data.image_size: the OCR judge needs images of at least 8x8, got {image_size}")
-    return Judge(cfg.width, image_size, cfg.dropout)
+    return Judge(cfg.width, image_size, cfg.dropout, num_classes)
 
 
 def _check_split(images: np.ndarray, labels: Optional[np.ndarray], what: str) -> None:
@@ -90,6 +90,27 @@ def _read(judge: Judge, images: torch.Tensor, batch_size: int) -> tuple[torch.Te
     logits = judge.head(feats)  # in eval mode: no dropout
     judge.train(was_training)
     return feats, logits
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(judge: Judge, images: np.ndarray, batch_size: int = EVAL_BATCH) -> Judge:
+    """Re-estimate every BatchNorm's running mean/var as the plain average over uint8 (N, S, S) images; eval mode.
+
+    After a short run at a high learning rate the running averages lag the weights, and eval-mode
+    outputs can collapse to one class although the batch statistics classify well.
+    """
+    norms = [m for m in judge.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # None: cumulative average over all batches seen
+    judge.train()
+    device, x = next(judge.parameters()).device, torch.from_numpy(np.ascontiguousarray(images))
+    for i in range(0, len(x), batch_size):
+        judge(to_model_range(x[i:i + batch_size].to(device)))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    return judge.eval()
 
 
 def _logits(judge: Judge, images: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -169,8 +190,11 @@ def _on(device: torch.device, array: np.ndarray) -> torch.Tensor:
 
 def train_judge(cfg: OcrConfig, augment: AugmentConfig, train_images: np.ndarray, train_labels: np.ndarray,
                 test_images: np.ndarray, test_labels: np.ndarray, log_fn: Optional[LogFn] = None,
-                progress: bool = True) -> tuple[Judge, dict]:
-    """Train on uint8 (N, S, S) train images, test every epoch; returns (judge in eval mode on CPU, metrics)."""
+                progress: bool = True, num_classes: int = NUM_CLASSES) -> tuple[Judge, dict]:
+    """Train on uint8 (N, S, S) train images, test every epoch; returns (judge in eval mode on CPU, metrics).
+
+    num_classes < 46 trains the same network on labels in [0, num_classes) (the two-sample test uses 2).
+    """
     _check_split(train_images, train_labels, "train_ocr: train split")
     _check_split(test_images, test_labels, "train_ocr: test split")
     if len(train_images) < cfg.batch_size:
@@ -178,7 +202,7 @@ def train_judge(cfg: OcrConfig, augment: AugmentConfig, train_images: np.ndarray
                            f"{len(train_images)} train images")
     start, device = time.perf_counter(), pick_device()
     torch.manual_seed(cfg.seed)  # initial weights and dropout masks
-    judge = build_judge(cfg, train_images.shape[-1]).to(device)
+    judge = build_judge(cfg, train_images.shape[-1], num_classes).to(device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)  # shuffling and augmentation
     x_train, y_train = _on(device, train_images), _on(device, train_labels.astype(np.int64))
     x_test, y_test = _on(device, test_images), _on(device, test_labels.astype(np.int64))
@@ -214,20 +238,20 @@ def save_judge(judge: Judge, directory: Path, cfg: OcrConfig, image_size: int) -
     write_manifest(directory)  # last: load_judge checks the files against it
 
 
-def load_judge(directory: Path) -> Judge:
-    """Read a judge written by save_judge, in eval mode on CPU; a missing or corrupt one says how to rebuild."""
+def load_judge(directory: Path, stage: str = "train_ocr") -> Judge:
+    """Read a network written by save_judge, in eval mode on CPU; missing or corrupt: says which stage to rerun."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    fix = "run `dvc repro train_ocr`"
+    fix = f"run `dvc repro {stage}`"
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (directory / name).is_file():
-            raise DevagenError(f"{directory}: no OCR judge here ({name} missing); {fix}")
-    check_manifest(directory, "train_ocr")
+            raise DevagenError(f"{directory}: no trained network here ({name} missing); {fix}")
+    check_manifest(directory, stage)
     try:
         arch = read_json(directory / CONFIG_FILE)["architecture"]
         judge = Judge(int(arch["width"]), int(arch["image_size"]), float(arch["dropout"]), int(arch["num_classes"]))
         judge.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     except Exception as exc:  # json, KeyError, safetensors' own error type, shape mismatches
-        raise damaged(directory, f"the OCR judge does not load: {one_line(exc)}", "train_ocr") from None
+        raise damaged(directory, f"the network does not load: {one_line(exc)}", stage) from None
     return judge.eval()

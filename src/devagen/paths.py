@@ -8,6 +8,7 @@ PREPARED_DIR = Path("data/prepared")
 TRAIN_NPZ = PREPARED_DIR / "train.npz"
 TEST_NPZ = PREPARED_DIR / "test.npz"
 OCR_DIR = Path("models/ocr")
+STYLE_NET_DIR = Path("models/style_net")
 DIFFUSION_DIR = Path("models/diffusion")
 CHECKPOINT_DIR = Path("models/checkpoints")
 SAMPLES_NPZ = Path("samples/samples.npz")

@@ -33,8 +33,8 @@ FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", 
 KEY_PARAMS = ("model.preset", "model.conditional", "diffusion.prediction_type", "diffusion.beta_schedule",
               "diffusion.min_snr_gamma", "train.lr", "train.batch_size", "train.max_steps",
               "sample.sampler", "sample.steps", "sample.guidance_scale")
-KEY_METRICS = ("ocr_accuracy", "legible_share", "fid", "kid", "precision", "recall", "inception_fid",
-               "final_loss", "img_per_s")
+KEY_METRICS = ("ocr_accuracy", "legible_share", "fid", "space_fid", "c2st_accuracy", "kid", "precision", "recall",
+               "inception_fid", "final_loss", "img_per_s")
 MISSING = "—"
 CAPTIONS = {
     "dataset": "Real DHCD training images drawn at random (seeded), one row per class.",
@@ -181,7 +181,7 @@ def _distance_sentence(ev: Mapping[str, Any]) -> str:
     text = ""
     fid, floor = _float(ev.get("fid")), _float(ev.get("floor_fid"))
     if fid is not None:
-        text = f"FID in judge features is {fmt_num(fid)}"
+        text = f"FID in judge features (blind to pen width by design) is {fmt_num(fid)}"
         if floor is not None:
             text += f" against {fmt_num(floor)} between two sets of real images"
             text += f", {fid / floor:.1f} times that floor" if floor > 0 else ""
@@ -192,7 +192,20 @@ def _distance_sentence(ev: Mapping[str, Any]) -> str:
         text += (f" Precision {fmt_num(p, 2)} (real: {fmt_num(fp, 2)}) is the share of samples that land among "
                  f"real characters; recall {fmt_num(r, 2)} (real: {fmt_num(fr, 2)}) is the share of real variety "
                  "they reach.")
-    return text.strip()
+    return (text + " " + _style_sentence(ev)).strip()
+
+
+def _style_sentence(ev: Mapping[str, Any]) -> str:
+    """Style-space FID and the C2ST, each beside its real-vs-real floor; '' when neither was computed."""
+    parts = []
+    if _float(ev.get("space_fid")) is not None:
+        parts.append(f"in the style space, which sees pen width, FID is {fmt_num(ev['space_fid'])} "
+                     f"(real: {fmt_num(ev.get('floor_space_fid'))})")
+    if _float(ev.get("c2st_accuracy")) is not None:
+        parts.append(f"a CNN tells samples from real characters {fmt_pct(ev['c2st_accuracy'])} of the time "
+                     f"(real from real: {fmt_pct(ev.get('floor_c2st_accuracy'))}; 50 % = indistinguishable)")
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "." if text else ""
 
 
 def _inception_sentence(ev: Mapping[str, Any]) -> str:
@@ -278,10 +291,12 @@ EVAL_ROWS = (
      "judge confident AND features where real characters' lie (noise fails the second)"),
     ("class coverage", "class_coverage", fmt_classes, None, "classes the judge finds among the samples"),
     ("class balance", "class_entropy_norm", fmt_num, None, "entropy of judged classes / log 46; 1 = even"),
-    ("FID, judge features", "fid", fmt_num, "floor_fid", "lower is better; floor = two real sets"),
+    ("FID, judge features", "fid", fmt_num, "floor_fid", "lower is better; floor = two real sets; blind to pen width"),
     ("KID, judge features", "kid", fmt_num, "floor_kid", "lower is better"),
     ("precision", "precision", fmt_num, "floor_precision", "samples that land among real characters"),
     ("recall", "recall", fmt_num, "floor_recall", "real variety the samples reach"),
+    ("FID, style space", "space_fid", fmt_num, "floor_space_fid", "a net trained without augmentation: sees pen width"),
+    ("C2ST accuracy", "c2st_accuracy", fmt_pct, "floor_c2st_accuracy", "a CNN telling samples from real; 50 % = alike"),
     ("Inception FID", "inception_fid", fmt_num, None, "ImageNet features; a weak judge of 32×32 glyphs"),
     ("CAS accuracy", "cas_accuracy", fmt_pct, "cas_real_accuracy",
      "judge's architecture trained on the samples, tested on real; floor: trained on as many real"),
