@@ -192,10 +192,10 @@ def _distance_sentence(ev: Mapping[str, Any]) -> str:
         text += (f" Precision {fmt_num(p, 2)} (real: {fmt_num(fp, 2)}) is the share of samples that land among "
                  f"real characters; recall {fmt_num(r, 2)} (real: {fmt_num(fr, 2)}) is the share of real variety "
                  "they reach.")
-    return (text + " " + _style_sentence(ev)).strip()
+    return (text + " " + _space_sentence(ev)).strip()
 
 
-def _style_sentence(ev: Mapping[str, Any]) -> str:
+def _space_sentence(ev: Mapping[str, Any]) -> str:
     """Style-space FID and the C2ST, each beside its real-vs-real floor; '' when neither was computed."""
     parts = []
     if _float(ev.get("space_fid")) is not None:
