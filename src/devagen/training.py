@@ -288,13 +288,14 @@ def _read_checkpoint_meta(path: Path) -> Optional[dict]:
         return None
 
 
-def _state_bytes(run: _Run, checkpoint: bool) -> int:
-    """About the bytes a save writes: weights twice (saved model) or weights + optimizer + EMA (checkpoint)."""
+def _state_bytes(run: _Run, checkpoint: bool, copies: int = 2) -> int:
+    """About the bytes a save writes: `copies` copies of the weights (a model save), or weights + optimizer +
+    EMA (checkpoint)."""
     tensors = list(run.model.state_dict().values())
     if checkpoint:
         tensors += [v for s in run.optimizer.state_dict()["state"].values() for v in s.values() if torch.is_tensor(v)]
         tensors += run.ema.shadow_params if run.ema is not None else []
-    return sum(t.numel() * t.element_size() for t in tensors) * (1 if checkpoint else 2)
+    return sum(t.numel() * t.element_size() for t in tensors) * (1 if checkpoint else copies)
 
 
 def _seal(ckpt: _Checkpoints, tmp: Path, final: Path, meta: dict, keep: int, kept: str) -> None:
@@ -440,9 +441,10 @@ def _save_guide(run: _Run, ckpt: _Checkpoints, step: int) -> None:
         final = ckpt.directory / GUIDE_FOLDER
         tmp = ckpt.directory / f".tmp-{GUIDE_FOLDER}"
         shutil.rmtree(tmp, ignore_errors=True)
-        _network_copy(run, ema=True).save_pretrained(tmp)
-        meta = {"step": step, "fingerprint": ckpt.fingerprint}
-        (tmp / GUIDE_META).write_text(json.dumps(meta), encoding="utf-8")
+        with full_disk_guard(final, _state_bytes(run, False, copies=1), tmp, "the checkpoints are intact"):
+            _network_copy(run, ema=True).save_pretrained(tmp)
+            meta = {"step": step, "fingerprint": ckpt.fingerprint}
+            (tmp / GUIDE_META).write_text(json.dumps(meta), encoding="utf-8")
         _swap_in(tmp, final)
     run.accelerator.wait_for_everyone()
 
@@ -470,7 +472,8 @@ def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, ou
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_dir.with_name(f".tmp-{out_dir.name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        with full_disk_guard(out_dir, _state_bytes(run, False), tmp, "the checkpoints are intact"):
+        with full_disk_guard(out_dir, _state_bytes(run, False, copies=3 if guide else 2), tmp,
+                             "the checkpoints are intact"):
             _network_copy(run, ema=False).save_pretrained(tmp / "unet_raw")
             _network_copy(run, ema=True).save_pretrained(tmp / "unet")
             if guide is not None:
