@@ -39,6 +39,12 @@ def tiny_uncond_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("model_uncond") / "diffusion", conditional=False)
 
 
+@pytest.fixture(scope="session")
+def tiny_style_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A style-conditioned random-weight `tiny` UNet (model.style_conditioning: true) with the fixture's pen."""
+    return make_model_dir(tmp_path_factory.mktemp("model_style") / "diffusion", conditional=True, style=True)
+
+
 @pytest.fixture(scope="module")
 def cpu_one_thread():
     """CPU even where a GPU exists (bitwise resume checks); one thread: tiny models gain nothing from

@@ -6,23 +6,31 @@ from pathlib import Path
 
 import torch
 
-from devagen.classes import CLASS_NAMES, glyphs
+from devagen.classes import CLASS_NAMES, NUM_CLASSES, glyphs
 from devagen.config import DiffusionConfig, ModelConfig
 from devagen.hub import write_model_index
 from devagen.model import NULL_LABEL, build_noise_scheduler, build_unet
+from devagen.pen import PenStyle
 from devagen.pipeline import ModelMeta, write_meta
 
 
+# A made-up pen summary for style-conditioned fixtures: strokes 0.5-1.8x the median, slant -20..30 degrees.
+FIXTURE_PEN = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0),
+                       tuple((c, 0.6 + 0.1 * (i % 10), -15.0 + 5 * i) for c in range(NUM_CLASSES) for i in range(4)))
+
+
 def make_model_dir(path: Path, conditional: bool = True, image_size: int = 16,
-                   prediction_type: str = "v_prediction") -> Path:
+                   prediction_type: str = "v_prediction", style: bool = False) -> Path:
     """unet/ (seed 0), unet_raw/ (seed 1), guide/ (seed 2), scheduler/, devagen.json and model_index.json for the
-    `tiny` preset."""
-    cfg = ModelConfig(preset="tiny", conditional=conditional)
+    `tiny` preset; style: a style-conditioned UNet with FIXTURE_PEN."""
+    cfg = ModelConfig(preset="tiny", conditional=conditional, style_conditioning=style)
+    pen = FIXTURE_PEN if style else None
     for subfolder, seed in (("unet", 0), ("unet_raw", 1), ("guide", 2)):
         torch.manual_seed(seed)
         build_unet(cfg, image_size).save_pretrained(path / subfolder)
     build_noise_scheduler(DiffusionConfig(prediction_type=prediction_type)).save_pretrained(path / "scheduler")
     write_meta(ModelMeta(class_names=CLASS_NAMES, glyphs=tuple(glyphs()), image_size=image_size,
-                         conditional=conditional, null_label=NULL_LABEL, preset="tiny"), path)
-    write_model_index(path, conditional)
+                         conditional=conditional, null_label=NULL_LABEL, preset="tiny",
+                         pen=None if pen is None else pen.to_json()), path)
+    write_model_index(path, conditional, pen)
     return path

@@ -169,8 +169,9 @@ def train(params_path: str) -> None:
     split = data.load_split(paths.TRAIN_NPZ)
     tracker = tracking.stage_run(params.tracking, flatten(params), "train", {"device": str(pick_device())})
     log = _StepLog(paths.CHECKPOINT_DIR / "log.jsonl", tracker)
+    pen = data.read_pen(paths.TRAIN_NPZ, len(split.images)) if params.model.style_conditioning else None
     result = train_diffusion(params.train, params.model, params.diffusion, params.augment, split.images,
-                             split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log)
+                             split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen)
     write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)
     write_json(result, paths.METRICS_DIR / "train.json")
     tracker.end_stage(paths.METRICS_FILES)
@@ -311,9 +312,14 @@ def report(params_path: str) -> None:
 @click.option("--steps", type=click.IntRange(1, 1000), default=None, help="sampling steps (default: sample.steps)")
 @click.option("--guidance", type=click.FloatRange(0, 50), default=None,
               help="guidance scale (default: sample.guidance_scale; the kind is sample.guidance)")
+@click.option("--stroke", type=float, default=None,
+              help="pen width as a multiple of the training set's median (1.0 = typical); style-conditioned models")
+@click.option("--slant", type=float, default=None,
+              help="slant in degrees (positive = the top leans right); style-conditioned models")
 @PARAMS_OPTION
 def generate(text: str | None, class_name: str | None, count: int, out: str, model_dir: str, seed: int,
-             steps: int | None, guidance: float | None, params_path: str) -> None:
+             steps: int | None, guidance: float | None, stroke: float | None, slant: float | None,
+             params_path: str) -> None:
     """Write generated handwriting for people: a word (--text) or a grid (--class / -n)."""
     from . import figures
     from .pipeline import load_pipeline
@@ -329,9 +335,9 @@ def generate(text: str | None, class_name: str | None, count: int, out: str, mod
         raise DevagenError("generate: give either --text or --class, not both")
     pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance")
     if text is not None:
-        image = generate_text(pipeline, text, cfg)
+        image = generate_text(pipeline, text, cfg, stroke=stroke, slant=slant)
     else:
-        image = generate_class_grid(pipeline, class_name, count, cfg)
+        image = generate_class_grid(pipeline, class_name, count, cfg, stroke=stroke, slant=slant)
     figures.save_image(image, Path(out))
     click.echo(f"generate: wrote {out}")
 

@@ -157,9 +157,12 @@ class ModelConfig:
 
     preset: str = "cpu_small"
     conditional: bool = True
+    style_conditioning: bool = False  # also condition on each image's stroke width and slant (devagen.pen)
 
     def __post_init__(self) -> None:
         _check(self.preset in PRESETS, "model.preset", f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        _check(self.conditional or not self.style_conditioning, "model.style_conditioning",
+               "needs model.conditional: true (the style rides on the class embedding)")
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,7 @@ class TrainConfig:
     mixed_precision: str = "auto"
     ema_decay: float = 0.999  # 0 disables EMA
     cond_drop_prob: float = 0.1
+    style_drop_prob: float = 0.1  # style-conditioned models: drop the style (independently of the class)
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 25
@@ -221,6 +225,7 @@ class TrainConfig:
                f"choose one of {', '.join(MIXED_PRECISION)}")
         _check(0 <= self.ema_decay < 1, "train.ema_decay", "must be in [0, 1)")
         _check(0 <= self.cond_drop_prob < 1, "train.cond_drop_prob", "must be in [0, 1)")
+        _check(0 <= self.style_drop_prob < 1, "train.style_drop_prob", "must be in [0, 1)")
         _check(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
         _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
         _check(self.log_every >= 1, "train.log_every", "must be >= 1")
@@ -383,6 +388,9 @@ def check_consistency(params: Params) -> None:
     factor = downsample_factor(params.model.preset)
     _check(params.data.image_size % factor == 0, "data.image_size",
            f"{params.data.image_size} is not a multiple of {factor}, the downsampling of preset {params.model.preset!r}")
+    _check(not (params.model.style_conditioning and params.train.augment), "train.augment",
+           "must be false with model.style_conditioning: augmentation changes the stroke width and slant "
+           "each image is labelled with (measured once, in prepare)")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -11,7 +11,7 @@ import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from .classes import CLASS_NAMES, glyphs
 from .errors import DevagenError
 from .integrity import damaged, read_npz
+from .pen import measure_pen
 
 ROOT = "DevanagariHandwrittenCharacterDataset"
 SPLITS = ("Train", "Test")
@@ -45,10 +46,12 @@ class Member:
 
 @dataclass(frozen=True)
 class Split:
-    """Decoded images of one split: uint8 (N, S, S) and int64 labels (N,)."""
+    """Decoded images of one split: uint8 (N, S, S), int64 labels (N,) and, once measured, the pen
+    float32 (N, 2): each image's stroke width (px) and slant (degrees) (devagen.pen.measure_pen)."""
 
     images: np.ndarray
     labels: np.ndarray
+    pen: Optional[np.ndarray] = None
 
 
 def open_zip(path: Path) -> zipfile.ZipFile:
@@ -193,15 +196,17 @@ def prepare(archive: Path, image_size: int, dedupe: bool = True, progress: bool 
         keep, within, cross = dedupe_train([digest(a) for a in arrays["Train"][0]], test_hashes)
     train_x, train_y = arrays["Train"]
     test_x, test_y = arrays["Test"]
-    return Prepared(Split(resize(train_x[keep], image_size), train_y[keep]),
-                    Split(resize(test_x, image_size), test_y), within, cross)
+    train_x, test_x = resize(train_x[keep], image_size), resize(test_x, image_size)
+    return Prepared(Split(train_x, train_y[keep], measure_pen(train_x)), Split(test_x, test_y, measure_pen(test_x)),
+                    within, cross)
 
 
 def save_split(split: Split, path: Path) -> None:
-    """Write one split as .npz (images, labels, class_names, glyphs) atomically."""
+    """Write one split as .npz (images, labels, pen if measured, class_names, glyphs) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, images=split.images, labels=split.labels,
+    pen = {} if split.pen is None else {"pen": split.pen}
+    np.savez(tmp, images=split.images, labels=split.labels, **pen,
              class_names=np.asarray(CLASS_NAMES), glyphs=np.asarray(glyphs()))
     tmp.replace(path)
 
@@ -219,6 +224,14 @@ def read_labelled_images(path: Path, stage: str, unlabelled_ok: bool = False) ->
     if labels.min() < low or labels.max() >= len(CLASS_NAMES):
         raise damaged(path, f"labels span [{labels.min()}, {labels.max()}], not [{low}, {len(CLASS_NAMES)})", stage)
     return images, labels
+
+
+def read_pen(path: Path, count: int) -> np.ndarray:
+    """The pen measures float32 (count, 2) saved beside a split's images, or DevagenError naming the fix."""
+    pen = read_npz(path, ("pen",), "prepare")["pen"]
+    if pen.shape != (count, 2) or not np.isfinite(pen).all():
+        raise damaged(path, f"pen is {pen.dtype} {pen.shape}, not finite ({count}, 2)", "prepare")
+    return pen.astype(np.float32)
 
 
 def load_split(path: Path) -> Split:

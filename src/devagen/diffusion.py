@@ -12,7 +12,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from .config import DiffusionConfig
-from .model import NULL_LABEL
+from .model import NULL_LABEL, condition
 
 
 def training_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor,
@@ -74,15 +74,29 @@ def drop_labels(labels: torch.Tensor, p: float, generator: Optional[torch.Genera
     return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
 
 
+def drop_mask(shape: tuple[int, ...], p: float, device: torch.device,
+              generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """bool mask, True with probability p (nothing dropped when p <= 0, without drawing random numbers)."""
+    if p <= 0:
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    return torch.rand(shape, generator=generator, device=device) < p
+
+
 def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor,
                    labels: Optional[torch.Tensor], cfg: DiffusionConfig, cond_drop_prob: float,
-                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Scalar weighted MSE for a batch x0 (B, 1, S, S) in [-1, 1]; labels (B,) or None (unconditional)."""
+                   generator: Optional[torch.Generator] = None, styles: Optional[torch.Tensor] = None,
+                   style_drop_prob: float = 0.0) -> torch.Tensor:
+    """Scalar weighted MSE for a batch x0 (B, 1, S, S) in [-1, 1]; labels (B,) or None (unconditional);
+    styles (B, 2) pen codes for a style-conditioned UNet, each dropped with style_drop_prob independently
+    of the class (so the class can be guided with the style held)."""
     noise = sample_noise(x0, cfg.offset_noise, generator)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],),
                       generator=generator, device=x0.device)
     noisy = scheduler.add_noise(x0, noise, t)
     class_labels = None if labels is None else drop_labels(labels, cond_drop_prob, generator)
+    if styles is not None:
+        given = ~drop_mask(labels.shape, style_drop_prob, labels.device, generator)
+        class_labels = condition(class_labels, styles, given)
     prediction = unet(noisy, t, class_labels=class_labels).sample
     target = training_target(scheduler, x0, noise, t)
     per_image = (prediction.float() - target.float()).pow(2).mean(dim=(1, 2, 3))

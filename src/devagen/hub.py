@@ -8,14 +8,19 @@ diffusers resolves a folder's pipeline class from model_index.json's `_class_nam
   imports that file (only with `trust_remote_code=True`) and takes the class from it. Conditional
   models need class labels, which DDPMPipeline cannot pass, so they name
   ["pipeline_devagen", "DevagenPipeline"] and pipeline_devagen.py re-exports devagen's class.
-Both name the same components: unet/ (EMA weights) and scheduler/ (the training DDPM schedule).
+Both name the same components: unet/ (EMA weights) and scheduler/ (the training DDPM schedule). A
+style-conditioned UNet is devagen's StyleUNet2DModel: a custom component, named in the index as
+["unet_devagen", "StyleUNet2DModel"] with unet/unet_devagen.py re-exporting it (diffusers imports a
+component's module from a .py file in its folder).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+from .pen import PenStyle
 
 MODEL_INDEX = "model_index.json"
 CUSTOM_MODULE = "pipeline_devagen"  # <model dir>/pipeline_devagen.py
@@ -31,20 +36,38 @@ from devagen.pipeline import DevagenPipeline
 __all__ = ["DevagenPipeline"]
 '''
 
+CUSTOM_UNET_MODULE = "unet_devagen"  # <model dir>/unet/unet_devagen.py (style-conditioned models)
+CUSTOM_UNET = '''"""diffusers custom-component file of a style-conditioned devagen UNet (model_index.json names it)."""
 
-def model_index(conditional: bool, diffusers_version: str) -> dict[str, Any]:
-    """model_index.json's content: pipeline class (DDPMPipeline, or devagen's for conditional models) and components."""
+from devagen.model import StyleUNet2DModel
+
+__all__ = ["StyleUNet2DModel"]
+'''
+
+
+def model_index(conditional: bool, diffusers_version: str, pen: Optional[PenStyle] = None) -> dict[str, Any]:
+    """model_index.json's content: pipeline class (DDPMPipeline, or devagen's for conditional models) and
+    components. A style-conditioned model's UNet is devagen's StyleUNet2DModel, and its pen ranges and
+    style pool ride along as the pipeline's `pen` argument."""
     pipeline = [CUSTOM_MODULE, "DevagenPipeline"] if conditional else "DDPMPipeline"
-    return {"_class_name": pipeline, "_diffusers_version": diffusers_version,
-            "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"]}
+    unet = [CUSTOM_UNET_MODULE, "StyleUNet2DModel"] if pen is not None else ["diffusers", "UNet2DModel"]
+    index = {"_class_name": pipeline, "_diffusers_version": diffusers_version,
+             "scheduler": ["diffusers", "DDPMScheduler"], "unet": unet}
+    if pen is not None:
+        index["pen"] = pen.to_json()
+    return index
 
 
-def write_model_index(model_dir: Path, conditional: bool) -> None:
+def write_model_index(model_dir: Path, conditional: bool, pen: Optional[PenStyle] = None) -> None:
     """Write model_dir/model_index.json and model_dir/pipeline_devagen.py (used by conditional models only)."""
     import diffusers
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    index = model_index(conditional, diffusers.__version__)
+    index = model_index(conditional, diffusers.__version__, pen)
     (model_dir / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     (model_dir / f"{CUSTOM_MODULE}.py").write_text(CUSTOM_PIPELINE, encoding="utf-8")
+    if pen is not None:  # diffusers' custom component: a .py file in the component's folder, named in the index
+        for folder in ("unet", "unet_raw"):
+            (model_dir / folder).mkdir(exist_ok=True)
+            (model_dir / folder / f"{CUSTOM_UNET_MODULE}.py").write_text(CUSTOM_UNET, encoding="utf-8")

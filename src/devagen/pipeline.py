@@ -27,11 +27,14 @@ from .data import from_model_range
 from .device import pick_device
 from .errors import DevagenError
 from .integrity import check_manifest, damaged
+from .model import UNET_CLASSES, condition, is_style_conditioned, with_null_class
+from .pen import PenStyle, codes
 
 META_FILE = "devagen.json"
 GUIDE_FOLDER = "guide"  # the early-training snapshot that autoguidance guides by
 Generators = Union[torch.Generator, list[torch.Generator], None]
 Labels = Union[Sequence[int], np.ndarray, torch.Tensor, None]
+PenValues = Union[float, Sequence[float], np.ndarray, None]  # one value for the batch, one per image, or None
 # callback(step_index, timestep, x_t (B, C, H, W) before the step, predicted x0 (B, C, H, W)), both in [-1, 1]-ish
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
 
@@ -111,6 +114,17 @@ def predicted_x0(scheduler: SchedulerMixin, output: torch.Tensor, sample: torch.
     raise ValueError(f"unknown prediction_type {kind!r}")
 
 
+def _per_image(value: PenValues, count: int, name: str) -> np.ndarray:
+    """float (count,): one value repeated, one per image, or NaN (= draw one) for None."""
+    if value is None:
+        return np.full(count, np.nan)
+    values = np.asarray(value, dtype=float).reshape(-1)
+    values = np.full(count, values[0]) if values.size == 1 else values
+    if len(values) != count:
+        raise ValueError(f"{name}: {len(values)} values for {count} images")
+    return values
+
+
 ALL_TIMESTEPS = (0, 10**9)  # a guidance interval that contains every timestep
 
 
@@ -121,14 +135,30 @@ class DevagenPipeline(DiffusionPipeline):
     without its class label (classifier-free guidance), `autoguidance` = `guide`, a weaker version of
     the network (Karras et al. 2024), asked for the same class. Within `guidance_interval` (timesteps,
     inclusive) only; elsewhere the plain conditional prediction is used (Kynkäänniemi et al. 2024).
+
+    A style-conditioned network (model.style_conditioning) also takes `stroke` (multiplier of the training
+    set's median stroke width) and `slant` (degrees); what is not asked for is drawn per image from real
+    training images of its class (`pen`: devagen.pen.PenStyle as JSON, kept in model_index.json).
+    CFG then guides the class only: both predictions get the same pen.
     """
 
     model_cpu_offload_seq = "unet"
     _optional_components = ["guide"]
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, guide: Optional[UNet2DModel] = None) -> None:
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, guide: Optional[UNet2DModel] = None,
+                 pen: Optional[dict] = None) -> None:
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, guide=guide)
+        self.register_to_config(pen=pen)
+        self.pen = PenStyle.from_json(pen)
+        if is_style_conditioned(unet) and self.pen is None:
+            raise DevagenError("a style-conditioned UNet needs its pen ranges (model_index.json's or devagen.json's "
+                               "`pen`); run `dvc repro train` to rebuild the model folder")
+
+    @property
+    def style_conditioned(self) -> bool:
+        """Whether the network also reads a stroke width and slant."""
+        return is_style_conditioned(self.unet)
 
     @property
     def conditional(self) -> bool:
@@ -182,7 +212,7 @@ class DevagenPipeline(DiffusionPipeline):
             good = self.unet(x, t, class_labels=labels).sample
             worse = self.guide(x, t, class_labels=labels).sample
         else:
-            null = torch.full_like(labels, self.null_label)
+            null = with_null_class(labels, self.null_label)
             good, worse = self.unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample.chunk(2)
         if parallel == 1.0:
             return worse + guidance_scale * (good - worse)
@@ -206,6 +236,25 @@ class DevagenPipeline(DiffusionPipeline):
             raise ValueError(f"labels must lie in [0, {self.null_label}), got {tensor.tolist()}")
         return tensor, len(tensor), True
 
+    def pen_condition(self, class_labels: torch.Tensor, stroke: PenValues, slant: PenValues,
+                      generator: Generators) -> torch.Tensor:
+        """Style conditions (B, 4) for class labels (B,): the asked stroke/slant (checked against the trained
+        ranges), the rest drawn per image from the pool of its class with that image's generator."""
+        b = len(class_labels)
+        asked = [_per_image(stroke, b, "stroke"), _per_image(slant, b, "slant")]
+        for s_value, a_value in zip(*asked):
+            self.pen.check(None if np.isnan(s_value) else float(s_value), None if np.isnan(a_value) else float(a_value))
+        gens = generator if isinstance(generator, list) else [generator] * b
+        for i in range(b):
+            if np.isnan(asked[0][i]) or np.isnan(asked[1][i]):
+                label = int(class_labels[i])
+                drawn = self.pen.draw(None if label == self.null_label else [label],
+                                      gens[i] if gens[i] is not None else torch.Generator().manual_seed(i))
+                for j in range(2):
+                    asked[j][i] = drawn[j] if np.isnan(asked[j][i]) else asked[j][i]
+        pen_codes = codes(torch.as_tensor(asked[0]), torch.as_tensor(asked[1])).to(self.device)
+        return condition(class_labels, pen_codes)
+
     def initial_noise(self, batch_size: int, generator: Generators) -> torch.Tensor:
         """x_T (B, C, H, W) ~ N(0, init_noise_sigma²); a list of generators seeds each image on its own."""
         shape = (batch_size, self.unet.config.in_channels, *self.image_shape)
@@ -217,13 +266,20 @@ class DevagenPipeline(DiffusionPipeline):
                  num_inference_steps: int = 50, generator: Generators = None, output_type: str = "np",
                  callback: Optional[StepCallback] = None, guidance: str = "cfg",
                  guidance_interval: tuple[int, int] = ALL_TIMESTEPS,
-                 guidance_parallel: float = 1.0) -> np.ndarray | list[Image.Image]:
+                 guidance_parallel: float = 1.0, stroke: PenValues = None,
+                 slant: PenValues = None) -> np.ndarray | list[Image.Image]:
         """Sample B images: uint8 numpy (B, H, W) ("np") or B PIL 'L' images ("pil").
 
         labels (B,) in [0, 46), or None: unconditional (a conditional model then gets its null label;
         CFG then has nothing to guide by, autoguidance still guides).
+        stroke, slant (style-conditioned models only): one value for all, one per image, or None (drawn).
         """
         class_labels, batch_size, given = self._class_labels(labels, batch_size)
+        if self.style_conditioned:
+            class_labels = self.pen_condition(class_labels, stroke, slant, generator)
+        elif stroke is not None or slant is not None:
+            raise DevagenError("--stroke/--slant: this model is not style-conditioned; train one with "
+                               "`dvc exp run -S model.style_conditioning=true`")
         guidance_scale = guidance_scale if given or guidance == "autoguidance" else 1.0
         lo, hi = guidance_interval
         x = self.initial_noise(batch_size, generator)
@@ -278,6 +334,7 @@ class ModelMeta:
     conditional: bool
     null_label: Optional[int]
     preset: str
+    pen: Optional[dict] = None  # devagen.pen.PenStyle as JSON (style-conditioned models)
 
 
 def write_meta(meta: ModelMeta, model_dir: Path) -> None:
@@ -298,7 +355,7 @@ def read_meta(model_dir: Path) -> ModelMeta:
         raise _broken(Path(model_dir), f"no {META_FILE} (not a trained model directory)")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        values = {f.name: raw[f.name] for f in fields(ModelMeta)}
+        values = {f.name: raw[f.name] for f in fields(ModelMeta) if f.name in raw or f.name != "pen"}
     except (ValueError, KeyError, TypeError) as exc:
         raise damaged(Path(model_dir), f"{META_FILE} is malformed ({type(exc).__name__}: {exc})", "train") from None
     values["class_names"], values["glyphs"] = tuple(values["class_names"]), tuple(values["glyphs"])
@@ -318,7 +375,8 @@ def _load_unet(model_dir: Path, subfolder: str) -> UNet2DModel:
     if not (model_dir / subfolder / "config.json").is_file():
         raise _broken(model_dir, f"no {subfolder}/config.json")
     try:
-        return UNet2DModel.from_pretrained(model_dir / subfolder)
+        cls = UNET_CLASSES.get(UNet2DModel.load_config(model_dir / subfolder).get("_class_name"), UNet2DModel)
+        return cls.from_pretrained(model_dir / subfolder)
     except Exception as exc:  # diffusers/safetensors raise many types for truncated or foreign files
         raise damaged(model_dir, f"{subfolder}/ does not load ({type(exc).__name__})", "train") from exc
 
@@ -345,6 +403,8 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
     check_manifest(model_dir, "train")  # checksums.json, written last by training: catches truncation and tampering
     meta = read_meta(model_dir)
     unet = _load_unet(model_dir, "unet" if use_ema else "unet_raw")
+    if is_style_conditioned(unet) != (meta.pen is not None):
+        raise _broken(model_dir, f"{META_FILE} and the UNet disagree on style conditioning")
     if (unet.config.num_class_embeds is not None) != meta.conditional:
         raise _broken(model_dir, f"{META_FILE} says conditional={meta.conditional} but the UNet disagrees")
     if meta.conditional and meta.null_label != unet.config.num_class_embeds - 1:
@@ -356,6 +416,6 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
                                "train.guide_step > 0 and run `dvc repro train`, or use sample.guidance: cfg")
         guide = _load_unet(model_dir, GUIDE_FOLDER).eval()
     training = DDPMScheduler.from_config(_load_ddpm_config(model_dir))
-    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide).use_sampler(sampler)
+    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=meta.pen).use_sampler(sampler)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device if device is not None else pick_device())

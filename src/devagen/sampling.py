@@ -31,6 +31,18 @@ def image_generators(seed: int, start: int, count: int) -> list[torch.Generator]
     return [torch.Generator().manual_seed(int(s)) for s in states]
 
 
+def pen_arrays(pipeline: DevagenPipeline, count: int, stroke: Optional[float], slant: Optional[float]) -> dict:
+    """generate()'s stroke/slant keywords for one pen for all `count` images (nothing when neither is asked)."""
+    if stroke is None and slant is None:
+        return {}
+    if not pipeline.style_conditioned:
+        raise DevagenError("--stroke/--slant: this model is not style-conditioned; train one with "
+                           "`dvc exp run -S model.style_conditioning=true`")
+    pipeline.pen.check(stroke, slant)
+    return {name: np.full(count, np.nan if value is None else value)
+            for name, value in (("stroke", stroke), ("slant", slant))}
+
+
 def guidance_options(cfg: SampleConfig) -> dict:
     """The pipeline keyword arguments that say how to guide: scale, kind and timestep interval."""
     return {"guidance_scale": cfg.guidance_scale, "guidance": cfg.guidance,
@@ -38,10 +50,11 @@ def guidance_options(cfg: SampleConfig) -> dict:
 
 
 def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int, cfg: SampleConfig,
-             progress: bool = True) -> np.ndarray:
+             progress: bool = True, stroke: Optional[np.ndarray] = None, slant: Optional[np.ndarray] = None) -> np.ndarray:
     """`count` images uint8 (N, H, W) for labels (N,) in [0, 46) or None (unconditional); same cfg ⇒ same images.
 
     Uses cfg.seed, steps, guidance options and batch_size; the sampler is the pipeline's own scheduler.
+    stroke, slant float (N,) (style-conditioned models; NaN or None = drawn per image from its class).
     """
     if labels is not None and len(labels) != count:
         raise ValueError(f"{len(labels)} labels for {count} images")
@@ -50,8 +63,10 @@ def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int
         for start in range(0, count, cfg.batch_size):
             n = min(cfg.batch_size, count - start)
             batch_labels = None if labels is None else np.asarray(labels[start:start + n])
+            pen = {name: values[start:start + n] for name, values in (("stroke", stroke), ("slant", slant))
+                   if values is not None}
             batches.append(pipeline(labels=batch_labels, batch_size=n, num_inference_steps=cfg.steps,
-                                    generator=image_generators(cfg.seed, start, n), **guidance_options(cfg)))
+                                    generator=image_generators(cfg.seed, start, n), **guidance_options(cfg), **pen))
             bar.update(n)
     return np.concatenate(batches)
 
@@ -163,14 +178,14 @@ def class_index(name: str) -> int:
 
 
 def generate_class_grid(pipeline: DevagenPipeline, class_name: Optional[str], n: int, cfg: SampleConfig,
-                        per_row: int = 8) -> Image.Image:
+                        per_row: int = 8, stroke: Optional[float] = None, slant: Optional[float] = None) -> Image.Image:
     """n samples of one class (name or glyph; None = unconditional) in rows of per_row, glyph at the left.
 
-    cfg: seed, steps and guidance.
+    cfg: seed, steps and guidance. stroke, slant: the pen of every image (style-conditioned models; None = drawn).
     """
     label = None if class_name is None else class_index(class_name)
     labels = None if label is None else np.full(n, label, dtype=np.int64)
-    images = generate(pipeline, labels, n, cfg, progress=False)
+    images = generate(pipeline, labels, n, cfg, progress=False, **pen_arrays(pipeline, n, stroke, slant))
     glyph = "" if label is None else glyphs()[label]
     rows = [(glyph, images[i:i + per_row]) for i in range(0, n, per_row)]
     return labelled_rows(rows, scale=2)

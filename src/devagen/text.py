@@ -11,6 +11,7 @@ import unicodedata
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .classes import GLYPH_TO_INDEX, glyphs
@@ -18,7 +19,7 @@ from .config import SampleConfig
 from .errors import DevagenError
 from .figures import image_row
 from .pipeline import DevagenPipeline
-from .sampling import generate
+from .sampling import generate, pen_arrays
 
 ASCII_DIGITS: dict[str, int] = {str(d): GLYPH_TO_INDEX[chr(0x0966 + d)] for d in range(10)}
 # Longest first, so a conjunct (3 code points: consonant + virama + consonant) wins over its first letter.
@@ -70,15 +71,39 @@ def text_figure(images: np.ndarray, slots: Sequence[Optional[int]], scale: int =
     return image_row(cells, scale=scale, gap=0)
 
 
+def word_pens(pipeline: DevagenPipeline, slots: Sequence[Optional[int]], seed: int, stroke: Optional[float] = None,
+              slant: Optional[float] = None) -> dict[str, np.ndarray]:
+    """One pen per word (characters between gaps), so a word is written in one hand: stroke and slant float
+    (K,) for the K drawn characters. Asked values hold for every word; the rest is drawn per word from
+    real training images (seeded by `seed` and the word's position)."""
+    pipeline.pen.check(stroke, slant)
+    words, word, gap = [], 0, False  # the word index of each drawn character
+    for slot in slots:
+        if slot is None:
+            gap = True
+            continue
+        word += 1 if gap and words else 0
+        words.append(word)
+        gap = False
+    drawn = {w: pipeline.pen.draw(None, torch.Generator().manual_seed(seed * 7919 + w)) for w in set(words)}
+    return {"stroke": np.array([stroke if stroke is not None else drawn[w][0] for w in words]),
+            "slant": np.array([slant if slant is not None else drawn[w][1] for w in words])}
+
+
 def generate_text(pipeline: DevagenPipeline, text: str, cfg: SampleConfig = SampleConfig(),
-                  scale: int = 4) -> Image.Image:
+                  scale: int = 4, stroke: Optional[float] = None, slant: Optional[float] = None) -> Image.Image:
     """Draw `text` with a conditional model: one row, a generated image per character, gaps for spaces,
     each cell `scale` times the model's resolution.
 
     cfg: seed, steps and guidance. An unconditional model raises DevagenError (from the pipeline).
+    Style-conditioned models write each word with one pen (word_pens); stroke/slant fix it for all words.
     """
     slots = parse_text(text)
     labels = np.array([slot for slot in slots if slot is not None], dtype=np.int64)
     if len(labels) == 0:
         raise DevagenError(f"--text: {text!r} has no characters to draw; supported: {supported_characters()}")
-    return text_figure(generate(pipeline, labels, len(labels), cfg, progress=False), slots, scale=scale)
+    if pipeline.style_conditioned:
+        pens = word_pens(pipeline, slots, cfg.seed, stroke, slant)
+    else:
+        pens = pen_arrays(pipeline, len(labels), stroke, slant)  # raises if either is asked
+    return text_figure(generate(pipeline, labels, len(labels), cfg, progress=False, **pens), slots, scale=scale)

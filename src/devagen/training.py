@@ -55,6 +55,7 @@ from .errors import DevagenError
 from .integrity import file_checksums, find_damage, full_disk_guard, move_aside, one_line, write_manifest
 from .hub import write_model_index
 from .model import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
+from .pen import PenStyle, pen_style, training_codes
 from .pipeline import GUIDE_FOLDER, ModelMeta, write_meta
 from .preemption import Preempted, StopRequests
 
@@ -87,6 +88,7 @@ class _Run:
     noise_scheduler: DDPMScheduler
     images: torch.Tensor  # (N, S, S) uint8 on the device
     labels: Optional[torch.Tensor]  # (N,) int64 on the device; None for an unconditional model
+    styles: Optional[torch.Tensor]  # (N, 2) pen codes (devagen.pen.codes) on the device; None unless style-conditioned
     total_steps: int
 
     @property
@@ -139,7 +141,7 @@ def _check_data(images: np.ndarray, labels: np.ndarray, conditional: bool) -> No
 
 
 def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig, augment_cfg: AugmentConfig,
-           images: np.ndarray, labels: np.ndarray) -> _Run:
+           images: np.ndarray, labels: np.ndarray, pen: Optional[np.ndarray]) -> _Run:
     """Accelerator, seeded UNet, AdamW, warmup+cosine lr, EMA, and the data as device tensors."""
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
                               gradient_accumulation_steps=cfg.grad_accum,
@@ -159,14 +161,17 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     device = accelerator.device
     images_t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     labels_t = torch.from_numpy(labels.astype(np.int64)).to(device) if model_cfg.conditional else None
+    styles_t = torch.from_numpy(training_codes(pen)).to(device) if model_cfg.style_conditioning else None
     return _Run(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
-                build_noise_scheduler(diffusion_cfg), images_t, labels_t, steps)
+                build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps)
 
 
 def run_fingerprint(run: _Run, model_cfg: ModelConfig, images: np.ndarray, labels: np.ndarray) -> tuple[str, dict]:
     """(short hash, facts) of everything that shapes the weights: configs, data bytes, process count."""
     data = hashlib.blake2b(np.ascontiguousarray(images).tobytes(), digest_size=16)
     data.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    if run.styles is not None:
+        data.update(run.styles.cpu().numpy().tobytes())
     facts = {
         "train": {k: v for k, v in asdict(run.cfg).items() if k not in NOT_FINGERPRINTED},
         "mixed_precision": run.accelerator.mixed_precision,
@@ -205,8 +210,10 @@ def _generator(device: torch.device, seed: int, position: int, rank: int) -> tor
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Generator]:
-    """This rank's share of global micro-batch `position`: x0 (b, 1, S, S) in [-1, 1], labels (b,) or None."""
+def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
+                                                  torch.Generator]:
+    """This rank's share of global micro-batch `position`: x0 (b, 1, S, S) in [-1, 1], labels (b,) or None,
+    pen codes (b, 2) or None."""
     acc, b = run.accelerator, run.cfg.batch_size
     size = b * acc.num_processes
     chosen = batch_indices(len(run.images), run.cfg.seed, position * size, size)
@@ -215,7 +222,8 @@ def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.
     x0 = to_model_range(run.images[mine])
     if run.cfg.augment:
         x0 = augment_batch(x0, run.augment_cfg, generator)
-    return x0, None if run.labels is None else run.labels[mine], generator
+    labels = None if run.labels is None else run.labels[mine]
+    return x0, labels, None if run.styles is None else run.styles[mine], generator
 
 
 def _optimizer_step(run: _Run, step: int) -> float:
@@ -225,10 +233,10 @@ def _optimizer_step(run: _Run, step: int) -> float:
     """
     acc, cfg, total = run.accelerator, run.cfg, 0.0
     for micro in range(cfg.grad_accum):
-        x0, labels, generator = _draw_batch(run, step * cfg.grad_accum + micro)
+        x0, labels, styles, generator = _draw_batch(run, step * cfg.grad_accum + micro)
         with acc.accumulate(run.unet):
             loss = diffusion_loss(run.unet, run.noise_scheduler, x0, labels, run.diffusion_cfg,
-                                  cfg.cond_drop_prob, generator)
+                                  cfg.cond_drop_prob, generator, styles, cfg.style_drop_prob)
             value = acc.reduce(loss.detach(), "mean").item()  # every rank sees the same value
             if not math.isfinite(value):
                 return value
@@ -419,16 +427,16 @@ def _resume(run: _Run, ckpt: _Checkpoints) -> None:
 # ---------------------------------------------------------------- output
 
 
-def model_meta(model_cfg: ModelConfig, image_size: int) -> ModelMeta:
+def model_meta(model_cfg: ModelConfig, image_size: int, pen: Optional[PenStyle] = None) -> ModelMeta:
     """What devagen.json tells loaders beside the diffusers folders."""
     return ModelMeta(class_names=CLASS_NAMES, glyphs=tuple(glyphs()), image_size=image_size,
                      conditional=model_cfg.conditional, null_label=NULL_LABEL if model_cfg.conditional else None,
-                     preset=model_cfg.preset)
+                     preset=model_cfg.preset, pen=None if pen is None else pen.to_json())
 
 
 def _network_copy(run: _Run, ema: bool) -> UNet2DModel:
     """A standalone copy of the network: its EMA weights when ema is True and there is an EMA, else the raw ones."""
-    net = UNet2DModel.from_config(run.model.config)
+    net = type(run.model).from_config(run.model.config)
     net.load_state_dict(run.model.state_dict())
     if ema and run.ema is not None:
         run.ema.copy_to(net.parameters())
@@ -462,7 +470,8 @@ def _guide_for_run(ckpt: _Checkpoints, guide_step: int) -> Path:
     return path
 
 
-def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, out_dir: Path) -> None:
+def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, out_dir: Path,
+                       pen: Optional[PenStyle] = None) -> None:
     """Write out_dir/{unet (EMA, else raw), unet_raw, guide (if any), scheduler, devagen.json, checksums.json}
     via a temp dir."""
     acc = run.accelerator
@@ -479,8 +488,8 @@ def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, ou
             if guide is not None:
                 shutil.copytree(guide, tmp / GUIDE_FOLDER, ignore=shutil.ignore_patterns(GUIDE_META))
             run.noise_scheduler.save_pretrained(tmp / "scheduler")
-            write_meta(model_meta(model_cfg, int(run.images.shape[-1])), tmp)
-            write_model_index(tmp, model_cfg.conditional)
+            write_meta(model_meta(model_cfg, int(run.images.shape[-1]), pen), tmp)
+            write_model_index(tmp, model_cfg.conditional, pen)
             write_manifest(tmp)  # last: a folder without it was never finished (or predates checksums)
         _swap_in(tmp, out_dir)
     acc.wait_for_everyone()
@@ -544,14 +553,19 @@ def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress:
 
 def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig,
                     augment_cfg: AugmentConfig, images: np.ndarray, labels: np.ndarray, out_dir: Path,
-                    checkpoint_dir: Path, log_fn: Optional[LogFn] = None, progress: bool = True) -> dict:
+                    checkpoint_dir: Path, log_fn: Optional[LogFn] = None, progress: bool = True,
+                    pen: Optional[np.ndarray] = None) -> dict:
     """Train on uint8 images (N, S, S) with labels (N,) in [0, 46); save to out_dir; return train metrics.
 
+    pen float (N, 2): each image's stroke width (px) and slant (degrees), needed with model.style_conditioning.
     Resumes from the newest checkpoint in checkpoint_dir written with the same params and data.
     """
     began = time.perf_counter()
     _check_data(images, labels, model_cfg.conditional)
-    run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels)
+    if model_cfg.style_conditioning and (pen is None or pen.shape != (len(images), 2)):
+        raise DevagenError(f"train: model.style_conditioning needs each image's stroke width and slant (N, 2) = "
+                           f"({len(images)}, 2); got {None if pen is None else pen.shape}; re-run `dvc repro prepare`")
+    run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels, pen)
     if params_train.guide_step >= run.total_steps:
         raise DevagenError(f"params.yaml: train.guide_step: {params_train.guide_step} is not below the run's "
                            f"{run.total_steps} steps; the guide is an early snapshot (0 disables it)")
@@ -560,7 +574,8 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     start = ckpt.step
     with StopRequests(run.accelerator.num_processes, STOP_CHECK_EVERY) as stop, _sealed_on_exit(ckpt):
         loss, img_per_s = _run_steps(run, ckpt, log_fn, progress, stop)
-    save_trained_model(run, ckpt, model_cfg, Path(out_dir))
+    style = pen_style(pen, labels, params_train.seed) if model_cfg.style_conditioning else None
+    save_trained_model(run, ckpt, model_cfg, Path(out_dir), style)
     return {
         "steps": run.total_steps, "epochs": run.total_steps * run.global_batch / len(images),
         "final_loss": loss, "img_per_s": img_per_s, "wall_s": time.perf_counter() - began,

@@ -1,0 +1,112 @@
+"""Pen-style conditions: each training image's stroke width and slant (the style measures' definitions),
+how a style-conditioned network reads them, the ranges it was trained on, and drawing a style.
+
+Units people use: `stroke` is a multiplier of the training set's median stroke width (1.0 = typical),
+`slant` is in degrees (positive = the top leans right). The network reads them as two codes,
+log2(stroke) and slant / 30°, both about unit scale over DHCD.
+
+A model folder records a `PenStyle` (in model_index.json and devagen.json): the median width in pixels,
+the trained ranges (the 0.5th-99.5th percentiles of the training images) and, per class, a seeded pool
+of (stroke, slant) pairs of real training images, from which styles are drawn when none is asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .errors import DevagenError
+from .style import INK, skeleton, skeleton_length, slant_degrees, stroke_width
+
+SLANT_SCALE = 30.0  # degrees per unit of the slant code
+RANGE_QUANTILES = (0.5, 99.5)  # percentiles of the training images that bound the values one may ask for
+POOL_PER_CLASS = 32  # (stroke, slant) pairs kept per class to draw styles from
+
+
+def measure_pen(images: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """uint8 (N, S, S) white-on-black -> float32 (N, 2): stroke width (px) and slant (degrees), as
+    devagen.style measures them; an image without ink gets the median of the others."""
+    out = np.empty((len(images), 2), np.float64)
+    for start in range(0, len(images), chunk):
+        part = np.asarray(images[start:start + chunk])
+        binary = part > INK
+        mass = part.sum((1, 2), dtype=np.int64) / 255.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            width = stroke_width(mass, *skeleton_length(skeleton(binary)))
+        out[start:start + len(part), 0] = np.where(binary.any((1, 2)), width, np.nan)
+        out[start:start + len(part), 1] = slant_degrees(part)
+    for j in range(2):
+        bad = ~np.isfinite(out[:, j])
+        if bad.all():
+            out[:, j] = 1.0 if j == 0 else 0.0
+        elif bad.any():
+            out[bad, j] = np.median(out[~bad, j])
+    return out.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PenStyle:
+    """What a style-conditioned model saw in training: see the module docstring."""
+
+    median_width_px: float
+    stroke_range: tuple[float, float]  # multipliers of median_width_px
+    slant_range: tuple[float, float]  # degrees
+    pool: tuple[tuple[int, float, float], ...]  # (class, stroke multiplier, slant degrees)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain lists and floats (for model_index.json / devagen.json)."""
+        return {k: [list(p) for p in v] if k == "pool" else (list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, raw: Optional[dict]) -> Optional["PenStyle"]:
+        """Inverse of to_json; None stays None (a model without style conditioning)."""
+        if raw is None:
+            return None
+        return cls(float(raw["median_width_px"]), tuple(map(float, raw["stroke_range"])),
+                   tuple(map(float, raw["slant_range"])),
+                   tuple((int(c), float(s), float(a)) for c, s, a in raw["pool"]))
+
+    def check(self, stroke: Optional[float], slant: Optional[float]) -> None:
+        """DevagenError (one line, naming the range) unless the asked values lie in the trained ranges."""
+        for name, value, (lo, hi), unit in (("--stroke", stroke, self.stroke_range, "x the median width"),
+                                             ("--slant", slant, self.slant_range, " degrees")):
+            if value is not None and not (np.isfinite(value) and lo <= value <= hi):
+                raise DevagenError(f"{name} {value:g} is outside the range this model was trained on: "
+                                   f"{lo:.2f} to {hi:.2f}{unit}")
+
+    def draw(self, labels: Optional[Sequence[int]], generator: torch.Generator) -> tuple[float, float]:
+        """One (stroke, slant) pair of a random training image, of the class labels[0] if given (else any)."""
+        pool = [p for p in self.pool if labels is None or p[0] == int(labels[0])] or list(self.pool)
+        _, stroke, slant = pool[int(torch.randint(len(pool), (1,), generator=generator))]
+        return stroke, slant
+
+
+def pen_style(pen: np.ndarray, labels: np.ndarray, seed: int = 0, per_class: int = POOL_PER_CLASS) -> PenStyle:
+    """PenStyle of training images with measures pen float (N, 2) (measure_pen) and labels (N,)."""
+    median = float(np.median(pen[:, 0]))
+    stroke = pen[:, 0] / median
+    lo, hi = np.percentile(stroke, RANGE_QUANTILES)
+    slo, shi = np.percentile(pen[:, 1], RANGE_QUANTILES)
+    rng = np.random.default_rng(seed)
+    pool = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        for i in rng.choice(members, min(per_class, len(members)), replace=False):
+            pool.append((int(c), round(float(stroke[i]), 4), round(float(pen[i, 1]), 3)))
+    return PenStyle(round(median, 4), (round(float(lo), 3), round(float(hi), 3)),
+                    (round(float(slo), 2), round(float(shi), 2)), tuple(pool))
+
+
+def codes(stroke: torch.Tensor, slant: torch.Tensor) -> torch.Tensor:
+    """Stroke multipliers (B,) and slants in degrees (B,) -> the network's codes (B, 2) float32."""
+    return torch.stack([torch.log2(stroke.float().clamp_min(1e-3)), slant.float() / SLANT_SCALE], dim=1)
+
+
+def training_codes(pen: np.ndarray) -> np.ndarray:
+    """measure_pen output (N, 2) in px and degrees -> codes float32 (N, 2) relative to its own median width."""
+    stroke = torch.from_numpy(pen[:, 0] / np.median(pen[:, 0]))
+    return codes(stroke, torch.from_numpy(pen[:, 1])).numpy()
