@@ -122,3 +122,24 @@ def test_gpu_runs_row_and_table() -> None:
     assert "| 90.0 % |" in table and "20.0 (2.5 %)" in table and "1.50 [0.75]" in table
     with pytest.raises(Exception, match="SECTION.KEY=VALUE"):
         gpu_runs.parse_set(("lr=1",))
+
+
+def test_style_control_benchmark_runs_and_an_untrained_model_fails_its_targets(tiny_style_model_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    params = tmp_path / "params.yaml"
+    params.write_text("sample:\n  steps: 1\n  sampler: dpmpp\n", encoding="utf-8")
+    bench = _load_script("style_control")
+    try:
+        result = CliRunner().invoke(bench.main, ["--model", str(tiny_style_model_dir), "--out", str(tmp_path / "o"),
+                                                 "--per-value", "1", "--words", "2", "--seeds", "1",
+                                                 "--classes", "क,ख", "--params", str(params)])
+    finally:
+        del sys.modules["style_control"]
+    assert result.exit_code == 0, result.output
+    out = __import__("json").loads((tmp_path / "o" / "style_control.json").read_text(encoding="utf-8"))
+    assert out["stroke_sweep"]["n"] == 2 * 6 and out["slant_sweep"]["n"] == 2 * 5  # the values inside 0.5-1.8, -20..30
+    assert not out["stroke_sweep"]["r_images"] >= 0.9  # random weights do not follow the asked pen
+    for name in ("stroke_sweep.png", "slant_sweep.png", "word.png", "style_control.md"):
+        assert (tmp_path / "o" / name).is_file()
