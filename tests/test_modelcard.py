@@ -48,3 +48,10 @@ def test_unconditional_card_shows_the_documents_code_and_when_it_fits(tmp_path: 
     seed = {**params, "diffusion.beta_schedule": "linear", "diffusion.prediction_type": "epsilon"}
     _, text = _card(tmp_path, seed, {}, folder="seed")
     assert "from_config" not in text
+
+
+def test_style_conditioned_card_says_how_to_ask_for_a_pen(tmp_path: Path) -> None:
+    plain = _card(tmp_path, flatten(Params()), METRICS, "plain")[1]
+    styled = _card(tmp_path, {**flatten(Params()), "model.style_conditioning": True}, METRICS, "styled")[1]
+    assert "stroke=1.3" not in plain
+    assert "pipeline(labels=[0, 1], stroke=1.3, slant=10.0)" in styled and "--stroke 1.3 --slant 10" in styled

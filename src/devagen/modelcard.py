@@ -61,7 +61,7 @@ def _usage(params: Mapping[str, Any]) -> list[Block]:
                 '                  generator=torch.manual_seed(0), output_type="pil")\n```')
         return [Para("Class-conditional: `labels` are DHCD class indices 0–45 (`devagen.json` lists their names "
                      "and glyphs); `pip install devagen` provides the pipeline class."), Para(code),
-                Para('Or with devagen: `devagen generate --text "क ख ग" --out word.png`.')]
+                Para('Or with devagen: `devagen generate --text "क ख ग" --out word.png`.')] + _pen_usage(params)
     code = ("```python\nimport torch\nfrom diffusers import DDPMPipeline, DPMSolverMultistepScheduler\n\n"
             'pipeline = DDPMPipeline.from_pretrained("models/diffusion")\n'
             "pipeline.scheduler = DPMSolverMultistepScheduler()\n"
@@ -73,6 +73,18 @@ def _usage(params: Mapping[str, Any]) -> list[Block]:
                            "`pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)`."
                            .format(params.get("diffusion.beta_schedule"), params.get("diffusion.prediction_type"))))
     return blocks
+
+
+def _pen_usage(params: Mapping[str, Any]) -> list[Block]:
+    """Style-conditioned models: the stroke and slant options."""
+    if not params.get("model.style_conditioning"):
+        return []
+    return [Para("Style-conditioned: the UNet (`unet/unet_devagen.py`: devagen's `StyleUNet2DModel`) also reads a "
+                 "stroke width and a slant. `pipeline(labels=[0, 1], stroke=1.3, slant=10.0)`, or "
+                 '`devagen generate --text "क ख ग" --stroke 1.3 --slant 10 --out word.png`: stroke is a multiple of '
+                 "the training set's median stroke width, slant in degrees; the trained ranges are in "
+                 "`model_index.json` under `pen`, and values outside them are refused. Without them each image "
+                 "(each word, with --text) gets the pen of a random real training image.")]
 
 
 def _training(params: Mapping[str, Any], train: Mapping[str, Any]) -> list[Block]:
