@@ -35,14 +35,14 @@ from devagen.classes import glyphs
 from devagen.config import load_params
 from devagen.control import faithfulness, pooled_spread
 from devagen.figures import glyph_font, labelled_rows, save_image
-from devagen.pen import measure_pen
+from devagen.pen import measure_pen, relative_slant
 from devagen.pipeline import load_pipeline
 from devagen.sampling import generate
 from devagen.text import parse_text, word_pens
 
 REPO = Path(__file__).resolve().parents[1]
 STROKES = (0.6, 0.8, 1.0, 1.2, 1.4, 1.6)
-SLANTS = (-15.0, -5.0, 5.0, 15.0, 25.0)
+SLANTS = (-15.0, -7.5, 0.0, 7.5, 15.0)  # degrees from each character's median slant
 
 
 def _cpu() -> str:
@@ -108,12 +108,12 @@ def main(model_dir: str, out: str, classes: str, per_value: int, n_words: int, s
                         "slant_range": pipe.pen.slant_range}}
 
     # 1. sweeps
-    for control, values, unit in (("stroke", STROKES, "stroke (x median width)"), ("slant", SLANTS, "slant (deg)")):
+    for control, values, unit in (("stroke", STROKES, "stroke (x median width)"), ("slant", SLANTS, "slant (deg from typical)")):
         lo, hi = pipe.pen.stroke_range if control == "stroke" else pipe.pen.slant_range
         values = tuple(v for v in values if lo <= v <= hi)
         images, labels, asked = sweep(pipe, cfg, class_ids, values, control, per_value, seed=1)
         pen = measure_pen(images)
-        measured = pen[:, 0] / median if control == "stroke" else pen[:, 1]
+        measured = pen[:, 0] / median if control == "stroke" else relative_slant(pen, labels, pipe.pen.class_slant)
         result[f"{control}_sweep"] = faithfulness(asked, measured, relative=control == "stroke")
         save_image(sweep_figure(images, labels, asked, values, class_ids, unit),
                    out_dir / f"{control}_sweep.png")
@@ -148,6 +148,8 @@ def main(model_dir: str, out: str, classes: str, per_value: int, n_words: int, s
     together = measure_pen(generate(pipe, flat, len(flat), words_cfg, progress=False,
                                     stroke=np.concatenate(per_word["stroke"]), slant=np.concatenate(per_word["slant"])))
     apart = measure_pen(generate(pipe, flat, len(flat), words_cfg, progress=False))  # a pen drawn per character
+    together[:, 1] = relative_slant(together, flat, pipe.pen.class_slant)  # a word's letters differ in shape
+    apart[:, 1] = relative_slant(apart, flat, pipe.pen.class_slant)
     groups = np.repeat(np.arange(n_words), 4)
     result["consistency"] = {
         name: {"within_word_one_pen": pooled_spread(together[:, j] / scale, groups),
@@ -160,7 +162,7 @@ def main(model_dir: str, out: str, classes: str, per_value: int, n_words: int, s
     # 4. one word at three widths and three slants
     word = parse_text("कमल")
     rows = []
-    for stroke, slant in ((0.7, None), (1.0, None), (1.4, None), (None, -10.0), (None, 5.0), (None, 20.0)):
+    for stroke, slant in ((0.7, None), (1.0, None), (1.4, None), (None, -12.0), (None, 0.0), (None, 12.0)):
         pens = word_pens(pipe, word, seed=3, stroke=stroke, slant=slant)
         images = generate(pipe, np.array(word), len(word), replace(cfg, seed=3),
                           progress=False, **pens)
@@ -181,7 +183,7 @@ def markdown(r: dict) -> str:
              "|---|---|---|---|---|---|",
              f"| stroke (x median width {r['pen']['median_width_px']:.2f} px) | {s['n']} | {s['r_images']:.3f} | "
              f"{s['r_medians']:.3f} | {100 * s['median_error']:+.1f} % | {100 * s['median_abs_error']:.1f} % |",
-             f"| slant (degrees) | {a['n']} | {a['r_images']:.3f} | {a['r_medians']:.3f} | {a['median_error']:+.1f}° | "
+             f"| slant (degrees from the class median) | {a['n']} | {a['r_images']:.3f} | {a['r_medians']:.3f} | {a['median_error']:+.1f}° | "
              f"{a['median_abs_error']:.1f}° |", "",
              "Asked → measured median: stroke " + ", ".join(f"{v:g}→{m:.2f}" for v, m in zip(s["levels"], s["measured_medians"]))
              + "; slant " + ", ".join(f"{v:g}→{m:.1f}" for v, m in zip(a["levels"], a["measured_medians"])) + ".", "",

@@ -16,7 +16,8 @@ from devagen.pipeline import ModelMeta, write_meta
 
 # A made-up pen summary for style-conditioned fixtures: strokes 0.5-1.8x the median, slant -20..30 degrees.
 FIXTURE_PEN = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0),
-                       tuple((c, 0.6 + 0.1 * (i % 10), -15.0 + 5 * i) for c in range(NUM_CLASSES) for i in range(4)))
+                       tuple((c, 0.6 + 0.1 * (i % 10), -15.0 + 5 * i) for c in range(NUM_CLASSES) for i in range(4)),
+                       tuple(float(c % 7) for c in range(NUM_CLASSES)))
 
 
 def make_model_dir(path: Path, conditional: bool = True, image_size: int = 16,

@@ -57,12 +57,15 @@ def test_pen_style_ranges_pool_and_json_round_trip() -> None:
     lo, hi = summary.stroke_range
     assert 1.5 / summary.median_width_px <= lo < 1 < hi <= 4.5 / summary.median_width_px
     assert len(summary.pool) == 80 and {c for c, _, _ in summary.pool} == set(range(10))
+    for c in range(10):  # slants are kept relative to their class's median
+        assert summary.class_slant[c] == pytest.approx(np.median(pen[labels == c, 1]), abs=1e-3)
+        assert abs(np.median([a for k, _, a in summary.pool if k == c])) < 20
     assert PenStyle.from_json(json.loads(json.dumps(summary.to_json()))) == summary
     assert PenStyle.from_json(None) is None
 
 
 def test_pen_check_refuses_out_of_range_in_one_line() -> None:
-    pen = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0), ((0, 1.0, 0.0),))
+    pen = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0), ((0, 1.0, 0.0),), (0.0,) * 46)
     pen.check(0.5, -20.0)
     pen.check(None, None)
     for stroke, slant, name in ((0.4, None, "--stroke"), (None, 31.0, "--slant"), (float("nan"), None, "--stroke")):
@@ -73,7 +76,7 @@ def test_pen_check_refuses_out_of_range_in_one_line() -> None:
 
 
 def test_pen_draw_takes_the_class_pool_and_is_seeded() -> None:
-    pen = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0), ((0, 0.7, -5.0), (1, 1.3, 12.0), (1, 1.2, 10.0)))
+    pen = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0), ((0, 0.7, -5.0), (1, 1.3, 12.0), (1, 1.2, 10.0)), (0.0,) * 46)
     assert pen.draw([0], torch.Generator().manual_seed(3)) == (0.7, -5.0)
     draws = {pen.draw([1], torch.Generator().manual_seed(s)) for s in range(20)}
     assert draws == {(1.3, 12.0), (1.2, 10.0)}
@@ -83,8 +86,11 @@ def test_pen_draw_takes_the_class_pool_and_is_seeded() -> None:
 def test_codes_are_log2_stroke_and_scaled_slant() -> None:
     out = codes(torch.tensor([1.0, 2.0, 0.5]), torch.tensor([0.0, 30.0, -15.0]))
     torch.testing.assert_close(out, torch.tensor([[0.0, 0.0], [1.0, 1.0], [-1.0, -0.5]]))
-    train = training_codes(np.array([[2.0, 0.0], [4.0, 30.0], [1.0, 0.0]], np.float32))
-    np.testing.assert_allclose(train[:, 0], [0.0, 1.0, -1.0], atol=1e-6)
+    pen = np.array([[2.0, 10.0], [4.0, 40.0], [1.0, -5.0], [2.0, -1.0]], np.float32)
+    train = training_codes(pen, np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(train[:, 0], [0.0, 1.0, -1.0, 0.0], atol=1e-6)
+    # slant relative to the class median: class 0 median 25, class 1 median -3
+    np.testing.assert_allclose(train[:, 1], np.array([-15.0, 15.0, -2.0, 2.0]) / 30.0, atol=1e-6)
 
 
 def test_style_unet_reads_style_and_round_trips(tmp_path: Path) -> None:

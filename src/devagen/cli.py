@@ -315,7 +315,7 @@ def report(params_path: str) -> None:
 @click.option("--stroke", type=float, default=None,
               help="pen width as a multiple of the training set's median (1.0 = typical); style-conditioned models")
 @click.option("--slant", type=float, default=None,
-              help="slant in degrees (positive = the top leans right); style-conditioned models")
+              help="slant in degrees from the character's typical slant (positive = leans further right); style-conditioned models")
 @PARAMS_OPTION
 def generate(text: str | None, class_name: str | None, count: int, out: str, model_dir: str, seed: int,
              steps: int | None, guidance: float | None, stroke: float | None, slant: float | None,
