@@ -18,6 +18,7 @@ def report(params_path: str) -> None:
     """Render reports/report.html and reports/report.md and log them to the MLflow run."""
     from .. import report as rep
     from ..modelcard import write_model_card
+    from ..pyfunc_model import log_model
 
     params = load(params_path)
     tracker = start_run(params, "report")
@@ -34,7 +35,7 @@ def report(params_path: str) -> None:
         tracker.log_artifact(path, "report")
     if params.tracking.log_model:
         sample_cfg = params.sample
-        tracker.log_model(paths.DIFFUSION_DIR, sample_cfg.sampler, sample_cfg.use_ema,
-                          {k: getattr(sample_cfg, k) for k in ("seed", "steps", "guidance_scale")})
+        log_model(tracker, paths.DIFFUSION_DIR, sample_cfg.sampler, sample_cfg.use_ema,
+                  {k: getattr(sample_cfg, k) for k in ("seed", "steps", "guidance_scale")})
     finish(tracker)
     click.echo(f"report: {paths.REPORT_HTML}, {paths.REPORT_MD} and the model card {card}")
