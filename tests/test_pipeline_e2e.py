@@ -87,3 +87,11 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     assert "nothing to reproduce" in _run(["dvc", "status"], tmp_path, env).lower() or \
         "up to date" in _run(["dvc", "status"], tmp_path, env).lower()
     assert "didn't change, skipping" in _run(["dvc", "repro"], tmp_path, env)
+
+    # Each stage's deps are the code it runs (tests/test_stage_deps.py): an edit to the report's code
+    # makes the report stage, and it alone, out of date.
+    with (tmp_path / "src/devagen/report.py").open("a") as f:
+        f.write("# edited\n")
+    status = subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300, check=True)
+    assert json.loads(status.stdout) == {"report": [{"changed deps": {"src/devagen/report.py": "modified"}}]}

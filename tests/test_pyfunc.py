@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from devagen import tracking
+from devagen import pyfunc_model, tracking
 from devagen.config import TrackingConfig
 from devagen.pipeline import load_pipeline
 from devagen.serving import draw, request_label
@@ -34,7 +34,7 @@ def test_request_labels() -> None:
 def test_pyfunc_model_draws_labels_and_text(tiny_model_dir: Path, tmp_path: Path) -> None:
     import mlflow.pyfunc
 
-    saved = tracking.save_pyfunc_model(tmp_path / "model", tiny_model_dir, "dpmpp", True, DEFAULTS)
+    saved = pyfunc_model.save_pyfunc_model(tmp_path / "model", tiny_model_dir, "dpmpp", True, DEFAULTS)
     assert not (tmp_path / "weights" / "unet_raw").exists() and (tmp_path / "weights" / "unet").is_dir()
     model = mlflow.pyfunc.load_model(str(saved))
     requests = pd.DataFrame({"label": ["क", "5", None], "text": [None, None, "क ख"]})
@@ -58,7 +58,7 @@ def test_model_logged_into_the_run_loads_from_it(tiny_uncond_model_dir: Path, tm
     monkeypatch.chdir(tmp_path)
     cfg = TrackingConfig(uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = tracking.stage_run(cfg, {"a": 1}, "report")
-    run.log_model(Path(shutil.copytree(tiny_uncond_model_dir, tmp_path / "m")), "ddim", False, DEFAULTS)
+    pyfunc_model.log_model(run, Path(shutil.copytree(tiny_uncond_model_dir, tmp_path / "m")), "ddim", False, DEFAULTS)
     run.end_stage({})
     model = mlflow.pyfunc.load_model(f"runs:/{run.run_id}/model")
     out = model.predict(pd.DataFrame({"label": [None, None]}))  # an unconditional model: no label

@@ -1,4 +1,4 @@
-"""Requests -> images for anyone serving a trained model (the MLflow pyfunc model in tracking.py).
+"""Requests -> images for anyone serving a trained model (the MLflow pyfunc model in pyfunc_model.py).
 
 A request is one row: `text` (Devanagari characters, drawn in a row with gaps for spaces), or
 `label` (a class index 0-45, a DHCD folder name or a glyph), or neither (an unconditional sample).

@@ -1,4 +1,5 @@
-"""MLflow tracking: the only module that imports mlflow.
+"""MLflow tracking: with pyfunc_model.py (the trained model as an MLflow model), the only module that
+imports mlflow.
 
 One DVC experiment = one MLflow run. The run is found by a key: the DVC experiment name
 (DVC_EXP_NAME, set by `dvc exp run`, queued or not) or, outside experiments, the git commit,
@@ -18,13 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import shutil
 import subprocess
-import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -192,17 +189,6 @@ class Tracker:
         elif path.is_file():
             self._safely("log_artifact", str(path), folder)
 
-    def log_model(self, model_dir: Path, sampler: str, use_ema: bool, defaults: Mapping[str, Any]) -> None:
-        """Log the trained model as an MLflow pyfunc model at artifact path "model" (see save_pyfunc_model)."""
-        if not self.active:
-            return
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                saved = save_pyfunc_model(Path(tmp) / "model", model_dir, sampler, use_ema, defaults)
-                self._safely("log_artifacts", str(saved), PYFUNC_PATH)
-        except Exception as exc:  # noqa: BLE001 - tracking must never stop the pipeline
-            click.echo(f"warning: MLflow model not logged ({type(exc).__name__}: {str(exc)[:200]})", err=True)
-
     def log_metrics_files(self, metrics_files: Mapping[str, Path]) -> None:
         """Log every stage's metrics file that exists (restored and skipped stages too)."""
         self.log_metrics(file_metrics(metrics_files))
@@ -223,82 +209,6 @@ def close_open_runs(status: str) -> None:
     """Mark the runs this process's stage still holds (it stopped on an error) as FAILED or KILLED."""
     for tracker in list(_OPEN):
         tracker.close(status)
-
-
-# ---- the trained model as an MLflow pyfunc model -----------------------------------------------------
-
-PYFUNC_PATH = "model"  # artifact path in the run: mlflow.pyfunc.load_model("runs:/<run id>/model")
-# What devagen.serving imports at run time; diffusers pinned: the saved folder's format follows it.
-SERVING_REQUIREMENTS = ("torch", "accelerate", "numpy", "pillow", "pandas", "pyyaml", "tqdm", "scipy")
-
-
-def _pyfunc_model(sampler: str, use_ema: bool, defaults: Mapping[str, Any]) -> Any:
-    """A PythonModel: a DataFrame of requests (columns label and/or text) in, base64 PNG images out."""
-    import mlflow.pyfunc
-
-    class DevagenImages(mlflow.pyfunc.PythonModel):  # defined here so that mlflow is imported only when used
-        """Generated handwriting: one PNG per request row (see devagen.serving.draw)."""
-
-        def __init__(self) -> None:
-            self.sampler, self.use_ema, self.defaults = sampler, use_ema, dict(defaults)
-
-        def load_context(self, context: Any) -> None:
-            from devagen.pipeline import load_pipeline
-
-            self.pipeline = load_pipeline(Path(context.artifacts["model_dir"]), self.sampler, self.use_ema)
-
-        # No type hints here: MLflow reads them as an input schema and warns; the signature states it.
-        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-            import pandas as pd
-
-            from devagen.serving import draw, png_base64
-
-            p = {**self.defaults, **(params or {})}
-            rows = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
-            images = draw(self.pipeline, rows, int(p["seed"]), int(p["steps"]), float(p["guidance_scale"]))
-            return pd.DataFrame({"png": [png_base64(image) for image in images],
-                                 "height": [image.shape[0] for image in images],
-                                 "width": [image.shape[1] for image in images]})
-
-    return DevagenImages()
-
-
-def _pyfunc_signature(defaults: Mapping[str, Any]) -> Any:
-    """Inputs: optional string columns label, text; outputs: png (base64), height, width; params with defaults."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
-
-    inputs = Schema([ColSpec("string", "label", required=False), ColSpec("string", "text", required=False)])
-    outputs = Schema([ColSpec("string", "png"), ColSpec("long", "height"), ColSpec("long", "width")])
-    params = ParamSchema([ParamSpec("seed", "long", int(defaults["seed"])),
-                          ParamSpec("steps", "long", int(defaults["steps"])),
-                          ParamSpec("guidance_scale", "double", float(defaults["guidance_scale"]))])
-    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
-
-
-def save_pyfunc_model(path: Path, model_dir: Path, sampler: str, use_ema: bool, defaults: Mapping[str, Any]) -> Path:
-    """Write an MLflow pyfunc model to `path`: the model folder (one UNet: EMA or raw) and devagen's code."""
-    import diffusers
-    import mlflow.pyfunc
-
-    weights = path.parent / "weights"
-    unused = "unet_raw" if use_ema else "unet"
-    shutil.copytree(model_dir, weights, ignore=lambda d, names: [unused] if Path(d) == Path(model_dir) else [])
-    pyfunc_log = logging.getLogger("mlflow.pyfunc")
-    level = pyfunc_log.level
-    with warnings.catch_warnings():
-        # MLflow advises type hints / an input example / models-from-code; the explicit signature covers the first
-        # two, and pickling the small model class is what keeps mlflow out of every module but this one.
-        warnings.simplefilter("ignore", UserWarning)
-        pyfunc_log.setLevel(logging.ERROR)
-        try:
-            mlflow.pyfunc.save_model(str(path), python_model=_pyfunc_model(sampler, use_ema, defaults),
-                                     artifacts={"model_dir": str(weights)}, code_paths=[str(Path(__file__).parent)],
-                                     pip_requirements=[*SERVING_REQUIREMENTS, f"diffusers=={diffusers.__version__}"],
-                                     signature=_pyfunc_signature(defaults))
-        finally:
-            pyfunc_log.setLevel(level)
-    return path
 
 
 def _client(cfg: TrackingConfig) -> Any:

@@ -1,0 +1,60 @@
+"""`devagen evaluate` (DVC stage evaluate): every quality metric of the samples, beside its real-data floor."""
+
+from __future__ import annotations
+
+import click
+
+from .. import paths
+from ..io import read_json, write_csv, write_json
+from .common import PARAMS_OPTION, finish, load, start_run
+
+
+@click.command()
+@PARAMS_OPTION
+def evaluate(params_path: str) -> None:
+    """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy, legibility, pen style,
+    style-space FID and C2ST -> eval.json."""
+    from .. import cas, data, figures, legibility, ocr, style_space
+    from ..classes import glyphs
+    from ..evaluation import evaluate_samples, style_evaluation, style_space_metrics
+    from ..metrics import confusion_figure
+
+    params = load(params_path)
+    samples, intended = data.read_labelled_images(paths.SAMPLES_NPZ, "sample", unlabelled_ok=True)
+    judge, ood = ocr.load_judge(paths.OCR_DIR), legibility.load_ood(paths.OCR_DIR)
+    train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
+    cfg, say = params.evaluate, lambda msg: click.echo(f"evaluate: {msg}")
+    result = evaluate_samples(judge, ood, samples, intended, train.images, test.images, cfg, say=say)
+    result.metrics.update(cas.cas_metrics(params.train_ocr, params.augment, samples, intended, train, test,
+                                          cfg.cas_epochs, cfg.cas_batch_size, cfg.seed, say) if cfg.cas
+                          else {"cas_status": "off (evaluate.cas: false)"})
+    say("pen style vs real test images (and the real-vs-real floor)")
+    pen = style_evaluation(samples, intended, test.images, test.labels, glyphs(), cfg.seed)
+    result.metrics.update(pen.metrics)
+    figures.save_image(pen.figure, paths.FIGURES_DIR / "style.png")
+    space = style_space.load_style_space(paths.STYLE_NET_DIR)
+    result.metrics.update(style_space_metrics(space, samples, intended, train, test, cfg, params.c2st, say))
+    ocr_metrics = paths.METRICS_DIR / "ocr.json"
+    if ocr_metrics.is_file():
+        result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]
+    write_json(result.metrics, paths.METRICS_DIR / "eval.json")
+    write_csv(result.per_class_rows, paths.EVAL_PER_CLASS)
+    figures.save_image(confusion_figure(result.confusion, glyphs(), axes=result.confusion_axes),
+                       paths.FIGURES_DIR / "confusion.png")
+    finish(start_run(params, "evaluate"), figures=("confusion.png", "style.png"))
+    click.echo(f"evaluate: {headline(result.metrics)}")
+
+
+def headline(m: dict) -> str:
+    """The one-line summary of eval.json printed at the end of the stage."""
+    first = (f"OCR {m['ocr_accuracy']:.4f}" if m["conditional"] else
+             f"legible {m['legible_share']:.4f} (real {m['floor_legible_share']:.4f}), {m['class_coverage']}/46 classes")
+    return (f"{first}, FID {m['fid']:.3f} (real floor {m['floor_fid']:.3f}), "
+            f"stroke width {_times(m['style_stroke_width_ratio'])} real (floor {_times(m['style_stroke_width_floor_ratio'])}), "
+            f"style-space FID {m['space_fid']:.3f} (floor {m['floor_space_fid']:.3f}), "
+            f"C2ST {m['c2st_accuracy']:.3f} (floor {m['floor_c2st_accuracy']:.3f})")
+
+
+def _times(ratio: float | None) -> str:
+    """1.213 -> '1.21x'; None (undefined, e.g. blank samples) -> 'n/a'."""
+    return "n/a" if ratio is None else f"{ratio:.2f}x"

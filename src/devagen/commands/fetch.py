@@ -1,0 +1,21 @@
+"""`devagen fetch` (DVC stage fetch): the validated DHCD archive at data/raw/."""
+
+from __future__ import annotations
+
+import click
+
+from .. import paths
+from .common import PARAMS_OPTION, load
+
+
+@click.command()
+@click.option("--from", "local", type=click.Path(dir_okay=False), default=None,
+              help="local copy of the DHCD zip (else $DHCD_ARCHIVE, else download)")
+@PARAMS_OPTION
+def fetch(local: str | None, params_path: str) -> None:
+    """Put the validated DHCD archive at data/raw/."""
+    from ..fetch import fetch_archive
+
+    params = load(params_path)
+    archive, counts = fetch_archive(params.fetch, paths.RAW_DIR, local=local)
+    click.echo(f"fetch: {archive} ok ({counts['Train']} train + {counts['Test']} test images)")

@@ -1,0 +1,38 @@
+"""`devagen prepare` (DVC stage prepare): prepared arrays, data metrics and the dataset/augmentation figures."""
+
+from __future__ import annotations
+
+import click
+
+from .. import paths
+from ..io import write_json
+from .common import PARAMS_OPTION, load
+
+
+@click.command()
+@PARAMS_OPTION
+def prepare(params_path: str) -> None:
+    """Decode the archive into data/prepared/{train,test}.npz, metrics and figures."""
+    import numpy as np
+
+    from .. import data, figures
+    from ..augment import augment_preview
+    from ..classes import CLASS_NAMES, glyphs
+    from ..fetch import ARCHIVE_NAME
+
+    params = load(params_path)
+    prepared = data.prepare(paths.RAW_DIR / ARCHIVE_NAME, params.data.image_size, params.data.dedupe, progress=True)
+    data.save_split(prepared.train, paths.TRAIN_NPZ)
+    data.save_split(prepared.test, paths.TEST_NPZ)
+    stats = data.data_stats(prepared)
+    write_json(stats, paths.METRICS_DIR / "data.json")
+    rows = figures.class_rows(prepared.train.images, prepared.train.labels, glyphs(), per_class=12)
+    figures.save_image(figures.labelled_rows(rows, title="DHCD train images, one row per class"),
+                       paths.FIGURES_DIR / "dataset.png")
+    originals = [images[0] for _, images in rows]
+    copies = augment_preview(np.stack(originals), params.augment, copies=8, seed=0)
+    aug_rows = [(g, np.concatenate([o[None], c])) for g, o, c in zip(glyphs(), originals, copies)]
+    figures.save_image(figures.labelled_rows(aug_rows, title="original | 8 augmented copies"),
+                       paths.FIGURES_DIR / "augment.png")
+    click.echo(f"prepare: {stats['train']} train, {stats['test']} test, {len(CLASS_NAMES)} classes, "
+               f"{stats['duplicates_removed']} duplicates removed from train")

@@ -1,0 +1,41 @@
+"""`devagen report` (DVC stage report): the report pages, the model card and the MLflow model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import paths, tracking
+from ..config import flatten
+from ..io import write_text
+from .common import PARAMS_OPTION, finish, load, start_run
+
+
+@click.command()
+@PARAMS_OPTION
+def report(params_path: str) -> None:
+    """Render reports/report.html and reports/report.md and log them to the MLflow run."""
+    from .. import report as rep
+    from ..modelcard import write_model_card
+    from ..pyfunc_model import log_model
+
+    params = load(params_path)
+    tracker = start_run(params, "report")
+    tracker.log_metrics_files(paths.METRICS_FILES)  # this run's row in the comparison table has its numbers
+    runs = tracking.recent_runs(params.tracking, params.report.recent_runs)
+    current = next((r["name"] for r in runs if r["run_id"] == tracker.run_id), None)
+    rep.render_plots(Path("."))
+    html, markdown = rep.build_report(rep.load_report_inputs(Path("."), flatten(params), runs, current))
+    write_text(html, paths.REPORT_HTML)
+    write_text(markdown, paths.REPORT_MD)
+    card = write_model_card(paths.DIFFUSION_DIR, flatten(params), rep.read_metrics(Path(".")),
+                            paths.FIGURES_DIR / "samples.png", current or "devagen")
+    for path in (paths.REPORT_HTML, paths.REPORT_MD, card):
+        tracker.log_artifact(path, "report")
+    if params.tracking.log_model:
+        sample_cfg = params.sample
+        log_model(tracker, paths.DIFFUSION_DIR, sample_cfg.sampler, sample_cfg.use_ema,
+                  {k: getattr(sample_cfg, k) for k in ("seed", "steps", "guidance_scale")})
+    finish(tracker)
+    click.echo(f"report: {paths.REPORT_HTML}, {paths.REPORT_MD} and the model card {card}")

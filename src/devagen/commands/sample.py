@@ -1,0 +1,47 @@
+"""`devagen sample` (DVC stage sample): the evaluation samples and the sampling figures."""
+
+from __future__ import annotations
+
+import click
+
+from .. import paths
+from ..io import write_json
+from .common import PARAMS_OPTION, finish, load, start_run
+
+
+@click.command()
+@PARAMS_OPTION
+def sample(params_path: str) -> None:
+    """Draw the evaluation samples and the figures (samples, steps, denoising GIF, process)."""
+    from .. import data, figures, sampling
+    from ..pipeline import load_pipeline, read_meta
+
+    params = load(params_path)
+    cfg = params.sample
+    pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance")
+    meta = read_meta(paths.DIFFUSION_DIR)
+    real = data.load_split(paths.TEST_NPZ) if meta.conditional else None  # read before minutes of sampling
+    images, labels, stats = sampling.sample_set(pipeline, meta, cfg)
+    save_samples(images, labels)
+    write_json(stats, paths.METRICS_DIR / "sample.json")
+    fig = sampling.samples_figure(images, labels, meta.glyphs, real=None if real is None else (real.images, real.labels))
+    figures.save_image(fig, paths.FIGURES_DIR / "samples.png")
+    label = 0 if meta.conditional else None
+    guidance = sampling.guidance_options(cfg)
+    figures.save_image(sampling.steps_figure(pipeline, label, cfg.seed, **guidance), paths.FIGURES_DIR / "steps.png")
+    trajectory = pipeline.trajectory(label, cfg.steps, generator=sampling.image_generators(cfg.seed, 0, 1),
+                                     **guidance)
+    figures.save_image(sampling.process_figure(trajectory), paths.FIGURES_DIR / "process.png")
+    figures.save_gif(sampling.denoising_frames(trajectory), paths.FIGURES_DIR / "denoising.gif")
+    finish(start_run(params, "sample"), figures=("samples.png", "steps.png", "process.png", "denoising.gif"))
+    click.echo(f"sample: {stats['images']} images at {stats['images_per_s']:.2f} img/s ({stats['nfe']} NFE each)")
+
+
+def save_samples(images, labels) -> None:  # type: ignore[no-untyped-def]
+    """samples/samples.npz (images uint8, labels), written whole or not at all."""
+    import numpy as np
+
+    paths.SAMPLES_NPZ.parent.mkdir(parents=True, exist_ok=True)
+    tmp = paths.SAMPLES_NPZ.with_name(".tmp-samples.npz")
+    np.savez(tmp, images=images, labels=labels)
+    tmp.replace(paths.SAMPLES_NPZ)

@@ -1,0 +1,52 @@
+"""`devagen train` (DVC stage train): the diffusion model, its training curve and its metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import paths
+from ..io import append_jsonl, read_jsonl, write_csv, write_json
+from .common import PARAMS_OPTION, finish, load, start_run
+
+
+class StepLog:
+    """Training curve rows, appended to a file that survives a kill so a resumed run keeps its history."""
+
+    def __init__(self, path: Path, tracker) -> None:  # type: ignore[no-untyped-def]
+        self.path, self.tracker = path, tracker
+        self.earlier = read_jsonl(path)
+        self.rows: list[dict] = []
+
+    def __call__(self, metrics: dict, step: int) -> None:
+        row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+        self.rows.append(row)
+        append_jsonl(row, self.path)
+        self.tracker.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step)
+
+    def history(self, resumed_from: int) -> list[dict]:
+        """Rows up to the checkpoint this run resumed from, then this run's rows."""
+        return [r for r in self.earlier if r["step"] <= resumed_from] + self.rows
+
+
+@click.command()
+@PARAMS_OPTION
+def train(params_path: str) -> None:
+    """Train the diffusion UNet; model into models/diffusion/, curves and metrics into reports/."""
+    from .. import data
+    from ..device import pick_device
+    from ..training import train_diffusion
+
+    params = load(params_path)
+    split = data.load_split(paths.TRAIN_NPZ)
+    tracker = start_run(params, "train", {"device": str(pick_device())})
+    log = StepLog(paths.CHECKPOINT_DIR / "log.jsonl", tracker)
+    pen = data.read_pen(paths.TRAIN_NPZ, len(split.images)) if params.model.style_conditioning else None
+    result = train_diffusion(params.train, params.model, params.diffusion, params.augment, split.images,
+                             split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen)
+    write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)
+    write_json(result, paths.METRICS_DIR / "train.json")
+    finish(tracker)
+    click.echo(f"train: {result['steps']} steps, final loss {result['final_loss']:.4f}, "
+               f"{result['img_per_s']:.1f} img/s on {result['device']}")
