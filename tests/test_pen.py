@@ -81,6 +81,10 @@ def test_pen_draw_takes_the_class_pool_and_is_seeded() -> None:
     draws = {pen.draw([1], torch.Generator().manual_seed(s)) for s in range(20)}
     assert draws == {(1.3, 12.0), (1.2, 10.0)}
     assert pen.draw(None, torch.Generator().manual_seed(5)) == pen.draw(None, torch.Generator().manual_seed(5))
+    wide = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0), ((0, 2.5, 40.0),), (0.0,) * 46)
+    drawn = wide.draw([0], torch.Generator().manual_seed(0))
+    assert drawn == (1.8, 30.0)
+    wide.check(*drawn)  # a drawn pen is always one the pipeline accepts
 
 
 def test_codes_are_log2_stroke_and_scaled_slant() -> None:

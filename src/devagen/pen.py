@@ -85,10 +85,12 @@ class PenStyle:
                                    f"{lo:.2f} to {hi:.2f}{unit}")
 
     def draw(self, labels: Optional[Sequence[int]], generator: torch.Generator) -> tuple[float, float]:
-        """One (stroke, slant) pair of a random training image, of the class labels[0] if given (else any)."""
+        """One (stroke, slant) pair of a random training image, of the class labels[0] if given (else any),
+        clipped to the trained ranges."""
         pool = [p for p in self.pool if labels is None or p[0] == int(labels[0])] or list(self.pool)
         _, stroke, slant = pool[int(torch.randint(len(pool), (1,), generator=generator))]
-        return stroke, slant
+        # the pool holds real images' values, a few beyond the 0.5-99.5 % ranges: clip, so a drawn pen passes check()
+        return float(np.clip(stroke, *self.stroke_range)), float(np.clip(slant, *self.slant_range))
 
 
 def class_medians(values: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
