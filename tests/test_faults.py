@@ -28,6 +28,7 @@ from devagen.io import read_jsonl
 from devagen import legibility
 from devagen.ocr import build_judge, save_judge
 from devagen.preemption import Preempted, StopRequests
+from devagen.pen import measure_pen
 from devagen.training import DAMAGED_DIR, META_NAME, list_checkpoints, train_diffusion
 from model_fixture import make_model_dir
 from test_training import DATA_CODE, IMAGES, LABELS, TINY, _assert_same_weights
@@ -414,7 +415,8 @@ def test_sigterm_to_the_stage_command_at_a_random_step(tmp_path: Path) -> None:
     steps = 60
     _write_params(tmp_path, {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "max_steps": steps,
                                                         "checkpoint_every": 10}})
-    data.save_split(data.Split(IMAGES, LABELS), tmp_path / "data/prepared/train.npz")
+    pen = measure_pen(IMAGES)  # the default model is pen-conditioned: prepare stores each image's pen
+    data.save_split(data.Split(IMAGES, LABELS, pen), tmp_path / "data/prepared/train.npz")
     command = [sys.executable, "-c", "from devagen.cli import run_stage; run_stage('train')"]
     log = tmp_path / "models/checkpoints/log.jsonl"
     at = random.Random(16).randrange(3, 40)
@@ -436,7 +438,7 @@ def test_sigterm_to_the_stage_command_at_a_random_step(tmp_path: Path) -> None:
     assert [int(row.split(",")[0]) for row in rows] == list(range(1, steps + 1))  # every step logged once
     params = load_params(tmp_path / "params.yaml")
     train_diffusion(params.train, params.model, params.diffusion, params.augment, IMAGES, LABELS,
-                    tmp_path / "whole", tmp_path / "whole_ck", progress=False)
+                    tmp_path / "whole", tmp_path / "whole_ck", progress=False, pen=pen)
     _assert_same_weights(tmp_path / "whole", tmp_path / "models/diffusion")
 
 
