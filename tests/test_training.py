@@ -216,10 +216,10 @@ from devagen.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainCon
 root, steps, delay = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 save = training.save_trained_model
 
-def record_then_save(run, ckpt, model_cfg, out_dir):
+def record_then_save(run, ckpt, model_cfg, out_dir, pen=None):
     weights = b"".join(p.detach().cpu().numpy().tobytes() for p in run.model.parameters())
     (root / f"rank{{run.accelerator.process_index}}.sha256").write_text(hashlib.sha256(weights).hexdigest())
-    save(run, ckpt, model_cfg, out_dir)
+    save(run, ckpt, model_cfg, out_dir, pen)
 
 training.save_trained_model = record_then_save
 cfg = TrainConfig(batch_size=4, max_steps=steps, warmup_steps=2, checkpoint_every=2, log_every=1, grad_accum=2)
