@@ -31,16 +31,11 @@ def image_generators(seed: int, start: int, count: int) -> list[torch.Generator]
     return [torch.Generator().manual_seed(int(s)) for s in states]
 
 
-def pen_arrays(pipeline: DevagenPipeline, count: int, stroke: Optional[float], slant: Optional[float]) -> dict:
-    """generate()'s stroke/slant keywords for one pen for all `count` images (nothing when neither is asked)."""
-    if stroke is None and slant is None:
-        return {}
-    if not pipeline.style_conditioned:
-        raise DevagenError("--stroke/--slant: this model is not style-conditioned; train one with "
-                           "`dvc exp run -S model.style_conditioning=true`")
-    pipeline.pen.check(stroke, slant)
+def pen_arrays(count: int, stroke: Optional[float], slant: Optional[float]) -> dict:
+    """generate()'s stroke/slant keywords for one pen for all `count` images (nothing when neither is asked);
+    the pipeline checks them (range, and that the model is style-conditioned)."""
     return {name: np.full(count, np.nan if value is None else value)
-            for name, value in (("stroke", stroke), ("slant", slant))}
+            for name, value in (("stroke", stroke), ("slant", slant)) if stroke is not None or slant is not None}
 
 
 def guidance_options(cfg: SampleConfig) -> dict:
@@ -185,7 +180,7 @@ def generate_class_grid(pipeline: DevagenPipeline, class_name: Optional[str], n:
     """
     label = None if class_name is None else class_index(class_name)
     labels = None if label is None else np.full(n, label, dtype=np.int64)
-    images = generate(pipeline, labels, n, cfg, progress=False, **pen_arrays(pipeline, n, stroke, slant))
+    images = generate(pipeline, labels, n, cfg, progress=False, **pen_arrays(n, stroke, slant))
     glyph = "" if label is None else glyphs()[label]
     rows = [(glyph, images[i:i + per_row]) for i in range(0, n, per_row)]
     return labelled_rows(rows, scale=2)
