@@ -25,6 +25,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 SAMPLERS = ("dpmpp", "sde-dpmpp", "ddim", "ddpm")
 GUIDANCE = ("cfg", "autoguidance")  # what guidance extrapolates away from: the unconditional or the guide network
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # CPU autocast settings (devagen.device)
 
 
 def _check(ok: bool, key: str, why: str) -> None:
@@ -102,9 +103,11 @@ class OcrConfig:
     dropout: float = 0.0  # before the final linear layer
     warmup: float = 0.2  # fraction of all steps the one-cycle LR spends rising to lr
     ood_holdout: float = 0.1  # share of train images kept out of the feature Gaussians to calibrate legibility
+    precision: str = "fp32"  # auto: bf16 autocast where the CPU computes bf16 natively (devagen.device.cpu_bf16)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train_ocr.epochs", "must be >= 1")
+        _check(self.precision in PRECISIONS, "train_ocr.precision", f"must be one of {', '.join(PRECISIONS)}")
         _check(0 < self.ood_holdout < 1, "train_ocr.ood_holdout", "must be in (0, 1)")
         _check(self.batch_size >= 1, "train_ocr.batch_size", "must be >= 1")
         _check(self.lr > 0, "train_ocr.lr", "must be > 0")
@@ -250,9 +253,11 @@ class SampleConfig:
     count: int = 2300  # unconditional models
     batch_size: int = 256
     use_ema: bool = True
+    precision: str = "fp32"  # auto: bf16 autocast where the CPU computes bf16 natively (devagen.device.cpu_bf16)
 
     def __post_init__(self) -> None:
         _check(self.sampler in SAMPLERS, "sample.sampler", f"choose one of {', '.join(SAMPLERS)}")
+        _check(self.precision in PRECISIONS, "sample.precision", f"must be one of {', '.join(PRECISIONS)}")
         _check(self.steps >= 1, "sample.steps", "must be >= 1")
         _check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
         _check(self.guidance in GUIDANCE, "sample.guidance", f"choose one of {', '.join(GUIDANCE)}")

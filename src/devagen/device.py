@@ -1,8 +1,77 @@
-"""The one place that picks a torch device for code that runs outside accelerate."""
+"""The one place that picks a device, describes the CPU, and decides where bf16 autocast pays."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import platform
+from pathlib import Path
+from typing import ContextManager, Optional
 
 import torch
+from torch import nn
+
+# CPU flags that decide the speed of our kernels; the ones in NATIVE_BF16 compute in bf16 natively.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
 
 
 def pick_device() -> torch.device:
     """CUDA when a GPU is visible, else CPU (every stage must also run on CPU)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """{"model", "cores", "flags" (those of SPEED_FLAGS it has), "native_bf16", "torch_capability"}."""
+    model, flags = platform.processor() or platform.machine(), set()
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags |= set(value.split())
+    have = [f for f in SPEED_FLAGS if f in flags]
+    return {"model": model, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "flags": have, "native_bf16": any(f in have for f in NATIVE_BF16),
+            "torch_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def cpu_bf16(setting: str) -> bool:
+    """Whether CPU work runs under bf16 autocast for `setting` (auto | fp32 | bf16).
+
+    auto = only where the CPU computes bf16 natively (AVX512_BF16 or AMX): measured there 1.7x the fp32
+    training speed of the diffusion UNet (benchmarks/README.md, "CPU profile"). Elsewhere bf16 is emulated
+    and far slower than fp32 (>100x measured on an AVX2 CPU), so auto means fp32.
+    """
+    return setting == "bf16" or (setting == "auto" and cpu_info()["native_bf16"])
+
+
+def autocast(device: torch.device, setting: str) -> ContextManager:
+    """bf16 autocast for CPU work when cpu_bf16(setting); a no-op elsewhere (CUDA precision is set per stage)."""
+    if device.type == "cpu" and cpu_bf16(setting):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def precision_name(device: torch.device, setting: str) -> str:
+    """'bf16' or 'fp32': what autocast(device, setting) computes in, for the metrics."""
+    return "bf16" if device.type == "cpu" and cpu_bf16(setting) else "fp32"
+
+
+def use_math_attention(model: nn.Module, device: Optional[torch.device] = None) -> nn.Module:
+    """On CPU, give every diffusers Attention the classic matmul-softmax processor; returns `model`.
+
+    torch's CPU flash-attention backward is the slowest op of a bf16 training step (34 ms of 113 per
+    step at batch 32 on an AVX512_BF16 EPYC, 30 % of the step); the matmul form computes the same
+    attention (8x8 = 64 tokens here) at a fraction of that. Not saved with the model; GPUs keep SDPA.
+    """
+    from diffusers.models.attention_processor import Attention, AttnProcessor
+
+    if (device or next(model.parameters()).device).type == "cpu":
+        for module in model.modules():
+            if isinstance(module, Attention):
+                module.set_processor(AttnProcessor())
+    return model

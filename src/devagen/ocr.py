@@ -23,7 +23,7 @@ from .augment import augment_batch
 from .classes import CLASS_NAMES, NUM_CLASSES
 from .config import AugmentConfig, OcrConfig
 from .data import to_model_range
-from .device import pick_device
+from .device import autocast, pick_device, precision_name
 from .errors import DevagenError
 from .integrity import check_manifest, damaged, one_line, write_manifest
 from .io import read_json, write_json
@@ -80,12 +80,17 @@ def _check_split(images: np.ndarray, labels: Optional[np.ndarray], what: str) ->
         raise DevagenError(f"{what}: expected {len(images)} labels in [0, {NUM_CLASSES}), got shape {labels.shape}")
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) in channels-last memory order: CPU max-pooling runs ~5x faster on it (same values)."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 @torch.no_grad()
 def _read(judge: Judge, images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, S, S) on any device → (float32 (N, D) features, (N, 46) logits) on the judge's device, eval mode."""
     was_training, device = judge.training, next(judge.parameters()).device
     judge.eval()
-    feats = torch.cat([judge.features(to_model_range(images[i:i + batch_size].to(device)))
+    feats = torch.cat([judge.features(_channels_last(to_model_range(images[i:i + batch_size].to(device))))
                        for i in range(0, len(images), batch_size)])
     logits = judge.head(feats)  # in eval mode: no dropout
     judge.train(was_training)
@@ -153,7 +158,9 @@ def _train_epoch(judge: Judge, opt: torch.optim.Optimizer, sched: Any, images: t
         x = to_model_range(images[idx])
         if aug is not None:
             x = augment_batch(x, aug, gen)
-        loss = F.cross_entropy(judge(x), labels[idx], label_smoothing=cfg.label_smoothing)
+        x = _channels_last(x)
+        with autocast(images.device, cfg.precision):  # the forward only; backward follows its dtypes
+            loss = F.cross_entropy(judge(x), labels[idx], label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -202,7 +209,7 @@ def train_judge(cfg: OcrConfig, augment: AugmentConfig, train_images: np.ndarray
                            f"{len(train_images)} train images")
     start, device = time.perf_counter(), pick_device()
     torch.manual_seed(cfg.seed)  # initial weights and dropout masks
-    judge = build_judge(cfg, train_images.shape[-1], num_classes).to(device)
+    judge = build_judge(cfg, train_images.shape[-1], num_classes).to(device, memory_format=torch.channels_last)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)  # shuffling and augmentation
     x_train, y_train = _on(device, train_images), _on(device, train_labels.astype(np.int64))
     x_test, y_test = _on(device, test_images), _on(device, test_labels.astype(np.int64))
@@ -217,8 +224,9 @@ def train_judge(cfg: OcrConfig, augment: AugmentConfig, train_images: np.ndarray
             if log_fn is not None:
                 log_fn({"train_loss": loss, "test_accuracy": acc, "lr": sched.get_last_lr()[0]}, epoch)
     metrics = {"test_accuracy": acc, "per_class_accuracy": per_class, "train_seconds": time.perf_counter() - start,
-               "epochs": cfg.epochs, "params": sum(p.numel() for p in judge.parameters()), "device": str(device)}
-    return judge.cpu().eval(), metrics
+               "epochs": cfg.epochs, "params": sum(p.numel() for p in judge.parameters()), "device": str(device),
+               "precision": precision_name(device, cfg.precision)}
+    return judge.cpu().to(memory_format=torch.contiguous_format).eval(), metrics
 
 
 def save_judge(judge: Judge, directory: Path, cfg: OcrConfig, image_size: int) -> None:

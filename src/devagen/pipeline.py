@@ -24,7 +24,7 @@ from PIL import Image
 
 from .config import GUIDANCE
 from .data import from_model_range
-from .device import pick_device
+from .device import pick_device, use_math_attention
 from .errors import DevagenError
 from .integrity import check_manifest, damaged
 from .model import UNET_CLASSES, condition, is_style_conditioned, with_null_class
@@ -206,14 +206,16 @@ class DevagenPipeline(DiffusionPipeline):
         for eps, v and x0 predictions alike. parallel != 1 reweights the guidance update's component
         along the model's clean-image prediction (project_guidance), done in x0 space.
         """
+        def net(model: UNet2DModel, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+            return model(x, t, class_labels=labels).sample.to(x.dtype)  # bf16 under autocast: back to x's dtype
+
         if not self.guided(guidance_scale, guidance):
-            return self.unet(x, t, class_labels=labels).sample
+            return net(self.unet, x, labels)
         if guidance == "autoguidance":
-            good = self.unet(x, t, class_labels=labels).sample
-            worse = self.guide(x, t, class_labels=labels).sample
+            good, worse = net(self.unet, x, labels), net(self.guide, x, labels)
         else:
             null = with_null_class(labels, self.null_label)
-            good, worse = self.unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample.chunk(2)
+            good, worse = net(self.unet, torch.cat([x, x]), torch.cat([labels, null])).chunk(2)
         if parallel == 1.0:
             return worse + guidance_scale * (good - worse)
         x0_good, x0_worse = (predicted_x0(self.scheduler, out, x, t) for out in (good, worse))
@@ -418,4 +420,8 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
     training = DDPMScheduler.from_config(_load_ddpm_config(model_dir))
     pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=meta.pen).use_sampler(sampler)
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device if device is not None else pick_device())
+    pipeline.to(device if device is not None else pick_device())
+    for network in (pipeline.unet, pipeline.guide):
+        if network is not None:
+            use_math_attention(network)  # CPU only: the same attention, faster than torch's CPU SDPA
+    return pipeline

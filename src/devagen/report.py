@@ -354,12 +354,20 @@ def _style_blocks(ev: Mapping[str, Any]) -> list[Block]:
     return [Heading("Pen style", 3), Para(text), style_table(block), _figure("style")]
 
 
+def fmt_cpu(cpu: Any) -> str:
+    """'AMD EPYC, 2 cores (avx2, avx512f, avx512_bf16)' from train.json's cpu entry."""
+    if not isinstance(cpu, Mapping):
+        return str(cpu)
+    flags = ", ".join(cpu.get("flags") or []) or "no AVX2"
+    return f"{cpu.get('model', '?')}, {cpu.get('cores', '?')} cores ({flags})"
+
+
 def _metrics_section(inputs: ReportInputs) -> list[Block]:
     ev, ocr = inputs.metrics.get("eval") or {}, inputs.metrics.get("ocr") or {}
     blocks: list[Block] = [Heading("Metrics"), eval_table(ev, ocr) if ev else _not_run("eval"),
                            *_style_blocks(ev), Heading("OCR judge", 3)]
     spec = [("test accuracy on real images", "test_accuracy", fmt_pct),
-            ("training time", "train_seconds", fmt_duration)]
+            ("training time", "train_seconds", fmt_duration), ("precision", "precision", str)]
     return blocks + [_kv_table(ocr, spec) if ocr else _not_run("ocr")]
 
 
@@ -391,7 +399,8 @@ def _training_section(inputs: ReportInputs) -> list[Block]:
     tr = inputs.metrics.get("train") or {}
     spec = [("steps", "steps", fmt_num), ("epochs", "epochs", fmt_num), ("final loss", "final_loss", fmt_num),
             ("images / s", "img_per_s", fmt_num), ("wall time", "wall_s", fmt_duration),
-            ("parameters", "params", fmt_num), ("device", "device", str)]
+            ("parameters", "params", fmt_num), ("device", "device", str), ("precision", "mixed_precision", str),
+            ("CPU", "cpu", fmt_cpu)]
     return [Heading("Training"), _kv_table(tr, spec) if tr else _not_run("train"),
             *_loss_sentence(inputs.train_log), _figure("loss_curve")]
 

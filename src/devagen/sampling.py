@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .classes import CLASS_NAMES, GLYPH_TO_INDEX, glyphs
 from .config import SampleConfig
+from .device import autocast, precision_name
 from .errors import DevagenError
 from .figures import captioned_row, labelled_rows, random_per_class
 from .pipeline import DevagenPipeline, ModelMeta, Trajectory
@@ -54,7 +55,8 @@ def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int
     if labels is not None and len(labels) != count:
         raise ValueError(f"{len(labels)} labels for {count} images")
     batches = [np.zeros((0, *pipeline.image_shape), np.uint8)]
-    with tqdm(total=count, unit="img", desc="sampling", disable=not progress) as bar:
+    with tqdm(total=count, unit="img", desc="sampling", disable=not progress) as bar, \
+            autocast(pipeline.device, cfg.precision):
         for start in range(0, count, cfg.batch_size):
             n = min(cfg.batch_size, count - start)
             batch_labels = None if labels is None else np.asarray(labels[start:start + n])
@@ -82,7 +84,7 @@ def sample_set(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig,
     stats = {"sampler": cfg.sampler, "images": len(images), "wall_s": wall, "images_per_s": len(images) / wall,
              "ms_per_image": 1000.0 * wall / len(images),
              "nfe": cfg.steps * pipeline.passes_per_step(cfg.guidance_scale, cfg.guidance),  # at most, per image
-             "steps": cfg.steps, "guidance": cfg.guidance,
+             "steps": cfg.steps, "guidance": cfg.guidance, "precision": precision_name(pipeline.device, cfg.precision),
              "guidance_scale": cfg.guidance_scale if meta.conditional or cfg.guidance == "autoguidance" else 1.0,
              "guidance_interval": [cfg.guidance_t_min, cfg.guidance_t_max], "guidance_parallel": cfg.guidance_parallel}
     return images, labels, stats

@@ -35,12 +35,14 @@ class StepLog:
 def train(params_path: str) -> None:
     """Train the diffusion UNet; model into models/diffusion/, curves and metrics into reports/."""
     from .. import data
-    from ..device import pick_device
+    from ..device import cpu_info, pick_device
     from ..training import train_diffusion
 
     params = load(params_path)
     split = data.load_split(paths.TRAIN_NPZ)
-    tracker = start_run(params, "train", {"device": str(pick_device())})
+    cpu = cpu_info()
+    tracker = start_run(params, "train", {"device": str(pick_device()), "cpu": cpu["model"],
+                                          "cpu_flags": " ".join(cpu["flags"])})
     log = StepLog(paths.CHECKPOINT_DIR / "log.jsonl", tracker)
     pen = data.read_pen(paths.TRAIN_NPZ, len(split.images)) if params.model.style_conditioning else None
     result = train_diffusion(params.train, params.model, params.diffusion, params.augment, split.images,

@@ -1,0 +1,168 @@
+"""Where a CPU's time goes: the default's three hot loops, before and after the CPU fast path, in one run.
+
+    .venv/bin/python benchmarks/cpu_profile.py            # ~2 min on 2 cores; writes benchmarks/results/cpu_profile/
+
+Each workload is timed in turn in this one process, on synthetic inputs of the real shapes (no data
+needed), so the ratios compare like with like on the machine that runs it:
+
+- train step: the default UNet (params.yaml's model), one diffusion_loss + backward + AdamW step at
+  train.batch_size; fp32 with torch's SDPA attention (the old path) against bf16 autocast with the
+  matmul attention (devagen.device.use_math_attention), and what `auto` picks on this CPU.
+- sampler pass: one batched UNet forward at sample.batch_size x 2 (CFG's two predictions), fp32 vs bf16.
+- judge step: the OCR judge's forward + backward + SGD at train_ocr.batch_size with augmentation,
+  fp32 NCHW (the old path) against bf16 channels-last.
+
+For each, img/s (median of --rounds), the ratio to the old path, and torch.profiler's top ops for the
+old and new paths. The CPU model and flags head the report: name them beside every figure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import click
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from devagen import device as dev
+from devagen.augment import augment_batch
+from devagen.config import load_params
+from devagen.diffusion import diffusion_loss
+from devagen.model import build_noise_scheduler, build_unet, condition
+from devagen.ocr import build_judge
+
+RESULTS = Path(__file__).resolve().parent / "results" / "cpu_profile"
+TOP_OPS = 8
+
+
+def _bf16() -> contextlib.AbstractContextManager:
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def _train_step(params, bf16: bool, math_attention: bool) -> tuple[Callable[[], None], int]:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    unet = build_unet(params.model, params.data.image_size)
+    if math_attention:
+        dev.use_math_attention(unet)
+    scheduler, opt = build_noise_scheduler(params.diffusion), torch.optim.AdamW(unet.parameters(), lr=1e-4)
+    b, s = params.train.batch_size, params.data.image_size
+    x0, labels = torch.rand(b, 1, s, s) * 2 - 1, torch.randint(0, 46, (b,))
+    styles = torch.randn(b, 2) * 0.3 if params.model.style_conditioning else None
+
+    def step() -> None:
+        with _bf16() if bf16 else contextlib.nullcontext():
+            loss = diffusion_loss(unet, scheduler, x0, labels, params.diffusion, 0.1, None, styles, 0.1)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step, b
+
+
+def _sampler_pass(params, bf16: bool, math_attention: bool) -> tuple[Callable[[], None], int]:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    unet = build_unet(params.model, params.data.image_size).eval()
+    if math_attention:
+        dev.use_math_attention(unet)
+    b, s = 2 * params.sample.batch_size, params.data.image_size
+    x, t = torch.randn(b, 1, s, s), torch.randint(0, 1000, (b,))
+    styles = torch.randn(b, 2) * 0.3 if params.model.style_conditioning else None
+    cond = condition(torch.randint(0, 47, (b,)), styles)
+
+    def step() -> None:
+        with torch.no_grad(), _bf16() if bf16 else contextlib.nullcontext():
+            unet(x, t, class_labels=cond)
+    return step, b
+
+
+def _judge_step(params, bf16: bool, channels_last: bool) -> tuple[Callable[[], None], int]:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    judge = build_judge(params.train_ocr, params.data.image_size)
+    if channels_last:
+        judge = judge.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(judge.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    b, s = params.train_ocr.batch_size, params.data.image_size
+    x, y, gen = torch.rand(b, 1, s, s) * 2 - 1, torch.randint(0, 46, (b,)), torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        xb = augment_batch(x, params.augment, gen)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with _bf16() if bf16 else contextlib.nullcontext():
+            loss = F.cross_entropy(judge(xb), y, label_smoothing=0.1)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step, b
+
+
+def _img_per_s(step: Callable[[], None], images: int, steps: int, rounds: int) -> float:
+    step()
+    step()  # warm-up: oneDNN picks and caches its kernels on the first calls
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(steps * images / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def _top_ops(step: Callable[[], None], steps: int) -> str:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in rows) or 1
+    lines = ["| op | share of self CPU time | ms per step |", "|---|---|---|"]
+    for e in rows[:TOP_OPS]:
+        lines.append(f"| `{e.key[:60]}` | {100 * e.self_cpu_time_total / total:.1f} % | "
+                     f"{e.self_cpu_time_total / 1000 / steps:.1f} |")
+    return "\n".join(lines)
+
+
+WORKLOADS = {  # name -> (builder, (old path label, old flags), (new path label, new flags))
+    "train step": (_train_step, ("fp32, SDPA attention", (False, False)), ("bf16, matmul attention", (True, True))),
+    "sampler pass (CFG batch)": (_sampler_pass, ("fp32, SDPA attention", (False, False)),
+                                 ("bf16, matmul attention", (True, True))),
+    "judge step": (_judge_step, ("fp32, NCHW", (False, False)), ("bf16, channels-last", (True, True))),
+}
+
+
+@click.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--steps", default=8, show_default=True, help="timed steps per round")
+@click.option("--rounds", default=3, show_default=True)
+@click.option("--out", "out_dir", default=str(RESULTS), show_default=True)
+def main(params_path: str, steps: int, rounds: int, out_dir: str) -> None:
+    params = load_params(params_path)
+    info = dev.cpu_info()
+    lines = [f"# CPU profile ({datetime.date.today()})", "",
+             f"CPU: **{info['model']}**, {info['cores']} cores, torch {torch.__version__} "
+             f"(kernels: {info['torch_capability']}), flags: {', '.join(info['flags']) or 'none of interest'}; "
+             f"native bf16: {'yes' if info['native_bf16'] else 'no'}, so `auto` = "
+             f"{'bf16' if dev.cpu_bf16('auto') else 'fp32'} here. {torch.get_num_threads()} threads.", "",
+             "| workload | old path | img/s | new path | img/s | new / old |", "|---|---|---|---|---|---|"]
+    profiles = []
+    for name, (build, (old_label, old_flags), (new_label, new_flags)) in WORKLOADS.items():
+        old_step, n = build(params, *old_flags)
+        new_step, _ = build(params, *new_flags)
+        old, new = _img_per_s(old_step, n, steps, rounds), _img_per_s(new_step, n, steps, rounds)
+        lines.append(f"| {name} (batch {n}) | {old_label} | {old:.1f} | {new_label} | {new:.1f} | {new / old:.2f} |")
+        click.echo(lines[-1])
+        profiles += [f"## {name}: {old_label}", "", _top_ops(old_step, steps), "",
+                     f"## {name}: {new_label}", "", _top_ops(new_step, steps), ""]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "README.md").write_text("\n".join(lines + [""] + profiles))
+    click.echo(f"wrote {out / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
