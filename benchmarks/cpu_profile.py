@@ -19,7 +19,6 @@ old and new paths. The CPU model and flags head the report: name them beside eve
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import statistics
 import time
@@ -53,7 +52,8 @@ def _train_step(params, bf16: bool, math_attention: bool) -> tuple[Callable[[], 
         dev.use_math_attention(unet)
     scheduler, opt = build_noise_scheduler(params.diffusion), torch.optim.AdamW(unet.parameters(), lr=1e-4)
     b, s = params.train.batch_size, params.data.image_size
-    x0, labels = torch.rand(b, 1, s, s) * 2 - 1, torch.randint(0, 46, (b,))
+    x0 = torch.rand(b, 1, s, s) * 2 - 1
+    labels = torch.randint(0, 46, (b,)) if params.model.conditional else None
     styles = torch.randn(b, 2) * 0.3 if params.model.style_conditioning else None
 
     def step() -> None:
@@ -72,8 +72,9 @@ def _sampler_pass(params, bf16: bool, math_attention: bool) -> tuple[Callable[[]
         dev.use_math_attention(unet)
     b, s = 2 * params.sample.batch_size, params.data.image_size
     x, t = torch.randn(b, 1, s, s), torch.randint(0, 1000, (b,))
-    styles = torch.randn(b, 2) * 0.3 if params.model.style_conditioning else None
-    cond = condition(torch.randint(0, 47, (b,)), styles)
+    labels = torch.randint(0, 47, (b,))
+    cond = condition(labels, torch.randn(b, 2) * 0.3) if params.model.style_conditioning else labels
+    cond = cond if params.model.conditional else None
 
     def step() -> None:
         with torch.no_grad(), _bf16() if bf16 else contextlib.nullcontext():
@@ -135,13 +136,8 @@ WORKLOADS = {  # name -> (builder, (old path label, old flags), (new path label,
 }
 
 
-@click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
-@click.option("--steps", default=8, show_default=True, help="timed steps per round")
-@click.option("--rounds", default=3, show_default=True)
-@click.option("--out", "out_dir", default=str(RESULTS), show_default=True)
-def main(params_path: str, steps: int, rounds: int, out_dir: str) -> None:
-    params = load_params(params_path)
+def profile_report(params, steps: int, rounds: int, echo: Callable[[str], None] = print) -> str:  # type: ignore[no-untyped-def]
+    """The markdown report: CPU, the img/s table (old path, new path, ratio) and the top ops of each path."""
     info = dev.cpu_info()
     lines = [f"# CPU profile ({datetime.date.today()})", "",
              f"CPU: **{info['model']}**, {info['cores']} cores, torch {torch.__version__} "
@@ -155,12 +151,22 @@ def main(params_path: str, steps: int, rounds: int, out_dir: str) -> None:
         new_step, _ = build(params, *new_flags)
         old, new = _img_per_s(old_step, n, steps, rounds), _img_per_s(new_step, n, steps, rounds)
         lines.append(f"| {name} (batch {n}) | {old_label} | {old:.1f} | {new_label} | {new:.1f} | {new / old:.2f} |")
-        click.echo(lines[-1])
+        echo(lines[-1])
         profiles += [f"## {name}: {old_label}", "", _top_ops(old_step, steps), "",
                      f"## {name}: {new_label}", "", _top_ops(new_step, steps), ""]
+    return "\n".join(lines + [""] + profiles)
+
+
+@click.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--steps", default=8, show_default=True, help="timed steps per round")
+@click.option("--rounds", default=3, show_default=True)
+@click.option("--out", "out_dir", default=str(RESULTS), show_default=True)
+def main(params_path: str, steps: int, rounds: int, out_dir: str) -> None:
+    report = profile_report(load_params(params_path), steps, rounds, click.echo)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "README.md").write_text("\n".join(lines + [""] + profiles))
+    (out / "README.md").write_text(report)
     click.echo(f"wrote {out / 'README.md'}")
 
 

@@ -143,3 +143,24 @@ def test_style_control_benchmark_runs_and_an_untrained_model_fails_its_targets(t
     assert not out["stroke_sweep"]["r_images"] >= 0.9  # random weights do not follow the asked pen
     for name in ("stroke_sweep.png", "slant_sweep.png", "word.png", "style_control.md"):
         assert (tmp_path / "o" / name).is_file()
+
+
+def test_cpu_profile_times_old_and_new_paths() -> None:
+    import dataclasses
+
+    from devagen.config import DataConfig, ModelConfig, OcrConfig, SampleConfig, TrainConfig
+
+    profile = _load_script("cpu_profile")
+    params = dataclasses.replace(Params(), data=DataConfig(image_size=16), model=ModelConfig(preset="tiny"),
+                                 train=TrainConfig(batch_size=2), sample=SampleConfig(batch_size=2),
+                                 train_ocr=OcrConfig(batch_size=4, width=4))
+    report = profile.profile_report(params, steps=1, rounds=1, echo=lambda line: None)
+    rows = [line for line in report.splitlines() if line.startswith("| ") and " img/s " not in line
+            and "---" not in line and not line.startswith("| op") and not line.startswith("| `")]
+    assert [r.split(" | ")[0] for r in rows] == ["| train step (batch 2)", "| sampler pass (CFG batch) (batch 4)",
+                                                "| judge step (batch 4)"]
+    for row in rows:
+        ratio = float(row.rstrip(" |").rsplit(" | ", 1)[1])
+        assert math.isfinite(ratio) and ratio > 0
+    assert report.count("## ") == 6 and "native bf16:" in report
+    del sys.modules["cpu_profile"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 import os
 import signal
@@ -80,6 +82,16 @@ def test_batch_indices_are_seeded_epochs_back_to_back() -> None:
     assert not torch.equal(epochs[0], epochs[1])
     assert torch.equal(batch_indices(10, 3, 7, 9), stream[7:16])  # straddles an epoch boundary
     assert not torch.equal(batch_indices(10, 4, 0, 10), epochs[0])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU choice")
+def test_two_runs_with_different_precisions_in_one_process(tmp_path: Path) -> None:
+    """accelerate holds one precision per process; a second run asking for another still trains in it."""
+    fp32 = _train(tmp_path / "fp32", _cfg(mixed_precision="no", max_steps=2))
+    bf16 = _train(tmp_path / "bf16", _cfg(mixed_precision="bf16", max_steps=2))
+    assert (fp32["mixed_precision"], bf16["mixed_precision"]) == ("no", "bf16")
+    assert math.isfinite(fp32["final_loss"]) and math.isfinite(bf16["final_loss"])
+    assert bf16["cpu"]["model"] and isinstance(bf16["cpu"]["flags"], list)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU choice")

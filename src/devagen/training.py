@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -150,7 +151,12 @@ def _check_data(images: np.ndarray, labels: np.ndarray, conditional: bool) -> No
 def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig, augment_cfg: AugmentConfig,
            images: np.ndarray, labels: np.ndarray, pen: Optional[np.ndarray]) -> _Run:
     """Accelerator, seeded UNet, AdamW, warmup+cosine lr, EMA, and the data as device tensors."""
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+    precision = resolve_mixed_precision(cfg.mixed_precision)
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
+        # accelerate keeps one precision per process; a second run in it (a notebook, a benchmark, the tests)
+        # may ask for another. The process group (PartialState) is kept.
+        AcceleratorState._reset_state()
+    accelerator = Accelerator(mixed_precision=precision,
                               gradient_accumulation_steps=cfg.grad_accum,
                               step_scheduler_with_optimizer=False,  # stepped once per optimizer step below
                               cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))
