@@ -66,6 +66,21 @@ def test_c2st_metrics_balances_classes_and_reports_its_floor() -> None:
     assert out["accuracy"] > 0.85 and abs(out["floor_accuracy"] - 0.5) < 0.2
 
 
+def test_the_median_over_seeds_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One CNN that fails to train (0.55 here) must not make the samples look real: the median is reported."""
+    by_seed = {10: 0.55, 11: 0.95, 12: 0.90}
+    seen: list[int] = []
+
+    def fake(real, other, groups, cfg):  # type: ignore[no-untyped-def]
+        seen.append(cfg.seed)
+        return {"accuracy": by_seed[cfg.seed], "n_train": 2, "n_heldout": 2}
+    monkeypatch.setattr(c2st, "two_sample_accuracy", fake)
+    out = c2st.c2st_metrics(blobs(8, seed=1), np.zeros(8, dtype=np.int64), blobs(8, seed=2), np.zeros(8, dtype=np.int64),
+                            blobs(8, seed=3), np.zeros(8, dtype=np.int64), replace(CFG, seed=10, repeats=3))
+    assert sorted(set(seen)) == [10, 11, 12]  # each seed trains both tests
+    assert out["accuracy"] == 0.90 and out["accuracies"] == [0.55, 0.95, 0.90] and out["floor_accuracy"] == 0.90
+
+
 def test_unconditional_samples_are_one_pool() -> None:
     out = c2st.c2st_metrics(blobs(40, seed=7), np.full(40, c2st.UNLABELLED), blobs(50, seed=8),
                             np.arange(50) % 46, blobs(60, seed=9), np.arange(60) % 46, CFG)

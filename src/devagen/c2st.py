@@ -10,6 +10,8 @@ the BatchNorm averages are re-estimated on the training half before the held-out
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .config import AugmentConfig, C2stConfig, OcrConfig
@@ -69,12 +71,23 @@ def two_sample_accuracy(first: np.ndarray, second: np.ndarray, groups: np.ndarra
 
 
 def c2st_metrics(generated: np.ndarray, intended: np.ndarray, train_images: np.ndarray, train_labels: np.ndarray,
-                 test_images: np.ndarray, test_labels: np.ndarray, cfg: C2stConfig) -> dict[str, float | int]:
+                 test_images: np.ndarray, test_labels: np.ndarray, cfg: C2stConfig) -> dict:
     """C2ST of generated vs real test images, and its floor: real train vs real test, same per-class counts.
 
     generated uint8 (N, S, S) with intended (N,) labels (-1 for an unconditional model, then one pool);
-    returns accuracy, floor_accuracy, n_heldout (per test).
+    returns accuracy and floor_accuracy (medians over cfg.repeats seeds: one CNN that fails to train
+    reads near 0.5 and would call the samples real), the per-seed lists, and n_heldout (per test).
     """
+    runs = [_one_seed(generated, intended, train_images, train_labels, test_images, test_labels,
+                      dataclasses.replace(cfg, seed=cfg.seed + i)) for i in range(cfg.repeats)]
+    accuracies, floors = [r["accuracy"] for r in runs], [r["floor_accuracy"] for r in runs]
+    return {"accuracy": float(np.median(accuracies)), "floor_accuracy": float(np.median(floors)),
+            "accuracies": accuracies, "floor_accuracies": floors, "n_heldout": runs[0]["n_heldout"]}
+
+
+def _one_seed(generated: np.ndarray, intended: np.ndarray, train_images: np.ndarray, train_labels: np.ndarray,
+              test_images: np.ndarray, test_labels: np.ndarray, cfg: C2stConfig) -> dict[str, float | int]:
+    """One C2ST and its floor with cfg.seed: which images are drawn, the halves, the CNN's initial weights."""
     conditional = bool((intended != UNLABELLED).all())
     pool = (lambda labels: labels) if conditional else (lambda labels: np.zeros(len(labels), dtype=np.int64))
     gen_groups, test_groups, train_groups = pool(intended), pool(test_labels), pool(train_labels)

@@ -146,9 +146,11 @@ class C2stConfig:
     width: int = 8  # first conv's channels of the judge architecture
     batch_size: int = 32  # capped at the number of training images
     lr: float = 0.05  # peak of the one-cycle schedule (SGD with Nesterov momentum)
+    repeats: int = 3  # seeds seed, seed+1, ...: the median is reported (one CNN can fail to train)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "c2st.epochs", "must be >= 1")
+        _check(self.repeats >= 1, "c2st.repeats", "must be >= 1")
         _check(self.width >= 4, "c2st.width", "must be >= 4")
         _check(self.batch_size >= 1, "c2st.batch_size", "must be >= 1")
         _check(self.lr > 0, "c2st.lr", "must be > 0")

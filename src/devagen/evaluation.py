@@ -143,5 +143,6 @@ def style_space_metrics(space: StyleSpace, samples: np.ndarray, intended: np.nda
     say("classifier two-sample test: generated vs real test, and real train vs real test")
     test_result = c2st.c2st_metrics(samples, intended, train.images, train.labels, test.images, test.labels, c2st_cfg)
     out.update(c2st_accuracy=test_result["accuracy"], floor_c2st_accuracy=test_result["floor_accuracy"],
+               c2st_accuracies=test_result["accuracies"], floor_c2st_accuracies=test_result["floor_accuracies"],
                c2st_heldout=test_result["n_heldout"])
     return out

@@ -296,7 +296,7 @@ EVAL_ROWS = (
     ("precision", "precision", fmt_num, "floor_precision", "samples that land among real characters"),
     ("recall", "recall", fmt_num, "floor_recall", "real variety the samples reach"),
     ("FID, style space", "space_fid", fmt_num, "floor_space_fid", "a net trained without augmentation: sees pen width"),
-    ("C2ST accuracy", "c2st_accuracy", fmt_pct, "floor_c2st_accuracy", "a CNN telling samples from real; 50 % = alike"),
+    ("C2ST accuracy", "c2st_accuracy", fmt_pct, "floor_c2st_accuracy", "a CNN telling samples from real (median over c2st.repeats seeds); 50 % = alike"),
     ("Inception FID", "inception_fid", fmt_num, None, "ImageNet features; a weak judge of 32×32 glyphs"),
     ("CAS accuracy", "cas_accuracy", fmt_pct, "cas_real_accuracy",
      "judge's architecture trained on the samples, tested on real; floor: trained on as many real"),
