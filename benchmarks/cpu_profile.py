@@ -1,6 +1,6 @@
 """Where a CPU's time goes: the default's three hot loops, before and after the CPU fast path, in one run.
 
-    .venv/bin/python benchmarks/cpu_profile.py            # ~2 min on 2 cores; writes benchmarks/results/cpu_profile/
+    .venv/bin/python benchmarks/cpu_profile.py            # ~6 min on 2 cores; writes benchmarks/results/cpu_profile/
 
 Each workload is timed in turn in this one process, on synthetic inputs of the real shapes (no data
 needed), so the ratios compare like with like on the machine that runs it:
