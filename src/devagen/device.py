@@ -7,7 +7,7 @@ import functools
 import os
 import platform
 from pathlib import Path
-from typing import ContextManager, Optional
+from typing import ContextManager
 
 import torch
 from torch import nn
@@ -43,7 +43,7 @@ def cpu_bf16(setting: str) -> bool:
     """Whether CPU work runs under bf16 autocast for `setting` (auto | fp32 | bf16).
 
     auto = only where the CPU computes bf16 natively (AVX512_BF16 or AMX): measured there 1.7x the fp32
-    training speed of the diffusion UNet (benchmarks/README.md, "CPU profile"). Elsewhere bf16 is emulated
+    training speed of the diffusion UNet (benchmarks/README.md, "CPU fast path"). Elsewhere bf16 is emulated
     and far slower than fp32 (>100x measured on an AVX2 CPU), so auto means fp32.
     """
     return setting == "bf16" or (setting == "auto" and cpu_info()["native_bf16"])
@@ -61,16 +61,16 @@ def precision_name(device: torch.device, setting: str) -> str:
     return "bf16" if device.type == "cpu" and cpu_bf16(setting) else "fp32"
 
 
-def use_math_attention(model: nn.Module, device: Optional[torch.device] = None) -> nn.Module:
-    """On CPU, give every diffusers Attention the classic matmul-softmax processor; returns `model`.
+def use_math_attention(model: nn.Module) -> nn.Module:
+    """If `model` is on the CPU, give every diffusers Attention the classic matmul-softmax processor; returns it.
 
-    torch's CPU flash-attention backward is the slowest op of a bf16 training step (34 ms of 113 per
-    step at batch 32 on an AVX512_BF16 EPYC, 30 % of the step); the matmul form computes the same
-    attention (8x8 = 64 tokens here) at a fraction of that. Not saved with the model; GPUs keep SDPA.
+    torch's CPU flash-attention backward was 30 % of a bf16 training step of the default UNet (4 calls
+    of 34 ms in a ~450 ms step at batch 32 on an AVX512_BF16 EPYC); the matmul form computes the same
+    attention (8x8 = 64 tokens here) without it. Not saved with the model; GPUs keep SDPA.
     """
     from diffusers.models.attention_processor import Attention, AttnProcessor
 
-    if (device or next(model.parameters()).device).type == "cpu":
+    if next(model.parameters()).device.type == "cpu":
         for module in model.modules():
             if isinstance(module, Attention):
                 module.set_processor(AttnProcessor())
