@@ -64,3 +64,11 @@ def test_missing_and_invalid_yaml_files(tmp_path: Path) -> None:
 def test_flatten_has_every_section_key() -> None:
     flat = flatten(Params())
     assert flat["train.lr"] == Params().train.lr and "sample.guidance_scale" in flat
+
+
+def test_unquoted_off_in_yaml_reads_as_the_string_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """YAML 1.1 turns `compile: off` into False; a string field takes it back as "off"."""
+    from devagen.config import params_from_dict
+
+    assert params_from_dict({"train": {"compile": False}}).train.compile == "off"
+    assert params_from_dict({"train": {"compile": "default"}}).train.compile == "default"

@@ -287,3 +287,56 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path: Path) -> None:
     meta = json.loads(list_checkpoints(tmp_path / "ck")[-1][1].joinpath("devagen_checkpoint.json").read_text())
     assert meta["facts"]["num_processes"] == 2 and meta["step"] == 4
     assert (tmp_path / "out" / "unet" / "config.json").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+def test_compile_is_refused_on_cpu_before_training(tmp_path: Path) -> None:
+    with pytest.raises(DevagenError, match=r"train\.compile: default needs a CUDA GPU"):
+        _train(tmp_path, _cfg(compile="default"))
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "out").exists()
+
+
+def test_compile_mode_is_validated() -> None:
+    with pytest.raises(DevagenError, match="train.compile"):
+        TrainConfig(compile="fast")
+
+
+@pytest.mark.slow
+def test_compiled_training_saves_resumes_and_loads_like_eager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile (inductor, here on the CPU with the refusal lifted) changes nothing the run saves:
+    no `_orig_mod.` keys in checkpoints or the model, a kill resumes, from_pretrained loads it."""
+    import devagen.training as training
+
+    monkeypatch.setattr(training, "check_compile", lambda cfg: None)
+    cfg = _cfg(compile="default", max_steps=4)
+
+    def crash(stats: dict, step: int) -> None:
+        if step == 3:
+            raise _Stop
+    with pytest.raises(_Stop):
+        _train(tmp_path, cfg, log_fn=crash)
+    metrics = _train(tmp_path, cfg)
+    assert metrics["resumed_from_step"] == 2 and math.isfinite(metrics["final_loss"])
+    for subfolder in ("unet", "unet_raw"):
+        assert not [k for k in _weights(tmp_path / "out", subfolder) if "_orig_mod" in k]
+    saved = [w for _, path, _ in list_checkpoints(tmp_path / "ck") for w in path.rglob("*.safetensors")]
+    assert saved  # the checkpoints hold the model's weights as safetensors
+    for weights in saved:
+        assert not [k for k in load_file(weights) if "_orig_mod" in k], weights
+    from devagen.pipeline import load_pipeline
+    assert load_pipeline(tmp_path / "out", device="cpu").unet.config.sample_size == 16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+def test_train_command_refuses_compile_on_cpu_before_reading_data(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from devagen.cli import cli
+
+    text = (Path(__file__).parents[1] / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text.replace("  compile: off ", "  compile: max-autotune "))
+    monkeypatch.chdir(tmp_path)  # no data/prepared here: the refusal must come first
+    result = CliRunner().invoke(cli, ["train"])
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0
+    assert "train.compile: max-autotune needs a CUDA GPU" in result.output and "npz" not in result.output

@@ -26,6 +26,7 @@ SAMPLERS = ("dpmpp", "sde-dpmpp", "ddim", "ddpm")
 GUIDANCE = ("cfg", "autoguidance")  # what guidance extrapolates away from: the unconditional or the guide network
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 PRECISIONS = ("auto", "fp32", "bf16")  # CPU autocast settings (devagen.device)
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # train.compile
 
 
 def _check(ok: bool, key: str, why: str) -> None:
@@ -216,6 +217,7 @@ class TrainConfig:
     log_every: int = 25
     augment: bool = True
     guide_step: int = 0  # save the (EMA) weights at this step as guide/ for autoguidance; 0 disables
+    compile: str = "off"  # torch.compile the UNet on CUDA: off | default | reduce-overhead | max-autotune
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
@@ -225,6 +227,7 @@ class TrainConfig:
         _check(self.epochs >= 0 and self.max_steps >= 0, "train.max_steps", "epochs and max_steps must be >= 0")
         _check(self.epochs > 0 or self.max_steps > 0, "train.max_steps", "set max_steps > 0 or epochs > 0")
         _check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
+        _check(self.compile in COMPILE_MODES, "train.compile", f"choose one of {', '.join(COMPILE_MODES)}")
         _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables)")
         _check(self.mixed_precision in MIXED_PRECISION, "train.mixed_precision",
                f"choose one of {', '.join(MIXED_PRECISION)}")
@@ -360,6 +363,8 @@ def _cast(value: Any, typ: Any, key: str) -> Any:
             return float(value)
         if typ is str:
             _check(value is not None, key, "must not be empty")
+            if isinstance(value, bool):  # YAML 1.1 reads an unquoted off/no/false (on/yes/true) as a boolean
+                return "on" if value else "off"
             return str(value)
     except (TypeError, ValueError):
         raise DevagenError(f"params.yaml: {key}: expected {typ.__name__}, got {value!r}") from None

@@ -68,7 +68,7 @@ CHECKPOINT_RE = re.compile(r"^step_(\d{7})$")
 META_NAME = "devagen_checkpoint.json"  # written last, inside the temp dir, before the rename
 GUIDE_META = "devagen_guide.json"  # step and run fingerprint of the guide snapshot in the checkpoint dir
 SMOOTHING = 0.98  # EMA of the loss shown in logs and returned as the final loss
-NOT_FINGERPRINTED = ("checkpoint_every", "keep_checkpoints", "log_every")  # do not change the weights
+NOT_FINGERPRINTED = ("checkpoint_every", "keep_checkpoints", "log_every", "compile")  # do not change the weights
 DAMAGED_DIR = "damaged"  # checkpoints that fail their checksums are moved here, never deleted
 STOP_CHECK_EVERY = 5  # several processes: ranks agree on a SIGTERM/SIGINT every this many steps
 _SEALER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devagen-checkpoint")  # hashing overlaps training
@@ -131,6 +131,26 @@ def resolve_mixed_precision(setting: str) -> str:
     return setting
 
 
+def check_compile(cfg: TrainConfig) -> None:
+    """Raise DevagenError when train.compile asks for torch.compile without a CUDA GPU (call before reading data).
+
+    On CPU the compile warm-up costs more than a short run gains, and the GPU fast path is what it is for.
+    """
+    if cfg.compile != "off" and not torch.cuda.is_available():
+        raise DevagenError(f"params.yaml: train.compile: {cfg.compile} needs a CUDA GPU; set train.compile: off on CPU")
+
+
+def compiled(unet: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """`unet` wrapped by torch.compile in `mode` (default | reduce-overhead | max-autotune); off returns it as is.
+
+    Only the forward is compiled: optimizer, EMA, checkpoints and saving keep using the module itself,
+    so saved weights never carry torch.compile's `_orig_mod.` prefix.
+    """
+    if mode == "off":
+        return unet
+    return torch.compile(unet, mode=None if mode == "default" else mode)
+
+
 def total_steps(cfg: TrainConfig, n: int, num_processes: int) -> int:
     """Optimizer steps of the whole run: max_steps, or enough global batches for `epochs` passes."""
     if cfg.max_steps > 0:
@@ -167,6 +187,7 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     steps = total_steps(cfg, len(images), accelerator.num_processes)
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, steps)
     unet, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    unet = compiled(unet, cfg.compile)  # after prepare: accelerate saves and unwraps the uncompiled module
     ema = None
     if cfg.ema_decay > 0:
         ema = EMAModel(model.parameters(), decay=cfg.ema_decay, foreach=True)
@@ -574,6 +595,7 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     Resumes from the newest checkpoint in checkpoint_dir written with the same params and data.
     """
     began = time.perf_counter()
+    check_compile(params_train)
     _check_data(images, labels, model_cfg.conditional)
     if model_cfg.style_conditioning and (pen is None or pen.shape != (len(images), 2)):
         raise DevagenError(f"train: model.style_conditioning needs each image's stroke width and slant (N, 2) = "

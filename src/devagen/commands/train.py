@@ -36,9 +36,10 @@ def train(params_path: str) -> None:
     """Train the diffusion UNet; model into models/diffusion/, curves and metrics into reports/."""
     from .. import data
     from ..device import cpu_info, pick_device
-    from ..training import train_diffusion
+    from ..training import check_compile, train_diffusion
 
     params = load(params_path)
+    check_compile(params.train)  # before any data is read
     split = data.load_split(paths.TRAIN_NPZ)
     cpu = cpu_info()
     tracker = start_run(params, "train", {"device": str(pick_device()), "cpu": cpu["model"],
