@@ -7,7 +7,7 @@ needed), so the ratios compare like with like on the machine that runs it:
 
 - train step: the default UNet (params.yaml's model), one diffusion_loss + backward + AdamW step at
   train.batch_size; fp32 with torch's SDPA attention (the old path) against bf16 autocast with the
-  matmul attention (devagen.device.use_math_attention), and what `auto` picks on this CPU.
+  matmul attention (devagen.device.use_math_attention). The header says which of the two `auto` picks here.
 - sampler pass: one batched UNet forward at sample.batch_size x 2 (CFG's two predictions), fp32 vs bf16.
 - judge step: the OCR judge's forward + backward + SGD at train_ocr.batch_size with augmentation,
   fp32 NCHW (the old path) against bf16 channels-last.
@@ -41,8 +41,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "cpu_profile"
 TOP_OPS = 8
 
 
-def _bf16() -> contextlib.AbstractContextManager:
-    return torch.autocast("cpu", dtype=torch.bfloat16)
+def _precision(bf16: bool) -> contextlib.AbstractContextManager:
+    """The library's own CPU autocast, forced to bf16 or fp32."""
+    return dev.autocast(torch.device("cpu"), "bf16" if bf16 else "fp32")
 
 
 def _train_step(params, bf16: bool, math_attention: bool) -> tuple[Callable[[], None], int]:  # type: ignore[no-untyped-def]
@@ -57,7 +58,7 @@ def _train_step(params, bf16: bool, math_attention: bool) -> tuple[Callable[[], 
     styles = torch.randn(b, 2) * 0.3 if params.model.style_conditioning else None
 
     def step() -> None:
-        with _bf16() if bf16 else contextlib.nullcontext():
+        with _precision(bf16):
             loss = diffusion_loss(unet, scheduler, x0, labels, params.diffusion, 0.1, None, styles, 0.1)
         loss.backward()
         opt.step()
@@ -77,7 +78,7 @@ def _sampler_pass(params, bf16: bool, math_attention: bool) -> tuple[Callable[[]
     cond = cond if params.model.conditional else None
 
     def step() -> None:
-        with torch.no_grad(), _bf16() if bf16 else contextlib.nullcontext():
+        with torch.no_grad(), _precision(bf16):
             unet(x, t, class_labels=cond)
     return step, b
 
@@ -95,7 +96,7 @@ def _judge_step(params, bf16: bool, channels_last: bool) -> tuple[Callable[[], N
         xb = augment_batch(x, params.augment, gen)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with _bf16() if bf16 else contextlib.nullcontext():
+        with _precision(bf16):
             loss = F.cross_entropy(judge(xb), y, label_smoothing=0.1)
         loss.backward()
         opt.step()

@@ -51,7 +51,7 @@ def cpu_bf16(setting: str) -> bool:
 
 def autocast(device: torch.device, setting: str) -> ContextManager:
     """bf16 autocast for CPU work when cpu_bf16(setting); a no-op elsewhere (CUDA precision is set per stage)."""
-    if device.type == "cpu" and cpu_bf16(setting):
+    if precision_name(device, setting) == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
