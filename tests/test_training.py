@@ -216,6 +216,41 @@ def test_nan_loss_stops_and_names_the_checkpoint(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_nan_between_log_reads_stops_before_the_next_checkpoint(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The loss is read every log_every (5) steps and before each checkpoint (every 2 steps). Step 3's loss is
+    # NaN (and poisons the weights): the stop names step 3, at the read before step 4's checkpoint, and keeps 2's
+    from devagen import training
+    calls = {"n": 0}
+    real_loss = training.diffusion_loss
+
+    def nan_at_step_3(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * math.nan if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(training, "diffusion_loss", nan_at_step_3)
+    logged: list[int] = []
+    with pytest.raises(DevagenError, match=r"loss became nan at step 3; last good checkpoint kept at .*step_0000002;"):
+        _train(tmp_path, _cfg(checkpoint_every=2, log_every=5, max_steps=8), log_fn=lambda s, i: logged.append(i))
+    assert [step for step, *_ in list_checkpoints(tmp_path / "ck")] == [2]
+    assert logged == [] and calls["n"] == 4  # no log line yet; stopped at the read after step 4, before its save
+
+
+def test_log_cadence_and_losses_do_not_depend_on_how_often_the_loss_is_read(tmp_path: Path) -> None:
+    every_step: list[tuple[int, float]] = []
+    _train(tmp_path / "a", _cfg(max_steps=7, checkpoint_every=100), log_fn=lambda s, i: every_step.append((i, s["loss"])))
+    sparse: list[tuple[int, float]] = []
+    _train(tmp_path / "b", _cfg(max_steps=7, checkpoint_every=100, log_every=3),
+           log_fn=lambda s, i: sparse.append((i, s["loss"])))
+    assert [i for i, _ in every_step] == list(range(1, 8))
+    assert [i for i, _ in sparse] == [3, 6, 7]  # every log_every steps, and the last step
+    read_each = dict(every_step)
+    for step, loss in sparse:
+        assert loss == pytest.approx(read_each[step], rel=1e-6)
+    _assert_same_weights(tmp_path / "a" / "out", tmp_path / "b" / "out")
+
+
 # ---------------------------------------------------------------- subprocess tests
 
 SCRIPT = """

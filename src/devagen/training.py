@@ -52,6 +52,7 @@ from .classes import CLASS_NAMES, NUM_CLASSES, glyphs
 from .config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 from .data import to_model_range
 from .device import cpu_bf16, cpu_info, use_math_attention
+from .loss_meter import LossMeter
 from .diffusion import diffusion_loss
 from .errors import DevagenError
 from .integrity import file_checksums, find_damage, full_disk_guard, move_aside, one_line, write_manifest
@@ -67,7 +68,6 @@ LogFn = Callable[[dict, int], None]
 CHECKPOINT_RE = re.compile(r"^step_(\d{7})$")
 META_NAME = "devagen_checkpoint.json"  # written last, inside the temp dir, before the rename
 GUIDE_META = "devagen_guide.json"  # step and run fingerprint of the guide snapshot in the checkpoint dir
-SMOOTHING = 0.98  # EMA of the loss shown in logs and returned as the final loss
 NOT_FINGERPRINTED = ("checkpoint_every", "keep_checkpoints", "log_every", "compile")  # do not change the weights
 DAMAGED_DIR = "damaged"  # checkpoints that fail their checksums are moved here, never deleted
 STOP_CHECK_EVERY = 5  # several processes: ranks agree on a SIGTERM/SIGINT every this many steps
@@ -222,18 +222,21 @@ def run_fingerprint(run: _Run, model_cfg: ModelConfig, images: np.ndarray, label
 
 
 @functools.lru_cache(maxsize=2)
-def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """Order of the n examples in epoch `epoch`, (n,) int64 on CPU; the same on every rank and run."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+def _permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """Order of the n examples in epoch `epoch`, (n,) int64 on `device`; the same on every rank and run.
+
+    Drawn on the CPU and copied to the device once per epoch, so a step's indices never cross to the device.
+    """
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).to(device)
 
 
-def batch_indices(n: int, seed: int, start: int, count: int) -> torch.Tensor:
-    """Example indices at stream positions [start, start+count), (count,) int64; epochs back to back."""
+def batch_indices(n: int, seed: int, start: int, count: int, device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """Example indices at stream positions [start, start+count), (count,) int64 on `device`; epochs back to back."""
     parts = []
     while count > 0:
         epoch, offset = divmod(start, n)
         take = min(count, n - offset)
-        parts.append(_permutation(n, seed, epoch)[offset:offset + take])
+        parts.append(_permutation(n, seed, epoch, device)[offset:offset + take])
         start, count = start + take, count - take
     return torch.cat(parts)
 
@@ -250,8 +253,8 @@ def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.
     pen codes (b, 2) or None."""
     acc, b = run.accelerator, run.cfg.batch_size
     size = b * acc.num_processes
-    chosen = batch_indices(len(run.images), run.cfg.seed, position * size, size)
-    mine = chosen[acc.process_index * b:(acc.process_index + 1) * b].to(run.images.device)
+    chosen = batch_indices(len(run.images), run.cfg.seed, position * size, size, run.images.device)
+    mine = chosen[acc.process_index * b:(acc.process_index + 1) * b]
     generator = _generator(run.images.device, run.cfg.seed, position, acc.process_index)
     x0 = to_model_range(run.images[mine])
     if run.cfg.augment:
@@ -260,20 +263,15 @@ def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.
     return x0, labels, None if run.styles is None else run.styles[mine], generator
 
 
-def _optimizer_step(run: _Run, step: int) -> float:
-    """grad_accum micro-batches and one update; returns the loss averaged over ranks and micro-batches.
-
-    A non-finite loss (on any rank) is returned before backward, so the weights stay as they were.
-    """
-    acc, cfg, total = run.accelerator, run.cfg, 0.0
+def _optimizer_step(run: _Run, step: int) -> torch.Tensor:
+    """grad_accum micro-batches and one update; returns this rank's loss averaged over micro-batches, a scalar
+    tensor on the device (never read here: no host sync in the hot loop; LossMeter checks it at log time)."""
+    acc, cfg, total = run.accelerator, run.cfg, None
     for micro in range(cfg.grad_accum):
         x0, labels, styles, generator = _draw_batch(run, step * cfg.grad_accum + micro)
         with acc.accumulate(run.unet):
             loss = diffusion_loss(run.unet, run.noise_scheduler, x0, labels, run.diffusion_cfg,
                                   cfg.cond_drop_prob, generator, styles, cfg.style_drop_prob)
-            value = acc.reduce(loss.detach(), "mean").item()  # every rank sees the same value
-            if not math.isfinite(value):
-                return value
             acc.backward(loss)
             if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(run.unet.parameters(), cfg.grad_clip)
@@ -281,7 +279,7 @@ def _optimizer_step(run: _Run, step: int) -> float:
             if acc.sync_gradients:
                 run.lr_scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
-        total += value
+        total = loss.detach() if total is None else total + loss.detach()
     if run.ema is not None:
         run.ema.step(run.model.parameters())
     return total / cfg.grad_accum
@@ -548,39 +546,58 @@ def _preempted(run: _Run, ckpt: _Checkpoints, step: int, loss: float, signum: in
                      signum)
 
 
+def _read_loss(run: _Run, meter: LossMeter, ckpt: _Checkpoints) -> float:
+    """The smoothed loss over all ranks (the loop's one host sync); stops training on a non-finite loss.
+
+    Read before anything is saved, so a checkpoint never holds weights updated by a non-finite loss.
+    """
+    reading = meter.read(run.accelerator.gather)
+    if not reading.finite:
+        raise _nan_error(reading.bad_loss, reading.bad_step, ckpt.last, run.cfg.lr)
+    return reading.smoothed
+
+
 def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress: bool,
                stop: StopRequests) -> tuple[float, float]:
     """Optimizer steps ckpt.step+1 .. total with logging, checkpoints and a stop when `stop` says so;
-    returns (smoothed loss, img/s)."""
+    returns (smoothed loss, img/s).
+
+    The loss stays on the device between reads: every cfg.log_every steps, before a checkpoint or the
+    guide snapshot, and at a stop. A non-finite loss stops training at the next read, naming its step;
+    the weights it updated are never saved, so the last checkpoint is the last good one.
+    """
     acc, cfg = run.accelerator, run.cfg
     bar = tqdm(total=run.total_steps, initial=ckpt.step, desc="train", unit="step",
                disable=not (progress and acc.is_main_process))
     start, smoothed, began = ckpt.step, ckpt.loss, time.perf_counter()
+    meter = LossMeter(acc.device, ckpt.loss)
     window = (start, began)  # (step, time) at the last log line
-    for step in range(start + 1, run.total_steps + 1):
-        loss = _optimizer_step(run, step - 1)
-        if not math.isfinite(loss):
-            bar.close()
-            raise _nan_error(loss, step, ckpt.last, cfg.lr)
-        smoothed = loss if math.isnan(smoothed) else SMOOTHING * smoothed + (1 - SMOOTHING) * loss
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == run.total_steps:
-            now = time.perf_counter()
-            stats = {"loss": smoothed, "lr": run.lr_scheduler.get_last_lr()[0],
-                     "img_per_s": (step - window[0]) * run.global_batch / (now - window[1])}
-            window = (step, now)
-            bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{stats['lr']:.2e}", img_s=f"{stats['img_per_s']:.1f}")
-            if log_fn is not None and acc.is_main_process:
-                log_fn(stats, step)
-        if step == cfg.guide_step:
-            _save_guide(run, ckpt, step)
-        if step % cfg.checkpoint_every == 0:
-            _save_checkpoint(run, ckpt, step, smoothed)
-        signum = stop.agreed(step)
-        if signum is not None and step < run.total_steps:
-            bar.close()
-            raise _preempted(run, ckpt, step, smoothed, signum)
-    bar.close()
+    try:
+        for step in range(start + 1, run.total_steps + 1):
+            meter.add(_optimizer_step(run, step - 1), step)
+            bar.update(1)
+            logs = step % cfg.log_every == 0 or step == run.total_steps
+            saves = step == cfg.guide_step or step % cfg.checkpoint_every == 0
+            signum = stop.agreed(step)
+            stopping = signum is not None and step < run.total_steps
+            if logs or saves or stopping:
+                smoothed = _read_loss(run, meter, ckpt)
+            if logs:
+                now = time.perf_counter()
+                stats = {"loss": smoothed, "lr": run.lr_scheduler.get_last_lr()[0],
+                         "img_per_s": (step - window[0]) * run.global_batch / (now - window[1])}
+                window = (step, now)
+                bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{stats['lr']:.2e}", img_s=f"{stats['img_per_s']:.1f}")
+                if log_fn is not None and acc.is_main_process:
+                    log_fn(stats, step)
+            if step == cfg.guide_step:
+                _save_guide(run, ckpt, step)
+            if step % cfg.checkpoint_every == 0:
+                _save_checkpoint(run, ckpt, step, smoothed)
+            if stopping:
+                raise _preempted(run, ckpt, step, smoothed, signum)
+    finally:
+        bar.close()
     seconds = time.perf_counter() - began
     return smoothed, (run.total_steps - start) * run.global_batch / seconds if start < run.total_steps else 0.0
 
