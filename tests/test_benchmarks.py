@@ -72,6 +72,25 @@ def test_sampler_quality_measures_one_setting(tiny_model_dir: Path) -> None:
     assert row["fid"] >= 0 and "| dpmpp | 2 |" in sampler_quality.table([row])
 
 
+def test_recipe_probe_measures_each_setting_on_the_same_labels(tiny_model_dir: Path) -> None:
+    recipe_probe = _load_script("recipe_probe")
+    from devagen.config import OcrConfig
+    from devagen.data import Split
+    from devagen.ocr import build_judge
+
+    judge = build_judge(OcrConfig(width=4), 16).eval()
+    rng = np.random.default_rng(0)
+    test = Split(rng.integers(0, 256, (46 * 4, 16, 16), dtype=np.uint8), np.repeat(np.arange(46), 4))
+    setting = recipe_probe.parse_setting("steps=2,guidance_scale=3,guidance_t_min=150")
+    assert setting == {"steps": 2, "guidance_scale": 3, "guidance_t_min": 150}
+    row = recipe_probe.measure(tiny_model_dir, setting, Params(), judge, test, per_class=2)
+    assert row["images"] == 92 and row["seconds"] > 0 and 0 <= row["ocr_accuracy"] <= 1 and row["fid"] >= 0
+    assert row["stroke_width_ratio"] > 0 and row["ink_mass_ratio"] > 0
+    assert "| steps=2, guidance_scale=3, guidance_t_min=150 |" in recipe_probe.table([row])
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        recipe_probe.parse_setting("guidance_scale")
+
+
 def _readme_overrides(experiment: str) -> dict:
     """The -S key=value pairs of README's `dvc exp run -n <experiment>` line, values parsed as YAML."""
     import yaml

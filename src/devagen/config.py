@@ -164,6 +164,8 @@ class ModelConfig:
     preset: str = "cpu_small"
     conditional: bool = True
     style_conditioning: bool = False  # also condition on each image's stroke width and slant (devagen.pen)
+    scale_shift: bool = True  # AdaGN: the time/class/pen embedding scales and shifts each ResNet block's normalised
+                              # features (diffusers' resnet_time_scale_shift="scale_shift"), not only a bias added
 
     def __post_init__(self) -> None:
         _check(self.preset in PRESETS, "model.preset", f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")

@@ -91,6 +91,8 @@ def build_unet(cfg: ModelConfig, image_size: int) -> UNet2DModel:
         raise DevagenError(f"params.yaml: data.image_size: {image_size} is not a multiple of {factor}, "
                            f"the downsampling of preset {cfg.preset!r}")
     extra = {"num_class_embeds": NUM_CLASSES + 1} if cfg.conditional else {}
+    if cfg.scale_shift:
+        extra["resnet_time_scale_shift"] = "scale_shift"
     cls = StyleUNet2DModel if cfg.style_conditioning else UNet2DModel
     return cls(sample_size=image_size, in_channels=1, out_channels=1, **PRESETS[cfg.preset], **extra)
 

@@ -30,7 +30,7 @@ from .io import read_json
 STAGE_OF = {"data": "prepare", "ocr": "train_ocr", "train": "train", "sample": "sample", "eval": "evaluate"}
 FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", "process", "per_class", "confusion",
            "style")
-KEY_PARAMS = ("model.preset", "model.conditional", "diffusion.prediction_type", "diffusion.beta_schedule",
+KEY_PARAMS = ("model.preset", "model.conditional", "model.scale_shift", "diffusion.prediction_type", "diffusion.beta_schedule",
               "diffusion.min_snr_gamma", "train.lr", "train.batch_size", "train.max_steps",
               "sample.sampler", "sample.steps", "sample.guidance_scale")
 KEY_METRICS = ("ocr_accuracy", "legible_share", "fid", "space_fid", "c2st_accuracy", "kid", "precision", "recall",
