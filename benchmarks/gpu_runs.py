@@ -39,7 +39,7 @@ from devagen.model import build_unet
 REPO = Path(__file__).resolve().parents[1]
 
 SEED = {  # the source document's setup (README: dvc exp run -n seed-gpu ...)
-    "model.preset": "seed", "model.conditional": False, "model.style_conditioning": False,
+    "model.preset": "seed", "model.conditional": False, "model.style_conditioning": False, "model.scale_shift": False,
     "train.epochs": 2, "train.max_steps": 0, "train.batch_size": 32, "train.lr": 1e-4, "train.warmup_steps": 500,
     "train.mixed_precision": "fp16", "train.ema_decay": 0.0, "train.augment": False,
     "diffusion.beta_schedule": "linear", "diffusion.prediction_type": "epsilon", "diffusion.min_snr_gamma": 0.0,

@@ -577,10 +577,7 @@ def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress:
             meter.add(_optimizer_step(run, step - 1), step)
             bar.update(1)
             logs = step % cfg.log_every == 0 or step == run.total_steps
-            saves = step == cfg.guide_step or step % cfg.checkpoint_every == 0
-            signum = stop.agreed(step)
-            stopping = signum is not None and step < run.total_steps
-            if logs or saves or stopping:
+            if logs or step == cfg.guide_step or step % cfg.checkpoint_every == 0:
                 smoothed = _read_loss(run, meter, ckpt)
             if logs:
                 now = time.perf_counter()
@@ -594,8 +591,9 @@ def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress:
                 _save_guide(run, ckpt, step)
             if step % cfg.checkpoint_every == 0:
                 _save_checkpoint(run, ckpt, step, smoothed)
-            if stopping:
-                raise _preempted(run, ckpt, step, smoothed, signum)
+            signum = stop.agreed(step)  # after log_fn: a signal that arrives while logging stops at this step
+            if signum is not None and step < run.total_steps:
+                raise _preempted(run, ckpt, step, _read_loss(run, meter, ckpt), signum)
     finally:
         bar.close()
     seconds = time.perf_counter() - began
