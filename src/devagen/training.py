@@ -52,10 +52,10 @@ from .classes import CLASS_NAMES, NUM_CLASSES, glyphs
 from .config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 from .data import to_model_range
 from .device import cpu_bf16, cpu_info, use_math_attention
-from .loss_meter import LossMeter
 from .diffusion import diffusion_loss
 from .errors import DevagenError
 from .integrity import file_checksums, find_damage, full_disk_guard, move_aside, one_line, write_manifest
+from .loss_meter import LossMeter
 from .hub import write_model_index
 from .model import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
 from .pen import PenStyle, pen_style, training_codes
