@@ -39,12 +39,12 @@ def parse_setting(text: str) -> dict[str, Any]:
     return {key.strip(): yaml.safe_load(value) for key, value in pairs}
 
 
-def real_draw(test: data.Split, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def real_draw(test: data.Split, per_class: int, seed: int) -> np.ndarray:
     """per_class real test images of every class (seeded): the FID reference, same size as the samples."""
     rng = np.random.default_rng(seed)
     pick = np.concatenate([rng.choice(np.flatnonzero(test.labels == c), per_class, replace=False)
                            for c in np.unique(test.labels)])
-    return test.images[pick], test.labels[pick]
+    return test.images[pick]
 
 
 def measure(model: Path, setting: dict[str, Any], params: Any, judge: ocr.Judge, test: data.Split,
@@ -56,7 +56,7 @@ def measure(model: Path, setting: dict[str, Any], params: Any, judge: ocr.Judge,
     start = time.perf_counter()
     images = generate(pipe, labels, len(labels), cfg, progress=False)
     seconds = time.perf_counter() - start
-    real, _ = real_draw(test, per_class, params.evaluate.seed)
+    real = real_draw(test, per_class, params.evaluate.seed)
     measures = style.style_comparison(images, labels, test.images, test.labels, params.evaluate.seed)["measures"]
     return {"model": str(model), "setting": setting, "images": len(images), "seconds": round(seconds, 1),
             "images_per_s": round(len(images) / seconds, 2),
