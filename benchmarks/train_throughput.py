@@ -73,6 +73,12 @@ class Bench:
     workers: int = 0  # DataLoader worker processes of the plain loop
     precision: str = "no"  # accelerate mixed precision of both loops: no | fp16 | bf16 (CUDA only)
     seed: int = 0
+    scale_shift: bool = False  # AdaGN blocks (model.scale_shift); off = the source document's network
+
+    @property
+    def model(self) -> ModelConfig:
+        """The UNet both loops train (never pen-conditioned: the plain loop has no pen)."""
+        return ModelConfig(preset=self.preset, conditional=self.conditional, scale_shift=self.scale_shift)
 
     @property
     def total(self) -> int:
@@ -197,9 +203,10 @@ class Plain:
 
 def build_plain(bench: Bench, train_dir: Path, image_size: int) -> Plain:
     """Accelerator, the same seeded UNet as ours, AdamW, cosine-with-warmup lr, the PNG DataLoader."""
+    training.allow_precision(bench.precision)
     accelerator = Accelerator(mixed_precision=bench.precision, cpu=not torch.cuda.is_available())
     set_seed(bench.seed)
-    unet = build_unet(ModelConfig(preset=bench.preset, conditional=bench.conditional), image_size)
+    unet = build_unet(bench.model, image_size)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=PLAIN_LR)
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, PLAIN_WARMUP, bench.total)
     unet, optimizer, loader, lr_scheduler = accelerator.prepare(unet, optimizer, plain_dataloader(train_dir, bench),
@@ -253,7 +260,7 @@ def run_ours(bench: Bench, images: np.ndarray, labels: np.ndarray, params: Param
     """Run train_diffusion for bench.total steps (bench.precision, no checkpoints); img/s and its last step's profile."""
     cfg = dataclasses.replace(params.train, batch_size=bench.batch, max_steps=bench.total, epochs=0.0, grad_accum=1,
                               mixed_precision=bench.precision, checkpoint_every=bench.total + 1, log_every=1)
-    model_cfg = ModelConfig(preset=bench.preset, conditional=bench.conditional)
+    model_cfg = bench.model
     timer, stamps = PhaseTimer(), []
 
     def on_step(stats: dict, step: int) -> None:
@@ -309,7 +316,7 @@ def machine_note(bench: Bench, count: int) -> str:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores visible)"
     return (f"{datetime.date.today().isoformat()}; {platform.machine()} {device}; torch {torch.__version__}, "
             f"{torch.get_num_threads()} thread(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
-            f"preset {bench.preset} ({'conditional' if bench.conditional else 'unconditional'}), "
+            f"preset {bench.preset} ({'conditional' if bench.conditional else 'unconditional'}{', AdaGN' if bench.scale_shift else ''}), "
             f"{'fp32' if bench.precision == 'no' else bench.precision}, batch "
             f"{bench.batch}, {bench.steps} timed steps after {bench.warmup} warm-up, {count} real train images, "
             f"{bench.workers} DataLoader workers")
@@ -318,6 +325,8 @@ def machine_note(bench: Bench, count: int) -> str:
 @click.command()
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu_small", show_default=True)
 @click.option("--conditional/--unconditional", default=True, show_default=True)
+@click.option("--scale-shift/--no-scale-shift", default=False, show_default=True,
+              help="AdaGN blocks (model.scale_shift) in both loops' UNet")
 @click.option("--batch", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=20, show_default=True, help="timed steps")
 @click.option("--warmup", type=click.IntRange(1), default=3, show_default=True, help="untimed steps first")
@@ -329,11 +338,11 @@ def machine_note(bench: Bench, count: int) -> str:
 @click.option("--rounds", type=click.IntRange(1), default=1, show_default=True, help="plain+ours repeats")
 @click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("params.yaml"))
 @click.option("--data", "npz", type=click.Path(dir_okay=False, path_type=Path), default=paths.TRAIN_NPZ)
-def main(preset: str, conditional: bool, batch: int, steps: int, warmup: int, count: int, workers: int,
+def main(preset: str, conditional: bool, scale_shift: bool, batch: int, steps: int, warmup: int, count: int, workers: int,
          precision: str, rounds: int, params_path: Path, npz: Path) -> None:
     """Time our training loop against the plain PNG/DataLoader loop; print img/s, ratio and a profile."""
-    bench = Bench(preset=preset, conditional=conditional, batch=batch, warmup=warmup, steps=steps,
-                  workers=workers, precision=precision)
+    bench = Bench(preset=preset, conditional=conditional, scale_shift=scale_shift, batch=batch, warmup=warmup,
+                  steps=steps, workers=workers, precision=precision)
     images, labels = pick_subset(npz, count, bench.seed)
     results = benchmark(bench, images, labels, load_params(params_path), rounds)
     click.echo(machine_note(bench, len(labels)) + "\n")

@@ -183,3 +183,124 @@ def test_cpu_profile_times_old_and_new_paths() -> None:
         assert math.isfinite(ratio) and ratio > 0
     assert report.count("## ") == 6 and "native bf16:" in report
     del sys.modules["cpu_profile"]
+
+
+@pytest.fixture(scope="module")
+def fast_path():
+    """benchmarks/gpu_fast_path.py as a module (it imports its siblings gpu_runs and train_throughput by path)."""
+    path, siblings = list(sys.path), {n: sys.modules.get(n) for n in ("gpu_runs", "train_throughput")}
+    yield _load_script("gpu_fast_path")
+    del sys.modules["gpu_fast_path"]
+    sys.path[:] = path
+    for name, module in siblings.items():
+        if module is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = module
+
+
+def _fast_path_params() -> Params:
+    from devagen.config import params_from_dict
+
+    return params_from_dict({
+        "data": {"image_size": 16}, "model": {"preset": "tiny", "conditional": True, "style_conditioning": False},
+        "train": {"batch_size": 8, "max_steps": 8, "warmup_steps": 2, "mixed_precision": "no", "compile": "off"},
+        "sample": {"per_class": 2, "steps": 2, "batch_size": 92}, "tracking": {"enabled": False}})
+
+
+@pytest.fixture(scope="module")
+def fast_path_run(fast_path, tmp_path_factory: pytest.TempPathFactory):
+    """One timed 8-step run of the tiny UNet on a random DHCD-shaped split, logged every 2 steps, snapshotted every 4."""
+    from devagen.data import Split
+
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (46 * 4, 16, 16), dtype=np.uint8), np.repeat(np.arange(46), 4))
+    trained = fast_path.timed_train(_fast_path_params(), split, tmp_path_factory.mktemp("fast-path"),
+                                    log_every=2, snapshot_every=4)
+    return trained, split
+
+
+def test_fast_path_timed_train_stamps_and_snapshots_each_log_line(fast_path_run) -> None:
+    import torch
+
+    from devagen.pipeline import load_pipeline
+
+    trained, _ = fast_path_run
+    stamps = [trained.stamps[s] for s in (2, 4, 6, 8)]
+    assert sorted(trained.stamps) == [2, 4, 6, 8] and stamps == sorted(stamps) and len(set(stamps)) == 4
+    assert sorted(trained.snapshots) == [4, 8] and trained.batch == 8 and trained.result["steps"] == 8
+    assert trained.img_per_s() > 0 and trained.train_s(8) > trained.train_s(4) > trained.train_s(2)
+    assert trained.train_s(2) == pytest.approx(trained.stamps[2] - trained.warmup_s())
+    saved = list(load_pipeline(trained.model_dir, device="cpu").unet.parameters())  # the EMA weights at the end
+    assert len(saved) == len(trained.snapshots[4]) == len(trained.snapshots[8])
+    assert all(torch.equal(a, b) for a, b in zip(trained.snapshots[8], saved))
+    # copies taken at step 4, not views of the weights that training went on to change
+    assert not all(torch.equal(a, b) for a, b in zip(trained.snapshots[4], trained.snapshots[8]))
+
+
+def test_fast_path_judges_a_snapshot_like_the_evaluate_stage(fast_path, fast_path_run,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from PIL import Image
+
+    from devagen.config import OcrConfig
+    from devagen.data import Split
+    from devagen.legibility import fit_judge_ood
+    from devagen.ocr import build_judge
+
+    trained, train = fast_path_run
+    judge = build_judge(OcrConfig(width=4), 16).eval()
+    ood = fit_judge_ood(judge, train.images, train.labels, 0.25, 0)
+    rng = np.random.default_rng(1)
+    test = Split(rng.integers(0, 256, (46 * 2, 16, 16), dtype=np.uint8), np.repeat(np.arange(46), 2))
+    sampled_with = []
+
+    def spy(pipe, labels, count, cfg, **kwargs):  # type: ignore[no-untyped-def]
+        sampled_with.append([p.detach().clone() for p in pipe.unet.parameters()])
+        return real_generate(pipe, labels, count, cfg, **kwargs)
+
+    real_generate = fast_path.generate
+    monkeypatch.setattr(fast_path, "generate", spy)
+    row, figure = fast_path.judge_snapshot(trained, 4, _fast_path_params(), judge, ood, train, test)
+    assert row["step"] == 4 and row["images_seen"] == 32 and row["train_s"] == round(trained.train_s(4), 2)
+    assert 0 <= row["ocr_accuracy"] <= 1 and row["fid"] >= 0 and row["floor_fid"] >= 0 and row["sample_s"] > 0
+    assert 0 <= row["legible_share"] <= 1 and 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1
+    assert row["stroke_width_ratio"] > 0 and row["ink_mass_ratio"] > 0
+    assert row["meets_bar"] is False  # random weights after 6 steps read as noise
+    assert isinstance(figure, Image.Image)
+    [weights] = sampled_with  # the step-4 snapshot, not the saved (final) weights
+    assert all(torch.equal(a, b) for a, b in zip(weights, trained.snapshots[4], strict=True))
+
+
+def test_fast_path_markdown_tables(fast_path) -> None:
+    snapshot = {"step": 60, "images_seen": 30720, "train_s": 12.5, "ocr_accuracy": 0.985, "fid": 1.25,
+                "floor_fid": 0.5, "legible_share": 0.9, "precision": 0.8, "recall": 0.7, "stroke_width_ratio": 1.1,
+                "ink_mass_ratio": 0.95, "meets_bar": True}
+    results = {"machine": "2025-01-01; a GPU",
+               "throughput": [{"run": "recommended UNet, compile off", "batch": 512, "precision": "bf16",
+                               "img_per_s": 4000.0, "tflop_per_s": 40.0, "peak_pct": 5.0, "warmup_s": 3.0}],
+               "source_doc": [{"run": "plain loop", "img_per_s": 1000.0},
+                              {"run": "ours, compile off", "img_per_s": 2500.0}],
+               "time_to_quality": [{"recipe": "ttq: train.batch_size=512", "img_per_s": 4000.0, "warmup_s": 3.0,
+                                    "snapshots": [snapshot]}],
+               "skipped": ["compiled sweep"], "failed": []}
+    md = fast_path.markdown(results)
+    assert md.startswith("2025-01-01; a GPU\n")
+    assert "| recommended UNet, compile off | 512 | bf16 | 4000.0 | 40.0 | 5.0 | 3.0 |" in md
+    assert "| plain loop | 1000.0 | 1.00x |" in md and "| ours, compile off | 2500.0 | 2.50x |" in md
+    assert "Time to quality: ttq: train.batch_size=512; 4000.0 img/s steady" in md and "OCR >= 98%" in md
+    assert "| 60 | 30720 | 12.5 | 98.5 % | 1.25 [0.50] | 90.0 % | 0.80 / 0.70 | 1.10x | 0.95x | met |" in md
+    assert "- skipped: compiled sweep" in md and "- failed" not in md
+
+
+def test_fast_path_cli_wants_snapshots_at_log_lines(fast_path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    dummy = tmp_path / "not-an.npz"
+    dummy.write_text("not read", encoding="utf-8")
+    result = CliRunner().invoke(fast_path.main, ["--out", str(tmp_path / "o"), "--snapshot-every", "25",
+                                                 "--log-every", "10", "--train", str(dummy), "--test", str(dummy),
+                                                 "--judge", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "--snapshot-every" in result.output and "multiple of --log-every 10" in result.output
+    assert not (tmp_path / "o").exists()  # refused before any work

@@ -131,6 +131,16 @@ def resolve_mixed_precision(setting: str) -> str:
     return setting
 
 
+def allow_precision(precision: str) -> None:
+    """Let this process build an Accelerator with `precision` (accelerate: no | fp16 | bf16).
+
+    accelerate keeps one precision per process; a second run in it (a notebook, a benchmark, the tests)
+    may ask for another. The process group (PartialState) is kept.
+    """
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
+        AcceleratorState._reset_state()
+
+
 def check_compile(cfg: TrainConfig) -> None:
     """Raise DevagenError when train.compile asks for torch.compile without a CUDA GPU (call before reading data).
 
@@ -172,10 +182,7 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
            images: np.ndarray, labels: np.ndarray, pen: Optional[np.ndarray]) -> _Run:
     """Accelerator, seeded UNet, AdamW, warmup+cosine lr, EMA, and the data as device tensors."""
     precision = resolve_mixed_precision(cfg.mixed_precision)
-    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
-        # accelerate keeps one precision per process; a second run in it (a notebook, a benchmark, the tests)
-        # may ask for another. The process group (PartialState) is kept.
-        AcceleratorState._reset_state()
+    allow_precision(precision)
     accelerator = Accelerator(mixed_precision=precision,
                               gradient_accumulation_steps=cfg.grad_accum,
                               step_scheduler_with_optimizer=False,  # stepped once per optimizer step below
