@@ -304,3 +304,17 @@ def test_fast_path_cli_wants_snapshots_at_log_lines(fast_path, tmp_path: Path) -
     assert result.exit_code == 2, result.output
     assert "--snapshot-every" in result.output and "multiple of --log-every 10" in result.output
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_readme_gpu_fast_command_is_the_measured_recipe(fast_path) -> None:  # type: ignore[no-untyped-def]
+    """README's `gpu-fast` line trains what gpu_fast_path.py timed: the recommended configuration plus TTQ."""
+    import yaml
+
+    from devagen.config import params_from_dict
+
+    gpu_runs = sys.modules["gpu_runs"]
+    measured = {**gpu_runs.RECOMMENDED, **fast_path.TTQ}
+    readme = _readme_overrides("gpu-fast")
+    assert set(readme) == set(measured) - {"sample.per_class"}
+    base = yaml.safe_load((SCRIPT.parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    assert params_from_dict(gpu_runs.apply(base, readme)) == params_from_dict(gpu_runs.apply(base, measured))
