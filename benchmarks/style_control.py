@@ -9,13 +9,16 @@ Sampling uses params.yaml's sample section (sampler, steps, guidance). Measured 
 1. Stroke sweep and slant sweep: --per-value images of each of --classes at each asked value (the other
    control drawn from real training images of the class): Pearson r (over images and over the medians
    per asked value) and the median error. Figures: one row per class, one column per asked value, 4x.
+   The slant is measured twice on the same images: as the network drew them (slant_shear off) and as
+   `devagen generate` returns them (sheared by the rest, devagen.shear; slant_sweep_network.png shows the former).
 2. `devagen generate --text "क ख ग"` at --stroke 0.7 and 1.4, --seeds seeds: measured width ratio.
 3. One hand per word: --words words of 4 random classes, each written with one pen drawn per word
-   (devagen.text.word_pens), against the same characters with a pen drawn per character: the spread
-   (pooled std within words vs std over all) of the measured stroke and slant.
+   (devagen.text.word_pens; with and without the slant shear), against the same characters with a pen drawn
+   per character: the spread (pooled std within words vs std over all) of the measured stroke and slant.
 4. A word at three stroke widths and three slants (figure).
 
-Outputs in --out: style_control.json, style_control.md and the figures stroke_sweep.png, slant_sweep.png, word.png.
+Outputs in --out: style_control.json, style_control.md and the figures stroke_sweep.png, slant_sweep.png,
+slant_sweep_network.png, word.png.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from devagen.classes import glyphs
@@ -37,6 +41,7 @@ from devagen.control import faithfulness, pooled_spread
 from devagen.figures import glyph_font, labelled_rows, save_image
 from devagen.pen import measure_pen, relative_slant
 from devagen.pipeline import load_pipeline
+from devagen.shear import shear_to_slant
 from devagen.sampling import generate
 from devagen.text import parse_text, word_pens
 
@@ -60,7 +65,7 @@ def sweep(pipe, cfg, classes: list[int], values: tuple, control: str, per_value:
     """Images (V*C*per_value, H, W), labels and asked values for a sweep of one control."""
     labels = np.tile(np.repeat(classes, per_value), len(values))
     asked = np.repeat(values, len(classes) * per_value).astype(float)
-    images = generate(pipe, labels, len(labels), replace(cfg, seed=seed),
+    images = generate(pipe, labels, len(labels), replace(cfg, seed=seed), slant_shear=False,
                       **{control: asked})
     return images, labels, asked
 
@@ -112,6 +117,13 @@ def main(model_dir: str, out: str, classes: str, per_value: int, n_words: int, s
         lo, hi = pipe.pen.stroke_range if control == "stroke" else pipe.pen.slant_range
         values = tuple(v for v in values if lo <= v <= hi)
         images, labels, asked = sweep(pipe, cfg, class_ids, values, control, per_value, seed=1)
+        if control == "slant":  # the network's own drawing, then what the pipeline's shear makes of it
+            result["slant_network_sweep"] = faithfulness(
+                asked, relative_slant(measure_pen(images), labels, pipe.pen.class_slant))
+            save_image(sweep_figure(images, labels, asked, values, class_ids, unit),
+                       out_dir / "slant_sweep_network.png")
+            click.echo(f"slant, network alone: {json.dumps(result['slant_network_sweep'])}")
+            images = shear_to_slant(images, pipe.slant_targets(torch.as_tensor(labels), asked))
         pen = measure_pen(images)
         measured = pen[:, 0] / median if control == "stroke" else relative_slant(pen, labels, pipe.pen.class_slant)
         result[f"{control}_sweep"] = faithfulness(asked, measured, relative=control == "stroke")
@@ -145,14 +157,16 @@ def main(model_dir: str, out: str, classes: str, per_value: int, n_words: int, s
         for k in per_word:
             per_word[k].append(pens[k])
     words_cfg = replace(cfg, seed=2)
-    together = measure_pen(generate(pipe, flat, len(flat), words_cfg, progress=False,
-                                    stroke=np.concatenate(per_word["stroke"]), slant=np.concatenate(per_word["slant"])))
+    word_pen = {"stroke": np.concatenate(per_word["stroke"]), "slant": np.concatenate(per_word["slant"])}
+    together, network = (measure_pen(generate(pipe, flat, len(flat), words_cfg, progress=False, slant_shear=shear,
+                                              **word_pen)) for shear in (True, False))
     apart = measure_pen(generate(pipe, flat, len(flat), words_cfg, progress=False))  # a pen drawn per character
-    together[:, 1] = relative_slant(together, flat, pipe.pen.class_slant)  # a word's letters differ in shape
-    apart[:, 1] = relative_slant(apart, flat, pipe.pen.class_slant)
+    for pen in (together, network, apart):  # a word's letters differ in shape: slant from each class's median
+        pen[:, 1] = relative_slant(pen, flat, pipe.pen.class_slant)
     groups = np.repeat(np.arange(n_words), 4)
     result["consistency"] = {
         name: {"within_word_one_pen": pooled_spread(together[:, j] / scale, groups),
+               "within_word_one_pen_no_shear": pooled_spread(network[:, j] / scale, groups),
                "within_word_pen_per_char": pooled_spread(apart[:, j] / scale, groups),
                "all_characters_one_pen_per_word": float(np.std(together[:, j] / scale, ddof=1))}
         for j, (name, scale) in enumerate((("stroke", median), ("slant_deg", 1.0)))}
@@ -176,26 +190,31 @@ def main(model_dir: str, out: str, classes: str, per_value: int, n_words: int, s
 
 def markdown(r: dict) -> str:
     """The measured tables."""
-    s, a, c = r["stroke_sweep"], r["slant_sweep"], r["consistency"]
+    s, a, n, c = r["stroke_sweep"], r["slant_sweep"], r["slant_network_sweep"], r["consistency"]
     lines = [f"Model `{r['model']}`; {r['sample']['sampler']} {r['sample']['steps']} steps, CFG "
              f"{r['sample']['guidance_scale']}; {r['cpu']}, {r['date']}, {r['wall_s']:.0f} s in all.", "",
              "| control | images | r (images) | r (medians per value) | median error | median abs error |",
              "|---|---|---|---|---|---|",
              f"| stroke (x median width {r['pen']['median_width_px']:.2f} px) | {s['n']} | {s['r_images']:.3f} | "
              f"{s['r_medians']:.3f} | {100 * s['median_error']:+.1f} % | {100 * s['median_abs_error']:.1f} % |",
-             f"| slant (degrees from the class median) | {a['n']} | {a['r_images']:.3f} | {a['r_medians']:.3f} | {a['median_error']:+.1f}° | "
-             f"{a['median_abs_error']:.1f}° |", "",
+             f"| slant (degrees from the class median), network alone | {n['n']} | {n['r_images']:.3f} | {n['r_medians']:.3f} | "
+             f"{n['median_error']:+.1f}° | {n['median_abs_error']:.1f}° |",
+             f"| slant, network + shear (what `generate` gives) | {a['n']} | {a['r_images']:.3f} | {a['r_medians']:.3f} | "
+             f"{a['median_error']:+.1f}° | {a['median_abs_error']:.1f}° |", "",
              "Asked → measured median: stroke " + ", ".join(f"{v:g}→{m:.2f}" for v, m in zip(s["levels"], s["measured_medians"]))
-             + "; slant " + ", ".join(f"{v:g}→{m:.1f}" for v, m in zip(a["levels"], a["measured_medians"])) + ".", "",
+             + "; slant, network alone " + ", ".join(f"{v:g}→{m:.1f}" for v, m in zip(n["levels"], n["measured_medians"]))
+             + "; with the shear " + ", ".join(f"{v:g}→{m:.1f}" for v, m in zip(a["levels"], a["measured_medians"])) + ".", "",
              f"`generate --text \"क ख ग\"` at --stroke 1.4 vs 0.7: measured width ratio {r['text_stroke_ratio']['median']:.2f} "
              f"(median of {len(r['text_stroke_ratio']['ratios'])} seeds: "
              + ", ".join(f"{x:.2f}" for x in r["text_stroke_ratio"]["ratios"]) + ").", "",
              f"One hand per word ({c['words']} words of 4 random characters; spread = pooled std within a word):", "",
-             "| measure | within a word, one pen per word | within a word, pen drawn per character | over all characters |",
-             "|---|---|---|---|"]
+             "| measure | within a word, one pen per word | the same without the slant shear | within a word, pen drawn "
+             "per character | over all characters |",
+             "|---|---|---|---|---|"]
     for name in ("stroke", "slant_deg"):
         v = c[name]
-        lines.append(f"| {name} | {v['within_word_one_pen']:.3f} | {v['within_word_pen_per_char']:.3f} | "
+        lines.append(f"| {name} | {v['within_word_one_pen']:.3f} | {v['within_word_one_pen_no_shear']:.3f} | "
+                     f"{v['within_word_pen_per_char']:.3f} | "
                      f"{v['all_characters_one_pen_per_word']:.3f} |")
     return "\n".join(lines) + "\n"
 

@@ -160,7 +160,9 @@ def test_style_control_benchmark_runs_and_an_untrained_model_fails_its_targets(t
     out = __import__("json").loads((tmp_path / "o" / "style_control.json").read_text(encoding="utf-8"))
     assert out["stroke_sweep"]["n"] == 2 * 6 and out["slant_sweep"]["n"] == 2 * 5  # the values inside 0.5-1.8, -20..30
     assert not out["stroke_sweep"]["r_images"] >= 0.9  # random weights do not follow the asked pen
-    for name in ("stroke_sweep.png", "slant_sweep.png", "word.png", "style_control.md"):
+    assert out["slant_network_sweep"]["n"] == out["slant_sweep"]["n"]  # the same images, before and after the shear
+    assert set(out["consistency"]["slant_deg"]) >= {"within_word_one_pen", "within_word_one_pen_no_shear"}
+    for name in ("stroke_sweep.png", "slant_sweep.png", "slant_sweep_network.png", "word.png", "style_control.md"):
         assert (tmp_path / "o" / name).is_file()
 
 

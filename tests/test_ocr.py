@@ -136,6 +136,7 @@ def test_recalibrate_batchnorm_sets_plain_averages(trained: tuple) -> None:
     conv, norm = judge.body[0], judge.body[1]
     with torch.no_grad():
         first = conv(to_model_range(torch.from_numpy(x)))
-    assert torch.allclose(norm.running_mean, first.mean((0, 2, 3)), atol=1e-5)
+    # 1e-4: the channels-last BatchNorm sums in another order than this mean (1.6e-5 apart measured)
+    assert torch.allclose(norm.running_mean, first.mean((0, 2, 3)), atol=1e-4)
     assert not torch.allclose(norm.running_mean, trained[0].body[1].running_mean, atol=1e-3)
     assert not judge.training and norm.momentum == 0.1  # the training momentum is put back

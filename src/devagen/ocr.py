@@ -87,7 +87,11 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _read(judge: Judge, images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (N, S, S) on any device → (float32 (N, D) features, (N, 46) logits) on the judge's device, eval mode."""
+    """uint8 (N, S, S) on any device → (float32 (N, D) features, (N, 46) logits) on the judge's device, eval mode.
+
+    Fastest with the judge's weights in channels-last order like the input, as train_judge and load_judge
+    return them: with NCHW weights oneDNN reorders at every conv (78k images: 45 s instead of 24 s, 2-core EPYC).
+    """
     was_training, device = judge.training, next(judge.parameters()).device
     judge.eval()
     feats = torch.cat([judge.features(_channels_last(to_model_range(images[i:i + batch_size].to(device))))
@@ -226,7 +230,7 @@ def train_judge(cfg: OcrConfig, augment: AugmentConfig, train_images: np.ndarray
     metrics = {"test_accuracy": acc, "per_class_accuracy": per_class, "train_seconds": time.perf_counter() - start,
                "epochs": cfg.epochs, "params": sum(p.numel() for p in judge.parameters()), "device": str(device),
                "precision": precision_name(device, cfg.precision)}
-    return judge.cpu().to(memory_format=torch.contiguous_format).eval(), metrics
+    return judge.cpu().eval(), metrics  # channels-last weights, like its input (see _read)
 
 
 def save_judge(judge: Judge, directory: Path, cfg: OcrConfig, image_size: int) -> None:
@@ -262,4 +266,4 @@ def load_judge(directory: Path, stage: str = "train_ocr") -> Judge:
         judge.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     except Exception as exc:  # json, KeyError, safetensors' own error type, shape mismatches
         raise damaged(directory, f"the network does not load: {one_line(exc)}", stage) from None
-    return judge.eval()
+    return judge.to(memory_format=torch.channels_last).eval()  # the layout _read feeds it

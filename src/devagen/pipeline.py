@@ -29,6 +29,7 @@ from .errors import DevagenError
 from .integrity import check_manifest, damaged
 from .model import UNET_CLASSES, condition, is_style_conditioned, with_null_class
 from .pen import PenStyle, codes
+from .shear import shear_to_slant
 
 META_FILE = "devagen.json"
 GUIDE_FOLDER = "guide"  # the early-training snapshot that autoguidance guides by
@@ -139,7 +140,8 @@ class DevagenPipeline(DiffusionPipeline):
     A style-conditioned network (model.style_conditioning) also takes `stroke` (multiplier of the training
     set's median stroke width) and `slant` (degrees); what is not asked for is drawn per image from real
     training images of its class (`pen`: devagen.pen.PenStyle as JSON, kept in model_index.json).
-    CFG then guides the class only: both predictions get the same pen.
+    CFG then guides the class only: both predictions get the same pen. An asked slant is finished by a shear
+    (slant_shear, devagen.shear): the network follows about a third of it on its own.
     """
 
     model_cpu_offload_seq = "unet"
@@ -238,9 +240,9 @@ class DevagenPipeline(DiffusionPipeline):
             raise ValueError(f"labels must lie in [0, {self.null_label}), got {tensor.tolist()}")
         return tensor, len(tensor), True
 
-    def pen_condition(self, class_labels: torch.Tensor, stroke: PenValues, slant: PenValues,
-                      generator: Generators) -> torch.Tensor:
-        """Style conditions (B, 4) for class labels (B,): the asked stroke/slant (checked against the trained
+    def pen_values(self, class_labels: torch.Tensor, stroke: PenValues, slant: PenValues,
+                   generator: Generators) -> tuple[np.ndarray, np.ndarray]:
+        """(stroke, slant) float (B,) for class labels (B,): the asked values (checked against the trained
         ranges), the rest drawn per image from the pool of its class with that image's generator."""
         b = len(class_labels)
         asked = [_per_image(stroke, b, "stroke"), _per_image(slant, b, "slant")]
@@ -254,8 +256,21 @@ class DevagenPipeline(DiffusionPipeline):
                                       gens[i] if gens[i] is not None else torch.Generator().manual_seed(i))
                 for j in range(2):
                     asked[j][i] = drawn[j] if np.isnan(asked[j][i]) else asked[j][i]
-        pen_codes = codes(torch.as_tensor(asked[0]), torch.as_tensor(asked[1])).to(self.device)
+        return asked[0], asked[1]
+
+    def pen_condition(self, class_labels: torch.Tensor, stroke: np.ndarray, slant: np.ndarray) -> torch.Tensor:
+        """Class labels (B,) with pen values (B,) each (pen_values) -> the UNet's style conditions (B, 4)."""
+        pen_codes = codes(torch.as_tensor(stroke), torch.as_tensor(slant)).to(self.device)
         return condition(class_labels, pen_codes)
+
+    def slant_targets(self, class_labels: torch.Tensor, slant: PenValues) -> np.ndarray:
+        """Moment slants (B,) in degrees that asked relative slants mean for these classes: the class's median
+        slant plus the asked value; NaN where no slant was asked or the label is the null class."""
+        labels = class_labels.cpu().numpy()
+        asked = _per_image(slant, len(labels), "slant")
+        real = labels != self.null_label
+        medians = np.asarray(self.pen.class_slant, dtype=float)[np.where(real, labels, 0)]
+        return np.where(real, medians + asked, np.nan)
 
     def initial_noise(self, batch_size: int, generator: Generators) -> torch.Tensor:
         """x_T (B, C, H, W) ~ N(0, init_noise_sigma²); a list of generators seeds each image on its own."""
@@ -269,16 +284,21 @@ class DevagenPipeline(DiffusionPipeline):
                  callback: Optional[StepCallback] = None, guidance: str = "cfg",
                  guidance_interval: tuple[int, int] = ALL_TIMESTEPS,
                  guidance_parallel: float = 1.0, stroke: PenValues = None,
-                 slant: PenValues = None) -> np.ndarray | list[Image.Image]:
+                 slant: PenValues = None, slant_shear: bool = True) -> np.ndarray | list[Image.Image]:
         """Sample B images: uint8 numpy (B, H, W) ("np") or B PIL 'L' images ("pil").
 
         labels (B,) in [0, 46), or None: unconditional (a conditional model then gets its null label;
         CFG then has nothing to guide by, autoguidance still guides).
         stroke, slant (style-conditioned models only): one value for all, one per image, or None (drawn).
+        slant_shear: where a slant is asked, shear each drawn image so that its measured slant is the asked one
+        (devagen.shear); the network alone follows about a third of an asked slant. False: the network's own.
         """
         class_labels, batch_size, given = self._class_labels(labels, batch_size)
+        targets = None
         if self.style_conditioned:
-            class_labels = self.pen_condition(class_labels, stroke, slant, generator)
+            if slant_shear and slant is not None:
+                targets = self.slant_targets(class_labels, slant)
+            class_labels = self.pen_condition(class_labels, *self.pen_values(class_labels, stroke, slant, generator))
         elif stroke is not None or slant is not None:
             raise DevagenError("--stroke/--slant: this model is not style-conditioned; train one with "
                                "`dvc exp run -S model.style_conditioning=true`")
@@ -296,6 +316,8 @@ class DevagenPipeline(DiffusionPipeline):
                 callback(i, int(t), x, x0 if x0 is not None else predicted_x0(self.scheduler, out, x, t))
             x = step.prev_sample
         images = from_model_range(x).cpu().numpy()
+        if targets is not None:
+            images = shear_to_slant(images, targets)
         if output_type == "pil":
             return [Image.fromarray(image, mode="L") for image in images]
         return images

@@ -46,11 +46,13 @@ def guidance_options(cfg: SampleConfig) -> dict:
 
 
 def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int, cfg: SampleConfig,
-             progress: bool = True, stroke: Optional[np.ndarray] = None, slant: Optional[np.ndarray] = None) -> np.ndarray:
+             progress: bool = True, stroke: Optional[np.ndarray] = None, slant: Optional[np.ndarray] = None,
+             slant_shear: bool = True) -> np.ndarray:
     """`count` images uint8 (N, H, W) for labels (N,) in [0, 46) or None (unconditional); same cfg ⇒ same images.
 
     Uses cfg.seed, steps, guidance options and batch_size; the sampler is the pipeline's own scheduler.
     stroke, slant float (N,) (style-conditioned models; NaN or None = drawn per image from its class).
+    slant_shear: shear images to the asked slant (DevagenPipeline's option of that name).
     """
     if labels is not None and len(labels) != count:
         raise ValueError(f"{len(labels)} labels for {count} images")
@@ -63,7 +65,8 @@ def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int
             pen = {name: values[start:start + n] for name, values in (("stroke", stroke), ("slant", slant))
                    if values is not None}
             batches.append(pipeline(labels=batch_labels, batch_size=n, num_inference_steps=cfg.steps,
-                                    generator=image_generators(cfg.seed, start, n), **guidance_options(cfg), **pen))
+                                    generator=image_generators(cfg.seed, start, n), slant_shear=slant_shear,
+                                    **guidance_options(cfg), **pen))
             bar.update(n)
     return np.concatenate(batches)
 
@@ -175,14 +178,16 @@ def class_index(name: str) -> int:
 
 
 def generate_class_grid(pipeline: DevagenPipeline, class_name: Optional[str], n: int, cfg: SampleConfig,
-                        per_row: int = 8, stroke: Optional[float] = None, slant: Optional[float] = None) -> Image.Image:
+                        per_row: int = 8, stroke: Optional[float] = None, slant: Optional[float] = None,
+                        slant_shear: bool = True) -> Image.Image:
     """n samples of one class (name or glyph; None = unconditional) in rows of per_row, glyph at the left.
 
-    cfg: seed, steps and guidance. stroke, slant: the pen of every image (style-conditioned models; None = drawn).
+    cfg: seed, steps and guidance. stroke, slant: the pen of every image (style-conditioned models; None = drawn);
+    slant_shear: see generate.
     """
     label = None if class_name is None else class_index(class_name)
     labels = None if label is None else np.full(n, label, dtype=np.int64)
-    images = generate(pipeline, labels, n, cfg, progress=False, **pen_arrays(n, stroke, slant))
+    images = generate(pipeline, labels, n, cfg, progress=False, slant_shear=slant_shear, **pen_arrays(n, stroke, slant))
     glyph = "" if label is None else glyphs()[label]
     rows = [(glyph, images[i:i + per_row]) for i in range(0, n, per_row)]
     return labelled_rows(rows, scale=2)

@@ -90,12 +90,14 @@ def word_pens(pipeline: DevagenPipeline, slots: Sequence[Optional[int]], seed: i
 
 
 def generate_text(pipeline: DevagenPipeline, text: str, cfg: SampleConfig = SampleConfig(),
-                  scale: int = 4, stroke: Optional[float] = None, slant: Optional[float] = None) -> Image.Image:
+                  scale: int = 4, stroke: Optional[float] = None, slant: Optional[float] = None,
+                  slant_shear: bool = True) -> Image.Image:
     """Draw `text` with a conditional model: one row, a generated image per character, gaps for spaces,
     each cell `scale` times the model's resolution.
 
     cfg: seed, steps and guidance. An unconditional model raises DevagenError (from the pipeline).
     Style-conditioned models write each word with one pen (word_pens); stroke/slant fix it for all words.
+    slant_shear: shear each character to its word's slant (sampling.generate), so a word leans as one.
     """
     slots = parse_text(text)
     labels = np.array([slot for slot in slots if slot is not None], dtype=np.int64)
@@ -105,4 +107,5 @@ def generate_text(pipeline: DevagenPipeline, text: str, cfg: SampleConfig = Samp
         pens = word_pens(pipeline, slots, cfg.seed, stroke, slant)
     else:
         pens = pen_arrays(len(labels), stroke, slant)  # the pipeline refuses them for this model
-    return text_figure(generate(pipeline, labels, len(labels), cfg, progress=False, **pens), slots, scale=scale)
+    images = generate(pipeline, labels, len(labels), cfg, progress=False, slant_shear=slant_shear, **pens)
+    return text_figure(images, slots, scale=scale)

@@ -26,10 +26,13 @@ from .common import PARAMS_OPTION, load
               help="pen width as a multiple of the training set's median (1.0 = typical); style-conditioned models")
 @click.option("--slant", type=float, default=None,
               help="slant in degrees from the character's typical slant (positive = leans further right); style-conditioned models")
+@click.option("--slant-shear/--no-slant-shear", default=True, show_default=True,
+              help="finish an asked slant (--slant, or one drawn per --text word) with a shear, so the measured "
+                   "slant is the asked one; --no-slant-shear shows the network's own (it follows about a third)")
 @PARAMS_OPTION
 def generate(text: str | None, class_name: str | None, count: int, out: str, model_dir: str, seed: int,
              steps: int | None, guidance: float | None, stroke: float | None, slant: float | None,
-             params_path: str) -> None:
+             slant_shear: bool, params_path: str) -> None:
     """Write generated handwriting for people: a word (--text) or a grid (--class / -n)."""
     from .. import figures
     from ..pipeline import load_pipeline
@@ -43,8 +46,9 @@ def generate(text: str | None, class_name: str | None, count: int, out: str, mod
         raise DevagenError("generate: give either --text or --class, not both")
     pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance")
     if text is not None:
-        image = generate_text(pipeline, text, cfg, stroke=stroke, slant=slant)
+        image = generate_text(pipeline, text, cfg, stroke=stroke, slant=slant, slant_shear=slant_shear)
     else:
-        image = generate_class_grid(pipeline, class_name, count, cfg, stroke=stroke, slant=slant)
+        image = generate_class_grid(pipeline, class_name, count, cfg, stroke=stroke, slant=slant,
+                                    slant_shear=slant_shear)
     figures.save_image(image, Path(out))
     click.echo(f"generate: wrote {out}")
