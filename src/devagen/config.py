@@ -182,6 +182,13 @@ class DiffusionConfig:
     prediction_type: str = "v_prediction"
     offset_noise: float = 0.0
     min_snr_gamma: float = 5.0  # 0 disables min-SNR-γ loss weighting
+    ssim_weight: float = 0.0  # weight of (1 - SSIM) of the clean-image estimate, times alpha_bar_t; 0 = off
+    perceptual_weight: float = 0.0  # weight of the distance in the OCR judge's features, times alpha_bar_t; 0 = off
+
+    @property
+    def needs_judge(self) -> bool:
+        """Whether training reads the OCR judge (models/ocr) for the perceptual loss."""
+        return self.perceptual_weight > 0
 
     def __post_init__(self) -> None:
         _check(self.num_train_timesteps >= 2, "diffusion.num_train_timesteps", "must be >= 2")
@@ -191,6 +198,8 @@ class DiffusionConfig:
                f"unknown {self.prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
         _check(self.offset_noise >= 0, "diffusion.offset_noise", "must be >= 0")
         _check(self.min_snr_gamma >= 0, "diffusion.min_snr_gamma", "must be >= 0 (0 disables)")
+        _check(self.ssim_weight >= 0, "diffusion.ssim_weight", "must be >= 0 (0 disables)")
+        _check(self.perceptual_weight >= 0, "diffusion.perceptual_weight", "must be >= 0 (0 disables)")
 
     @property
     def diffusers_beta_schedule(self) -> str:

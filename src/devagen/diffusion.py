@@ -1,4 +1,5 @@
-"""The training objective: noise, targets (eps / v / x0), min-SNR weighting, CFG label dropout.
+"""The training objective: noise, targets (eps / v / x0), min-SNR weighting, CFG label dropout, and the
+optional auxiliary losses on the clean-image estimate (devagen.aux_losses).
 
 Pure functions of tensors and the DDPMScheduler; the UNet knows nothing of diffusion.
 With the seed's choices (epsilon, min_snr_gamma 0, offset_noise 0) the loss is plain MSE on noise.
@@ -11,6 +12,7 @@ from typing import Optional
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
+from .aux_losses import perceptual_distance, ssim
 from .config import DiffusionConfig
 from .model import NULL_LABEL, condition
 
@@ -66,6 +68,36 @@ def sample_noise(x0: torch.Tensor, offset_noise: float,
     return noise
 
 
+def clean_estimate(scheduler: DDPMScheduler, output: torch.Tensor, noisy: torch.Tensor,
+                   t: torch.Tensor) -> torch.Tensor:
+    """x0_hat (B, C, H, W): the clean image a network output (eps, v or x0) implies for x_t at timesteps t (B,)."""
+    alpha_bar = scheduler.alphas_cumprod.to(noisy.device, torch.float32)[t].view(-1, 1, 1, 1)
+    a, s = alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return (noisy - s * output) / a
+    if kind == "v_prediction":
+        return a * noisy - s * output
+    if kind == "sample":
+        return output
+    raise ValueError(f"unknown prediction_type {kind!r}")
+
+
+def auxiliary_loss(scheduler: DDPMScheduler, cfg: DiffusionConfig, estimate: torch.Tensor, x0: torch.Tensor,
+                   t: torch.Tensor, judge_body: Optional[torch.nn.Sequential] = None) -> torch.Tensor:
+    """Scalar: ssim_weight·(1 − SSIM) + perceptual_weight·(judge-feature distance) of the clean-image estimate
+    against x0, each per image times alpha_bar_t (the signal share of x_t), averaged over the batch."""
+    signal = scheduler.alphas_cumprod.to(x0.device, torch.float32)[t]
+    per_image = torch.zeros_like(signal)
+    if cfg.ssim_weight > 0:
+        per_image = per_image + cfg.ssim_weight * (1.0 - ssim(estimate, x0))
+    if cfg.perceptual_weight > 0:
+        if judge_body is None:
+            raise ValueError("diffusion.perceptual_weight > 0 needs the judge's feature network")
+        per_image = per_image + cfg.perceptual_weight * perceptual_distance(judge_body, estimate, x0)
+    return (signal * per_image).mean()
+
+
 def drop_labels(labels: torch.Tensor, p: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Replace each label (B,) int64 by NULL_LABEL with probability p (classifier-free guidance)."""
     if p <= 0:
@@ -85,10 +117,11 @@ def drop_mask(shape: tuple[int, ...], p: float, device: torch.device,
 def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor,
                    labels: Optional[torch.Tensor], cfg: DiffusionConfig, cond_drop_prob: float,
                    generator: Optional[torch.Generator] = None, styles: Optional[torch.Tensor] = None,
-                   style_drop_prob: float = 0.0) -> torch.Tensor:
+                   style_drop_prob: float = 0.0, judge_body: Optional[torch.nn.Sequential] = None) -> torch.Tensor:
     """Scalar weighted MSE for a batch x0 (B, 1, S, S) in [-1, 1]; labels (B,) or None (unconditional);
     styles (B, 2) pen codes for a style-conditioned UNet, each dropped with style_drop_prob independently
-    of the class (so the class can be guided with the style held)."""
+    of the class (so the class can be guided with the style held). Plus auxiliary_loss when cfg weights it
+    (judge_body: the frozen judge's feature stack, for the perceptual term)."""
     noise = sample_noise(x0, cfg.offset_noise, generator)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],),
                       generator=generator, device=x0.device)
@@ -100,4 +133,8 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
     prediction = unet(noisy, t, class_labels=class_labels).sample
     target = training_target(scheduler, x0, noise, t)
     per_image = (prediction.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
-    return (loss_weights(scheduler, t, scheduler.config.prediction_type, cfg.min_snr_gamma) * per_image).mean()
+    loss = (loss_weights(scheduler, t, scheduler.config.prediction_type, cfg.min_snr_gamma) * per_image).mean()
+    if cfg.ssim_weight > 0 or cfg.perceptual_weight > 0:
+        estimate = clean_estimate(scheduler, prediction.float(), noisy.float(), t)
+        loss = loss + auxiliary_loss(scheduler, cfg, estimate, x0, t, judge_body)
+    return loss

@@ -22,6 +22,7 @@ ACCELERATE_USE_CPU=true forces that on a GPU machine too).
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import json
@@ -48,6 +49,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from .augment import augment_batch
+from .aux_losses import frozen
 from .classes import CLASS_NAMES, NUM_CLASSES, glyphs
 from .config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 from .data import to_model_range
@@ -92,6 +94,7 @@ class _Run:
     labels: Optional[torch.Tensor]  # (N,) int64 on the device; None for an unconditional model
     styles: Optional[torch.Tensor]  # (N, 2) pen codes (devagen.pen.codes) on the device; None unless style-conditioned
     total_steps: int
+    judge_body: Optional[torch.nn.Sequential] = None  # the frozen judge's feature stack (perceptual loss) on the device
 
     @property
     def global_batch(self) -> int:
@@ -179,8 +182,10 @@ def _check_data(images: np.ndarray, labels: np.ndarray, conditional: bool) -> No
 
 
 def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig, augment_cfg: AugmentConfig,
-           images: np.ndarray, labels: np.ndarray, pen: Optional[np.ndarray]) -> _Run:
-    """Accelerator, seeded UNet, AdamW, warmup+cosine lr, EMA, and the data as device tensors."""
+           images: np.ndarray, labels: np.ndarray, pen: Optional[np.ndarray],
+           judge: Optional[torch.nn.Module] = None) -> _Run:
+    """Accelerator, seeded UNet, AdamW, warmup+cosine lr, EMA, the data as device tensors and, for the
+    perceptual loss, the judge's feature stack frozen on the device."""
     precision = resolve_mixed_precision(cfg.mixed_precision)
     allow_precision(precision)
     accelerator = Accelerator(mixed_precision=precision,
@@ -203,8 +208,9 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     images_t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     labels_t = torch.from_numpy(labels.astype(np.int64)).to(device) if model_cfg.conditional else None
     styles_t = torch.from_numpy(training_codes(pen, labels)).to(device) if model_cfg.style_conditioning else None
+    judge_body = frozen(copy.deepcopy(judge.body)).to(device) if diffusion_cfg.needs_judge else None
     return _Run(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
-                build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps)
+                build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body)
 
 
 def run_fingerprint(run: _Run, model_cfg: ModelConfig, images: np.ndarray, labels: np.ndarray) -> tuple[str, dict]:
@@ -278,7 +284,7 @@ def _optimizer_step(run: _Run, step: int) -> torch.Tensor:
         x0, labels, styles, generator = _draw_batch(run, step * cfg.grad_accum + micro)
         with acc.accumulate(run.unet):
             loss = diffusion_loss(run.unet, run.noise_scheduler, x0, labels, run.diffusion_cfg,
-                                  cfg.cond_drop_prob, generator, styles, cfg.style_drop_prob)
+                                  cfg.cond_drop_prob, generator, styles, cfg.style_drop_prob, run.judge_body)
             acc.backward(loss)
             if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(run.unet.parameters(), cfg.grad_clip)
@@ -610,10 +616,12 @@ def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress:
 def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig,
                     augment_cfg: AugmentConfig, images: np.ndarray, labels: np.ndarray, out_dir: Path,
                     checkpoint_dir: Path, log_fn: Optional[LogFn] = None, progress: bool = True,
-                    pen: Optional[np.ndarray] = None) -> dict:
+                    pen: Optional[np.ndarray] = None, judge: Optional[torch.nn.Module] = None) -> dict:
     """Train on uint8 images (N, S, S) with labels (N,) in [0, 46); save to out_dir; return train metrics.
 
     pen float (N, 2): each image's stroke width (px) and slant (degrees), needed with model.style_conditioning.
+    judge: the OCR judge (devagen.ocr.Judge), needed with diffusion.perceptual_weight > 0; its features are read
+    from a frozen copy.
     Resumes from the newest checkpoint in checkpoint_dir written with the same params and data.
     """
     began = time.perf_counter()
@@ -622,7 +630,11 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     if model_cfg.style_conditioning and (pen is None or pen.shape != (len(images), 2)):
         raise DevagenError(f"train: model.style_conditioning needs each image's stroke width and slant (N, 2) = "
                            f"({len(images)}, 2); got {None if pen is None else pen.shape}; re-run `dvc repro prepare`")
-    run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels, pen)
+    if diffusion_cfg.needs_judge and (judge is None or judge.image_size != images.shape[-1]):
+        got = "none" if judge is None else f"one for {judge.image_size}x{judge.image_size} images"
+        raise DevagenError(f"train: diffusion.perceptual_weight needs the OCR judge for {images.shape[-1]}x"
+                           f"{images.shape[-1]} images, got {got}; run `dvc repro train_ocr`")
+    run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels, pen, judge)
     if params_train.guide_step >= run.total_steps:
         raise DevagenError(f"params.yaml: train.guide_step: {params_train.guide_step} is not below the run's "
                            f"{run.total_steps} steps; the guide is an early snapshot (0 disables it)")

@@ -46,8 +46,12 @@ def train(params_path: str) -> None:
                                           "cpu_flags": " ".join(cpu["flags"])})
     log = StepLog(paths.CHECKPOINT_DIR / "log.jsonl", tracker)
     pen = data.read_pen(paths.TRAIN_NPZ, len(split.images)) if params.model.style_conditioning else None
+    judge = None
+    if params.diffusion.needs_judge:  # the perceptual loss reads the OCR judge's features
+        from ..ocr import load_judge
+        judge = load_judge(paths.OCR_DIR)
     result = train_diffusion(params.train, params.model, params.diffusion, params.augment, split.images,
-                             split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen)
+                             split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen, judge=judge)
     write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)
     write_json(result, paths.METRICS_DIR / "train.json")
     finish(tracker)
