@@ -289,3 +289,26 @@ def test_sde_sampler_is_seeded_per_image(tiny_model_dir: Path) -> None:
     assert np.abs(small.astype(int) - large.astype(int)).max() <= 1
     other = generate(pipe, np.arange(5), 5, SampleConfig(seed=1, steps=3, batch_size=5), progress=False)
     assert (other != large).mean() > 0.3
+
+
+def test_black_point_maps_faint_grey_to_black_and_keeps_white() -> None:
+    from devagen.data import from_model_range
+    from devagen.pipeline import to_pixels
+
+    x = torch.linspace(-1, 1, 256).view(1, 1, 16, 16)
+    raw, cleaned = to_pixels(x, 0), to_pixels(x, 8)
+    assert torch.equal(raw, from_model_range(x))
+    assert (cleaned[raw <= 8] == 0).all() and cleaned.max() == 255 and (cleaned.int() <= raw.int()).all()
+    assert (cleaned.flatten().diff() >= 0).all()  # still monotonic: the order of grey levels is kept
+
+
+def test_pipeline_and_generate_apply_the_black_point(pipe: DevagenPipeline) -> None:
+    from devagen.pipeline import BLACK_POINT
+
+    run = lambda **kw: pipe(labels=[0, 1], num_inference_steps=2, generator=image_generators(0, 0, 2), **kw)  # noqa: E731
+    raw, default = run(black_point=0), run()
+    assert not np.array_equal(raw, default) and (default[raw <= BLACK_POINT] == 0).all()
+    cfg = SampleConfig(steps=2, black_point=0, batch_size=2, guidance_scale=1.0)
+    assert np.array_equal(generate(pipe, np.array([0, 1]), 2, cfg, progress=False), raw)
+    with pytest.raises(DevagenError, match="sample.black_point"):
+        SampleConfig(black_point=200)

@@ -226,3 +226,25 @@ def test_style_evaluation_writes_json_ready_metrics_and_a_figure():
     assert got.figure.width > (6 + 1 + 6) * 32 * 4 and got.figure.height > 6 * 32 * 4  # 6 x (6 | 6) crops at 4x
     uncond = style_evaluation(samples, np.full(36, -1), real, real_labels, glyphs(), seed=0)
     assert uncond.metrics["style"]["compared"] == {"generated": 36, "real": 30, "classes": 1}
+
+
+def test_background_is_black_for_a_clean_glyph_and_sees_a_faint_haze():
+    clean = bar(3, 60)
+    hazy = np.where(clean == 0, 5, clean).astype(np.uint8)  # +5 grey levels wherever the paper was black
+    got = style.background_level(np.stack([clean, hazy, np.zeros((S, S), np.uint8)]))
+    assert got[0] == 0.0 and got[1] == pytest.approx(5.0) and np.isnan(got[2])
+    assert style.measure(hazy)["background"][0] == pytest.approx(5.0)
+    ys, xs = np.nonzero(clean > 127)
+    near = clean.copy()
+    near[ys.min() - 1, xs[ys.argmin()]] = 100  # a grey speck just above the topmost ink pixel
+    assert style.background_level(near[None])[0] == 0.0  # within 3 px of ink: stroke fringe, not background
+
+
+def test_dilate_is_a_chessboard_grow():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    binary = rng.random((5, S, S)) < 0.02
+    for radius in (1, 3):
+        expected = np.stack([ndimage.binary_dilation(b, np.ones((3, 3), bool), iterations=radius) for b in binary])
+        assert np.array_equal(style._dilate(binary, radius), expected)

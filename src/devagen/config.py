@@ -270,9 +270,11 @@ class SampleConfig:
     batch_size: int = 256
     use_ema: bool = True
     precision: str = "fp32"  # auto: bf16 autocast where the CPU computes bf16 natively (devagen.device.cpu_bf16)
+    black_point: int = 8  # grey level (0-255) mapped to black, the rest stretched back to 0-255 (devagen.pipeline)
 
     def __post_init__(self) -> None:
         _check(self.sampler in SAMPLERS, "sample.sampler", f"choose one of {', '.join(SAMPLERS)}")
+        _check(0 <= self.black_point <= 128, "sample.black_point", "must be in [0, 128] (0 = off)")
         _check(self.precision in PRECISIONS, "sample.precision", f"must be one of {', '.join(PRECISIONS)}")
         _check(self.steps >= 1, "sample.steps", "must be >= 1")
         _check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")

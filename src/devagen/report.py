@@ -242,8 +242,11 @@ STYLE_ROWS = (
     ("glyph_height", "", "glyph height (px)", "bounding box of the ink"),
     ("centre_x", "", "centre x (px)", "bounding-box centre"),
     ("centre_y", "", "centre y (px)", "bounding-box centre"),
+    ("background", "", "background (grey level)", "mean of the pixels ≥ 3 px from ink, 0–255; real DHCD is black "
+     "there; a haze the eye sees at 4×; compared by difference"),
     ("slant", "", "slant (°)", "from ink moments; + = top leans right; compared by difference"),
 )
+DIFF_UNITS = {"slant": "°", "background": ""}  # measures compared by difference, and their unit
 
 
 def _times(value: Any) -> str:
@@ -265,6 +268,8 @@ def _style_sentence(ev: Mapping[str, Any]) -> str:
         return ""
     slant = _float((block.get("slant") or {}).get("diff_median"))
     tail = f"; slant differs by {slant:+.1f}°" if slant is not None else ""
+    haze = _float((block.get("background") or {}).get("diff_median"))
+    tail += f"; the background is {haze:+.1f} grey levels off real's black" if haze is not None else ""
     return "Pen style, median over classes of generated / real: " + ", ".join(parts) + tail + "."
 
 
@@ -324,14 +329,16 @@ def eval_table(ev: Mapping[str, Any], ocr: Mapping[str, Any]) -> Table:
 
 def style_table(block: Mapping[str, Any]) -> Table:
     """Measure | generated | real (medians) | gen/real | floor | Wasserstein | floor | how to read, from eval.json's
-    style block; ratios and distances are medians over classes; slant shows differences in degrees."""
+    style block; ratios and distances are medians over classes; slant (degrees) and background (grey levels) show
+    differences."""
     rows = []
     for key, _, label, note in STYLE_ROWS:
         m = block.get(key) or {}
         if not m:
             continue
-        diff = key == "slant"
-        rel = (lambda v: MISSING if _float(v) is None else f"{_float(v):+.1f}°") if diff else _times
+        diff = key in DIFF_UNITS
+        unit = DIFF_UNITS.get(key, "")
+        rel = (lambda v, u=unit: MISSING if _float(v) is None else f"{_float(v):+.1f}{u}") if diff else _times
         rows.append([label, fmt_num(m.get("gen_median")), fmt_num(m.get("real_median")),
                      rel(m.get("diff_median" if diff else "ratio_median")),
                      rel(m.get("floor_diff_median" if diff else "floor_ratio_median")),

@@ -50,7 +50,7 @@ def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int
              slant_shear: bool = True) -> np.ndarray:
     """`count` images uint8 (N, H, W) for labels (N,) in [0, 46) or None (unconditional); same cfg ⇒ same images.
 
-    Uses cfg.seed, steps, guidance options and batch_size; the sampler is the pipeline's own scheduler.
+    Uses cfg.seed, steps, guidance options, black_point and batch_size; the sampler is the pipeline's own scheduler.
     stroke, slant float (N,) (style-conditioned models; NaN or None = drawn per image from its class).
     slant_shear: shear images to the asked slant (DevagenPipeline's option of that name).
     """
@@ -66,6 +66,7 @@ def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int
                    if values is not None}
             batches.append(pipeline(labels=batch_labels, batch_size=n, num_inference_steps=cfg.steps,
                                     generator=image_generators(cfg.seed, start, n), slant_shear=slant_shear,
+                                    black_point=cfg.black_point,
                                     **guidance_options(cfg), **pen))
             bar.update(n)
     return np.concatenate(batches)

@@ -1,4 +1,5 @@
-"""Pen-style measures of white-on-black glyphs (stroke width, ink, edge softness, size, position, slant)
+"""Pen-style measures of white-on-black glyphs (stroke width, ink, edge softness, size, position, slant,
+background)
 and their comparison, generated vs real, against a real-vs-real floor. Pure numpy, vectorised over a batch.
 
 Every measure is per image; an image without ink (no pixel > 127) gets NaN where the measure is
@@ -14,10 +15,13 @@ import numpy as np
 INK = 127  # a pixel is ink when > INK: the binarisation used for skeleton, coverage and the bounding box
 GLYPH = 32  # a pixel belongs to the glyph (ink or its soft edge) when >= GLYPH
 SOLID = 224  # ... and is solid pen (not an intermediate grey) when >= SOLID
-# Ratios of medians make sense only on a positive scale; slant (around 0 degrees) is compared by difference.
+CLEAR = 3  # background = pixels at least this many px (chessboard distance) from any ink pixel
+# Ratios of medians make sense only on a positive scale; slant (around 0 degrees) and background (real DHCD:
+# 0, black) are compared by difference.
 MEASURES = ("stroke_width", "ink_mass", "ink_coverage", "ink_intensity", "edge_softness",
-            "glyph_width", "glyph_height", "centre_x", "centre_y", "slant")
-RATIO_MEASURES = MEASURES[:-1]
+            "glyph_width", "glyph_height", "centre_x", "centre_y", "background", "slant")
+DIFF_MEASURES = ("background", "slant")
+RATIO_MEASURES = tuple(m for m in MEASURES if m not in DIFF_MEASURES)
 
 
 def _check(images: np.ndarray) -> np.ndarray:
@@ -146,6 +150,8 @@ def measure(images: np.ndarray) -> dict[str, np.ndarray]:
                   stroke has a wider grey fringe around the same solid core
     glyph_width, glyph_height  bounding box of the pixels > 127, px
     centre_x, centre_y         centre of that box, px from the top-left pixel's centre
+    background    mean grey level (0-255) of the pixels at least 3 px from any ink pixel: real DHCD is black
+                  there (0.01 on the test split); a sampler that leaves a faint haze shows up here
     slant         degrees, see slant_degrees
     """
     images = _check(images)
@@ -164,9 +170,37 @@ def measure(images: np.ndarray) -> dict[str, np.ndarray]:
             "edge_softness": np.where(glyph > 0, grey / glyph, np.nan),
             "glyph_width": x1 - x0 + 1, "glyph_height": y1 - y0 + 1,
             "centre_x": (x0 + x1) / 2, "centre_y": (y0 + y1) / 2,
+            "background": background_level(images, binary),
             "slant": slant_degrees(images),
         }
     return {k: np.asarray(v, dtype=float) for k, v in out.items()}
+
+
+def _dilate(binary: np.ndarray, radius: int) -> np.ndarray:
+    """bool (N, H, W) grown by `radius` px in every direction (a (2r+1)-square max filter, zero outside)."""
+    out = binary.copy()
+    for axis in (1, 2):
+        grown = out.copy()
+        for shift in range(1, radius + 1):
+            lead = [slice(None)] * 3
+            lag = [slice(None)] * 3
+            lead[axis], lag[axis] = slice(shift, None), slice(None, -shift)
+            grown[tuple(lead)] |= out[tuple(lag)]
+            grown[tuple(lag)] |= out[tuple(lead)]
+        out = grown
+    return out
+
+
+def background_level(images: np.ndarray, binary: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (N, S, S) -> (N,) mean grey level (0-255) of the pixels at least CLEAR px from any pixel > INK;
+    NaN where there is no ink (nothing to measure from) or no such pixel."""
+    images = _check(images)
+    binary = images > INK if binary is None else binary
+    clear = ~_dilate(binary, CLEAR)
+    count = clear.sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level = (images * clear).sum((1, 2), dtype=np.int64) / count
+    return np.where((count > 0) & binary.any((1, 2)), level, np.nan)
 
 
 def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
