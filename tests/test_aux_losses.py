@@ -11,7 +11,8 @@ import torch
 
 from devagen.aux_losses import frozen, perceptual_distance, ssim, stage_features
 from devagen.config import AugmentConfig, DiffusionConfig, ModelConfig, OcrConfig, TrainConfig, params_from_dict
-from devagen.diffusion import clean_estimate, diffusion_loss, training_target
+from devagen.diffusion import diffusion_loss, training_target
+from devagen.pipeline import predicted_x0
 from devagen.errors import DevagenError
 from devagen.model import build_noise_scheduler, build_unet
 from devagen.ocr import build_judge
@@ -50,12 +51,12 @@ def test_stage_features_and_perceptual_distance_in_a_frozen_judge() -> None:
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
-def test_clean_estimate_inverts_the_training_target(prediction_type: str) -> None:
+def test_per_image_clean_estimate_inverts_the_training_target(prediction_type: str) -> None:
     scheduler = build_noise_scheduler(DiffusionConfig(prediction_type=prediction_type))
     x0, noise = glyphs(), torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([0, 250, 600, 900])
     noisy = scheduler.add_noise(x0, noise, t)
-    estimate = clean_estimate(scheduler, training_target(scheduler, x0, noise, t), noisy, t)
+    estimate = predicted_x0(scheduler, training_target(scheduler, x0, noise, t), noisy, t)
     assert torch.allclose(estimate, x0, atol=2e-3)
 
 

@@ -15,6 +15,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from .aux_losses import perceptual_distance, ssim
 from .config import DiffusionConfig
 from .model import NULL_LABEL, condition
+from .pipeline import predicted_x0
 
 
 def training_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor,
@@ -66,21 +67,6 @@ def sample_noise(x0: torch.Tensor, offset_noise: float,
                             device=x0.device, dtype=x0.dtype)
         noise = noise + offset_noise * shift
     return noise
-
-
-def clean_estimate(scheduler: DDPMScheduler, output: torch.Tensor, noisy: torch.Tensor,
-                   t: torch.Tensor) -> torch.Tensor:
-    """x0_hat (B, C, H, W): the clean image a network output (eps, v or x0) implies for x_t at timesteps t (B,)."""
-    alpha_bar = scheduler.alphas_cumprod.to(noisy.device, torch.float32)[t].view(-1, 1, 1, 1)
-    a, s = alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return (noisy - s * output) / a
-    if kind == "v_prediction":
-        return a * noisy - s * output
-    if kind == "sample":
-        return output
-    raise ValueError(f"unknown prediction_type {kind!r}")
 
 
 def auxiliary_loss(scheduler: DDPMScheduler, cfg: DiffusionConfig, estimate: torch.Tensor, x0: torch.Tensor,
@@ -135,6 +121,6 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
     per_image = (prediction.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
     loss = (loss_weights(scheduler, t, scheduler.config.prediction_type, cfg.min_snr_gamma) * per_image).mean()
     if cfg.ssim_weight > 0 or cfg.perceptual_weight > 0:
-        estimate = clean_estimate(scheduler, prediction.float(), noisy.float(), t)
+        estimate = predicted_x0(scheduler, prediction.float(), noisy.float(), t)
         loss = loss + auxiliary_loss(scheduler, cfg, estimate, x0, t, judge_body)
     return loss

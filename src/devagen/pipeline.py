@@ -72,8 +72,12 @@ SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule
 
 
 def _alpha_sigma(scheduler: SchedulerMixin, sample: torch.Tensor, t: torch.Tensor | int) -> tuple:
-    """(alpha_t, sigma_t): x_t = alpha_t·x0 + sigma_t·noise at integer timestep t."""
-    alpha_bar = scheduler.alphas_cumprod.to(sample.device, torch.float32)[int(t)]
+    """(alpha_t, sigma_t): x_t = alpha_t·x0 + sigma_t·noise at integer timestep t, or per image for t (B,)
+    (then shaped (B, 1, ..., 1) to broadcast over sample)."""
+    index = torch.as_tensor(t, device=sample.device).long()
+    alpha_bar = scheduler.alphas_cumprod.to(sample.device, torch.float32)[index]
+    if alpha_bar.ndim == 1:
+        alpha_bar = alpha_bar.view(-1, *([1] * (sample.ndim - 1)))
     return alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
 
 
@@ -103,7 +107,8 @@ def project_guidance(good: torch.Tensor, worse: torch.Tensor, scale: float, para
 
 def predicted_x0(scheduler: SchedulerMixin, output: torch.Tensor, sample: torch.Tensor,
                  t: torch.Tensor | int) -> torch.Tensor:
-    """Clean image (B, C, H, W) implied by the model output at integer timestep t (eps, v or x0 prediction)."""
+    """Clean image (B, C, H, W) implied by the model output (eps, v or x0 prediction) at integer timestep t,
+    or at one timestep per image for t (B,) (training's auxiliary losses)."""
     a, s = _alpha_sigma(scheduler, sample, t)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
