@@ -320,3 +320,28 @@ def test_readme_gpu_fast_command_is_the_measured_recipe(fast_path) -> None:  # t
     assert set(readme) == set(measured) - {"sample.per_class"}
     base = yaml.safe_load((SCRIPT.parents[1] / "params.yaml").read_text(encoding="utf-8"))
     assert params_from_dict(gpu_runs.apply(base, readme)) == params_from_dict(gpu_runs.apply(base, measured))
+
+
+def test_side_by_side_draws_one_panel_per_set_and_refuses_a_bad_spec(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(46), 3)
+    for name in ("real", "a", "b"):
+        np.savez(tmp_path / f"{name}.npz", images=rng.integers(0, 256, (len(labels), 32, 32), dtype=np.uint8),
+                 labels=labels)
+    bench = _load_script("side_by_side")
+    try:
+        runner = CliRunner()
+        common = ["--real", str(tmp_path / "real.npz"), "--classes", "क,ख", "--per-class", "2"]
+        one = runner.invoke(bench.main, [*common, "--samples", f"a={tmp_path / 'a.npz'}", "--out", str(tmp_path / "1.png")])
+        two = runner.invoke(bench.main, [*common, "--samples", f"a={tmp_path / 'a.npz'}",
+                                         "--samples", f"b={tmp_path / 'b.npz'}", "--out", str(tmp_path / "2.png")])
+        bad = runner.invoke(bench.main, [*common, "--samples", str(tmp_path / "a.npz"), "--out", str(tmp_path / "3.png")])
+    finally:
+        del sys.modules["side_by_side"]
+    assert one.exit_code == 0 and two.exit_code == 0, one.output + two.output
+    w1, w2 = Image.open(tmp_path / "1.png").width, Image.open(tmp_path / "2.png").width
+    assert w2 > w1 * 1.4  # real + 2 panels against real + 1
+    assert bad.exit_code != 0 and "expected NAME=PATH" in bad.output and not (tmp_path / "3.png").exists()
