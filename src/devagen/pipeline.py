@@ -161,7 +161,7 @@ class DevagenPipeline(DiffusionPipeline):
     set's median stroke width) and `slant` (degrees); what is not asked for is drawn per image from real
     training images of its class (`pen`: devagen.pen.PenStyle as JSON, kept in model_index.json).
     CFG then guides the class only: both predictions get the same pen. An asked slant is finished by a shear
-    (slant_shear, devagen.shear): the network follows about a third of it on its own.
+    (slant_shear, devagen.shear): the network on its own follows it only a little.
     """
 
     model_cpu_offload_seq = "unet"
@@ -312,7 +312,7 @@ class DevagenPipeline(DiffusionPipeline):
         CFG then has nothing to guide by, autoguidance still guides).
         stroke, slant (style-conditioned models only): one value for all, one per image, or None (drawn).
         slant_shear: where a slant is asked, shear each drawn image so that its measured slant is the asked one
-        (devagen.shear); the network alone follows about a third of an asked slant. False: the network's own.
+        (devagen.shear); the network alone follows an asked slant only a little. False: the network's own.
         black_point: grey level mapped to black (to_pixels; BLACK_POINT explains the default); 0 = the raw output.
         """
         class_labels, batch_size, given = self._class_labels(labels, batch_size)

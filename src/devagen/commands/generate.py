@@ -28,7 +28,7 @@ from .common import PARAMS_OPTION, load
               help="slant in degrees from the character's typical slant (positive = leans further right); style-conditioned models")
 @click.option("--slant-shear/--no-slant-shear", default=True, show_default=True,
               help="finish an asked slant (--slant, or one drawn per --text word) with a shear, so the measured "
-                   "slant is the asked one; --no-slant-shear shows the network's own (it follows about a third)")
+                   "slant is the asked one; --no-slant-shear shows the network's own (it follows only a little)")
 @PARAMS_OPTION
 def generate(text: str | None, class_name: str | None, count: int, out: str, model_dir: str, seed: int,
              steps: int | None, guidance: float | None, stroke: float | None, slant: float | None,
