@@ -45,7 +45,10 @@ METRICS = {"data": {"train": 78150, "test": 13800, "classes": 46, "duplicates_re
                      "params": 2_512_417, "device": "cpu"},
            "sample": {"images_per_s": 8.1, "ms_per_image": 123.0, "nfe": 40, "sampler": "dpmpp", "steps": 20,
                       "guidance_scale": 2.0},
-           "eval": EVAL}
+           "eval": EVAL,
+           "distill": {"enabled": True, "students": [{"steps": 4, "nfe": 4, "n": 920, "ms_per_image": 5.0,
+                                                      "ocr_accuracy": 0.81, "legible_share": 0.6, "fid": 2.5,
+                                                      "stroke_width_ratio": 0.97, "ink_mass_ratio": 1.02}]}}
 RUNS = [{"name": "exp-b", "run_id": "b" * 32, "start_time": 2, "metrics": {"ocr_accuracy": 0.931, "fid": 12.3},
          "params": {"train.lr": "5e-05", "model.preset": "cpu_small", "sample.steps": "20"}},
         {"name": "exp-a", "run_id": "a" * 32, "start_time": 1, "metrics": {"fid": 20.5},
@@ -59,7 +62,7 @@ def make_report_root(root: Path) -> Path:
     write_csv([{"step": s, "loss": 0.05 + math.exp(-s / 500), "lr": 1e-3 * min(1.0, s / 200), "img_per_s": 30.0}
                for s in range(25, 3001, 25)], root / paths.TRAIN_LOG)
     cells = np.random.default_rng(0).integers(0, 256, (8, 32, 32), dtype=np.uint8)
-    for name in ("dataset", "augment", "samples", "steps", "process", "confusion", "style"):
+    for name in ("dataset", "augment", "samples", "steps", "process", "confusion", "style", "distill"):
         figures.save_image(figures.image_row(cells), root / paths.FIGURES_DIR / f"{name}.png")
     figures.save_gif(list(cells), root / paths.FIGURES_DIR / "denoising.gif", scale=2)
     render_plots(root)
@@ -103,7 +106,7 @@ def test_markdown_links_point_at_files_next_to_it(rendered, root: Path) -> None:
 def test_sections_appear_in_order_with_numbers_beside_their_floor(rendered) -> None:
     _, html, md = rendered
     order = ["Summary", "Key parameters", "Metrics", "Data", "Training", "Samples", "Denoising",
-             "Per-class accuracy", "Recent runs"]
+             "Distilled students", "Per-class accuracy", "Recent runs"]
     positions = [md.index(f"## {h}\n") for h in order]
     assert positions == sorted(positions)
     assert "| FID, judge features | 12.3 | 1.1 |" in md and "| KID, judge features | 0.0123 ± 0.0004 | 0.0002 |" in md
@@ -120,7 +123,8 @@ def test_missing_metrics_say_not_run(tmp_path: Path) -> None:
     html, md = build_report(inputs)
     assert md.count("Not run:") == len(report.STAGE_OF) and html.count("Not run:") == len(report.STAGE_OF)
     assert "evaluate stage has not run" in md and "No MLflow runs" in md
-    assert md.count("not available") == len(report.FIGURES) and "<img" not in html
+    shown = len(report.FIGURES) - len(report.OPTIONAL_STAGE_OF)  # no distill section (nor its figure) when it did not run
+    assert md.count("not available") == shown and "<img" not in html
     only_train = build_report(ReportInputs({}, {"train": METRICS["train"]}, [], {}, [], "x"))[1]
     assert only_train.count("Not run:") == len(report.STAGE_OF) - 1 and "Training ran 3,000 steps" in only_train
 
@@ -218,3 +222,19 @@ def test_unconditional_report_shows_what_the_model_draws(tmp_path: Path) -> None
     md = build_report(load_report_inputs(tmp_path, {}, [], None))[1]
     assert "## Which characters the model draws" in md and "most as क 10.0 %" in md and "2.2 %" in md
     assert "Per-class accuracy" not in md
+
+
+def test_distilled_students_get_their_rows_beside_the_sample_stage_only_when_they_exist() -> None:
+    students = [{"steps": 4, "nfe": 4, "n": 920, "ms_per_image": 5.0, "ocr_accuracy": 0.81, "legible_share": 0.6,
+                 "fid": 2.5, "stroke_width_ratio": 0.97, "ink_mass_ratio": 1.02},
+                {"steps": 1, "nfe": 1, "n": 920, "ms_per_image": 1.2, "ocr_accuracy": 0.3, "legible_share": 0.1,
+                 "fid": 9.0, "stroke_width_ratio": 0.8, "ink_mass_ratio": 0.9}]
+    metrics = {"distill": {"enabled": True, "students": students}, "eval": METRICS["eval"], "sample": METRICS["sample"]}
+    md = build_report(ReportInputs({}, metrics, [], {}, [], "x"))[1]
+    section = md.split("## Distilled students")[1].split("\n## ")[0]
+    assert "920 samples (20 per class)" in section
+    rows = [line for line in section.splitlines() if line.startswith("| student") or line.startswith("| sample stage")]
+    assert len(rows) == 3 and "81.0 %" in rows[1] and "0.97×" in rows[1] and "| 1 DDIM step |" not in section
+    assert "student, 1 DDIM step" in rows[2] and "| 9 |" in rows[2]
+    off = build_report(ReportInputs({}, {"distill": {"enabled": False}}, [], {}, [], "x"))[1]
+    assert "Distilled students" not in off

@@ -22,7 +22,8 @@ from .presets import PRESETS, downsample_factor
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-SAMPLERS = ("dpmpp", "sde-dpmpp", "ddim", "ddpm")
+SAMPLERS = ("dpmpp", "sde-dpmpp", "ddim", "ddpm", "distilled")  # distilled: the distill stage's student (DDIM)
+DISTILL_STEPS = (1, 2, 4, 8)  # student step counts: powers of two that divide the 1000 training timesteps
 GUIDANCE = ("cfg", "autoguidance")  # what guidance extrapolates away from: the unconditional or the guide network
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 PRECISIONS = ("auto", "fp32", "bf16")  # CPU autocast settings (devagen.device)
@@ -277,6 +278,8 @@ class SampleConfig:
         _check(0 <= self.black_point <= 128, "sample.black_point", "must be in [0, 128] (0 = off)")
         _check(self.precision in PRECISIONS, "sample.precision", f"must be one of {', '.join(PRECISIONS)}")
         _check(self.steps >= 1, "sample.steps", "must be >= 1")
+        _check(self.sampler != "distilled" or self.steps in DISTILL_STEPS, "sample.steps",
+               f"sample.sampler: distilled needs the steps of a distilled student: one of {', '.join(map(str, DISTILL_STEPS))}")
         _check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
         _check(self.guidance in GUIDANCE, "sample.guidance", f"choose one of {', '.join(GUIDANCE)}")
         _check(0 <= self.guidance_parallel <= 1, "sample.guidance_parallel", "must be in [0, 1] (1 = plain guidance)")
@@ -285,6 +288,47 @@ class SampleConfig:
         _check(self.per_class >= 1, "sample.per_class", "must be >= 1")
         _check(self.count >= 1, "sample.count", "must be >= 1")
         _check(self.batch_size >= 1, "sample.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Progressive distillation (devagen.distill) of the trained, guided model into few-step DDIM students."""
+
+    enabled: bool = False  # false: the distill stage writes only a note that it is off
+    seed: int = 0
+    start_steps: int = 8  # the first student's DDIM steps; its teacher is the trained model with CFG at twice as many
+    min_steps: int = 1  # halve the steps each round down to this
+    steps_per_round: int = 250  # optimizer steps per round
+    batch_size: int = 32
+    lr: float = 1e-4
+    warmup_steps: int = 20
+    grad_clip: float = 1.0  # 0 disables
+    guidance_scale: float = 3.0  # the teacher's classifier-free guidance, folded into the students
+    guidance_t_min: int = 300  # the teacher guides only at timesteps in [t_min, t_max]
+    guidance_t_max: int = 1000
+    precision: str = "auto"  # CPU autocast of teacher and student (devagen.device); bf16 autocast on CUDA
+    per_class: int = 20  # samples per class each student is measured on (distill.json)
+
+    def __post_init__(self) -> None:
+        allowed = ", ".join(map(str, DISTILL_STEPS))
+        _check(self.start_steps in DISTILL_STEPS, "distill.start_steps", f"must be one of {allowed}")
+        _check(self.min_steps in DISTILL_STEPS and self.min_steps <= self.start_steps, "distill.min_steps",
+               f"must be one of {allowed} and at most distill.start_steps ({self.start_steps})")
+        _check(self.steps_per_round >= 1, "distill.steps_per_round", "must be >= 1")
+        _check(self.batch_size >= 1, "distill.batch_size", "must be >= 1")
+        _check(self.lr > 0, "distill.lr", "must be > 0")
+        _check(self.warmup_steps >= 0, "distill.warmup_steps", "must be >= 0")
+        _check(self.grad_clip >= 0, "distill.grad_clip", "must be >= 0 (0 disables)")
+        _check(self.guidance_scale >= 0, "distill.guidance_scale", "must be >= 0")
+        _check(0 <= self.guidance_t_min <= self.guidance_t_max, "distill.guidance_t_max",
+               "need 0 <= guidance_t_min <= guidance_t_max (timesteps)")
+        _check(self.precision in PRECISIONS, "distill.precision", f"must be one of {', '.join(PRECISIONS)}")
+        _check(self.per_class >= 1, "distill.per_class", "must be >= 1")
+
+    @property
+    def student_steps(self) -> tuple[int, ...]:
+        """Each round's student steps, e.g. (8, 4, 2, 1)."""
+        return tuple(n for n in reversed(DISTILL_STEPS) if self.min_steps <= n <= self.start_steps)
 
 
 @dataclass(frozen=True)
@@ -347,6 +391,7 @@ class Params:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     c2st: C2stConfig = field(default_factory=C2stConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
@@ -416,6 +461,10 @@ def check_consistency(params: Params) -> None:
     _check(not (params.model.style_conditioning and params.train.augment), "train.augment",
            "must be false with model.style_conditioning: augmentation changes the stroke width and slant "
            "each image is labelled with (measured once, in prepare)")
+    if params.sample.sampler == "distilled":
+        _check(params.distill.enabled and params.sample.steps in params.distill.student_steps, "sample.sampler",
+               f"distilled needs distill.enabled: true and a student with sample.steps ({params.sample.steps}) steps "
+               f"(distill makes {', '.join(map(str, params.distill.student_steps))}); set them or use sde-dpmpp")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

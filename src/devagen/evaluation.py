@@ -71,6 +71,20 @@ def evaluate_samples(judge: Judge, ood: OodStats, samples: np.ndarray, intended:
 
 
 
+def headline_quality(judge: Judge, ood: OodStats, samples: np.ndarray, intended: np.ndarray, test: Split,
+                     cfg: EvaluateConfig) -> dict[str, Any]:
+    """The few measures a quality-vs-cost table compares (conditional samples): ocr_accuracy, legible_share, judge
+    fid / precision / recall against real test images, stroke_width_ratio and ink_mass_ratio (generated / real)."""
+    feats, probs = predict_features(judge, samples, cfg.batch_size)
+    legible = metrics.legibility(probs, cfg.confidence, in_distribution(feats, probs, ood, cfg.ood_quantile))
+    judged = metrics.judge_feature_metrics(judge, samples, test.images, cfg)
+    measures = style.style_comparison(samples, intended, test.images, test.labels, cfg.seed)["measures"]
+    return {"n": int(len(samples)), "ocr_accuracy": metrics.ocr_accuracy(probs, intended)["accuracy"],
+            "legible_share": legible["legible_share"], "fid": judged["fid"], "precision": judged["precision"],
+            "recall": judged["recall"], "stroke_width_ratio": measures["stroke_width"]["ratio_median"],
+            "ink_mass_ratio": measures["ink_mass"]["ratio_median"]}
+
+
 # Flat eval.json keys `dvc exp show` can list: style_<measure>_ratio (median over classes of the per-class
 # ratio of medians, generated / real) and the real-vs-real floor of the ones the issue targets.
 STYLE_HEADLINE = ("stroke_width", "ink_mass", "ink_coverage", "ink_intensity", "edge_softness")

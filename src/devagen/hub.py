@@ -45,29 +45,32 @@ __all__ = ["StyleUNet2DModel"]
 '''
 
 
-def model_index(conditional: bool, diffusers_version: str, pen: Optional[PenStyle] = None) -> dict[str, Any]:
+def model_index(conditional: bool, diffusers_version: str, pen: Optional[PenStyle] = None,
+                scheduler: str = "DDPMScheduler") -> dict[str, Any]:
     """model_index.json's content: pipeline class (DDPMPipeline, or devagen's for conditional models) and
     components. A style-conditioned model's UNet is devagen's StyleUNet2DModel, and its pen ranges and
     style pool ride along as the pipeline's `pen` argument."""
     pipeline = [CUSTOM_MODULE, "DevagenPipeline"] if conditional else "DDPMPipeline"
     unet = [CUSTOM_UNET_MODULE, "StyleUNet2DModel"] if pen is not None else ["diffusers", "UNet2DModel"]
     index = {"_class_name": pipeline, "_diffusers_version": diffusers_version,
-             "scheduler": ["diffusers", "DDPMScheduler"], "unet": unet}
+             "scheduler": ["diffusers", scheduler], "unet": unet}
     if pen is not None:
         index["pen"] = pen.to_json()
     return index
 
 
-def write_model_index(model_dir: Path, conditional: bool, pen: Optional[PenStyle] = None) -> None:
-    """Write model_dir/model_index.json and model_dir/pipeline_devagen.py (used by conditional models only)."""
+def write_model_index(model_dir: Path, conditional: bool, pen: Optional[PenStyle] = None,
+                      scheduler: str = "DDPMScheduler", unets: tuple[str, ...] = ("unet", "unet_raw")) -> None:
+    """Write model_dir/model_index.json and model_dir/pipeline_devagen.py (used by conditional models only);
+    `scheduler` names scheduler/'s diffusers class, `unets` the UNet folders (a distilled student has only unet/)."""
     import diffusers
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    index = model_index(conditional, diffusers.__version__, pen)
+    index = model_index(conditional, diffusers.__version__, pen, scheduler)
     (model_dir / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     (model_dir / f"{CUSTOM_MODULE}.py").write_text(CUSTOM_PIPELINE, encoding="utf-8")
     if pen is not None:  # diffusers' custom component: a .py file in the component's folder, named in the index
-        for folder in ("unet", "unet_raw"):
+        for folder in unets:
             (model_dir / folder).mkdir(exist_ok=True)
             (model_dir / folder / f"{CUSTOM_UNET_MODULE}.py").write_text(CUSTOM_UNET, encoding="utf-8")

@@ -28,8 +28,9 @@ from .integrity import one_line, rerun
 from .io import read_json
 
 STAGE_OF = {"data": "prepare", "ocr": "train_ocr", "train": "train", "sample": "sample", "eval": "evaluate"}
+OPTIONAL_STAGE_OF = {"distill": "distill"}  # read when present; its section is absent (not "not run") otherwise
 FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", "process", "per_class", "confusion",
-           "style")
+           "style", "distill")
 KEY_PARAMS = ("model.preset", "model.conditional", "model.scale_shift", "diffusion.prediction_type", "diffusion.beta_schedule",
               "diffusion.min_snr_gamma", "train.lr", "train.batch_size", "train.max_steps",
               "sample.sampler", "sample.steps", "sample.guidance_scale")
@@ -48,6 +49,7 @@ CAPTIONS = {
     "confusion": "What the judge reads (columns) for each class asked for (rows).",
     "style": "Pen style at 4× zoom: generated crops beside random real crops of the same classes; "
              "stroke width and ink coverage of every generated image against as many real test images.",
+    "distill": "The distilled students' samples at 4×: one row per student, the same classes and seeds.",
 }
 # An unconditional model is asked for no class: its per-class figures show what it draws instead.
 UNCONDITIONAL_CAPTIONS = {
@@ -422,6 +424,33 @@ def _samples_section(inputs: ReportInputs) -> list[Block]:
             Heading("Denoising"), _figure("denoising"), _figure("process")]
 
 
+def distill_table(students: Sequence[Mapping[str, Any]], ev: Mapping[str, Any], sa: Mapping[str, Any]) -> Table:
+    """One row per distilled student, under the sample stage's own row (when evaluated) for comparison."""
+    def row(name: str, nfe: Any, ms: Any, m: Mapping[str, Any]) -> list[str]:
+        return [name, fmt_num(nfe), fmt_num(ms), fmt_pct(m.get("ocr_accuracy")), fmt_pct(m.get("legible_share")),
+                fmt_num(m.get("fid")), _times(m.get("stroke_width_ratio", m.get("style_stroke_width_ratio"))),
+                _times(m.get("ink_mass_ratio", m.get("style_ink_mass_ratio")))]
+    rows = [row(f"sample stage: {sa.get('sampler', '?')}, {fmt_num(sa.get('steps'))} steps", sa.get("nfe"),
+                sa.get("ms_per_image"), ev)] if ev and sa else []
+    rows += [row(f"student, {s.get('steps')} DDIM step{'s' if s.get('steps') != 1 else ''}", s.get("nfe"),
+                 s.get("ms_per_image"), s) for s in students]
+    return Table(["sampler", "network passes", "ms / image", "OCR accuracy", "legible", "FID, judge features",
+                  "stroke width", "ink mass"], rows)
+
+
+def _distill_section(inputs: ReportInputs) -> list[Block]:
+    """The distilled students' rows when the distill stage ran with distill.enabled; nothing otherwise."""
+    students = (inputs.metrics.get("distill") or {}).get("students") or []
+    if not students:
+        return []
+    n = students[0].get("n")
+    note = Para(f"Each student was measured on {fmt_num(n)} samples ({fmt_num(n and n // 46)} per class); the sample "
+                "stage's row on its own samples. Network passes per image: a guided step counts two (at most).")
+    return [Heading("Distilled students"), note,
+            distill_table(students, inputs.metrics.get("eval") or {}, inputs.metrics.get("sample") or {}),
+            _figure("distill")]
+
+
 def per_class_values(raw: Any) -> dict[str, Optional[float]]:
     """per_class_accuracy as {class_name: float or None}, from a dict or a list in class order."""
     if isinstance(raw, Mapping):
@@ -493,7 +522,7 @@ def report_blocks(inputs: ReportInputs) -> list[Block]:
                          Heading("Summary"), Para(summarize(inputs.metrics, inputs.params)),
                          Heading("Key parameters"), Table(["parameter", "value"], params)]
     return (head + _metrics_section(inputs) + _data_section(inputs) + _training_section(inputs)
-            + _samples_section(inputs) + _per_class_section(inputs) + _runs_section(inputs))
+            + _samples_section(inputs) + _distill_section(inputs) + _per_class_section(inputs) + _runs_section(inputs))
 
 
 # ---- rendering ----------------------------------------------------------------------------------
@@ -588,12 +617,12 @@ def build_report(inputs: ReportInputs) -> tuple[str, str]:
 def read_metrics(root: Path) -> dict[str, dict]:
     """reports/metrics/<stage>.json under root for each stage; {} for a stage that has not run."""
     out: dict[str, dict] = {}
-    for stage in STAGE_OF:
+    for stage, writer in {**STAGE_OF, **OPTIONAL_STAGE_OF}.items():
         path = root / paths.METRICS_DIR / f"{stage}.json"
         try:
             out[stage] = read_json(path) if path.is_file() else {}
         except ValueError as exc:  # JSONDecodeError; UnicodeDecodeError for binary garbage
-            raise DevagenError(f"{path}: not valid JSON ({one_line(exc)}); {rerun(STAGE_OF[stage])}") from None
+            raise DevagenError(f"{path}: not valid JSON ({one_line(exc)}); {rerun(writer)}") from None
     return out
 
 

@@ -29,10 +29,13 @@ from .common import PARAMS_OPTION, load
 @click.option("--slant-shear/--no-slant-shear", default=True, show_default=True,
               help="finish an asked slant (--slant, or one drawn per --text word) with a shear, so the measured "
                    "slant is the asked one; --no-slant-shear shows the network's own (it follows only a little)")
+@click.option("--distilled", type=click.Choice(["1", "2", "4", "8"]), default=None,
+              help="sample with the distill stage's student of this many DDIM steps (models/distilled; its guidance "
+                   "is in its weights). Default: the student of sample.steps when sample.sampler is distilled")
 @PARAMS_OPTION
 def generate(text: str | None, class_name: str | None, count: int, out: str, model_dir: str, seed: int,
              steps: int | None, guidance: float | None, stroke: float | None, slant: float | None,
-             slant_shear: bool, params_path: str) -> None:
+             slant_shear: bool, distilled: str | None, params_path: str) -> None:
     """Write generated handwriting for people: a word (--text) or a grid (--class / -n)."""
     from .. import figures
     from ..pipeline import load_pipeline
@@ -44,7 +47,17 @@ def generate(text: str | None, class_name: str | None, count: int, out: str, mod
                   guidance_scale=cfg.guidance_scale if guidance is None else guidance)
     if text is not None and class_name is not None:
         raise DevagenError("generate: give either --text or --class, not both")
-    pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance")
+    student = int(distilled) if distilled else (cfg.steps if cfg.sampler == "distilled" else None)
+    if student is not None:
+        from ..students import load_student
+
+        if guidance is not None:
+            raise DevagenError("generate: --guidance does not apply to a distilled student (its guidance is in its "
+                               "weights); drop --guidance or --distilled")
+        pipeline = load_student(paths.DISTILLED_DIR, student)
+        cfg = replace(cfg, steps=student, guidance_scale=1.0)
+    else:
+        pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance")
     if text is not None:
         image = generate_text(pipeline, text, cfg, stroke=stroke, slant=slant, slant_shear=slant_shear)
     else:

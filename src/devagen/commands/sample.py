@@ -18,7 +18,16 @@ def sample(params_path: str) -> None:
 
     params = load(params_path)
     cfg = params.sample
-    pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance")
+    if cfg.sampler == "distilled":  # the distill stage's student: DDIM, its teacher's guidance in its weights
+        from dataclasses import replace
+
+        from ..students import load_student
+
+        pipeline = load_student(paths.DISTILLED_DIR, cfg.steps)
+        cfg = replace(cfg, guidance_scale=1.0)
+    else:
+        pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema,
+                                 with_guide=cfg.guidance == "autoguidance")
     meta = read_meta(paths.DIFFUSION_DIR)
     real = data.load_split(paths.TEST_NPZ) if meta.conditional else None  # read before minutes of sampling
     images, labels, stats = sampling.sample_set(pipeline, meta, cfg)

@@ -1,0 +1,97 @@
+"""`devagen distill` (DVC stage distill): few-step students of the trained model, and their measured quality."""
+
+from __future__ import annotations
+
+import click
+
+from .. import paths
+from ..io import write_json
+from .common import PARAMS_OPTION, finish, load, start_run
+
+FIGURE = "distill.png"
+FIGURE_CLASSES = 12  # classes shown per student in the figure
+FLAT_KEYS = ("ocr_accuracy", "fid", "legible_share", "stroke_width_ratio", "ink_mass_ratio", "ms_per_image")
+
+
+@click.command()
+@PARAMS_OPTION
+def distill(params_path: str) -> None:
+    """Distil the trained model into 8/4/2/1-step DDIM students (distill.enabled) and measure each one."""
+    import shutil
+
+    from .. import figures, plots, students
+
+    params = load(params_path)
+    cfg, out = params.distill, paths.DISTILLED_DIR
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not cfg.enabled:  # a few seconds: no model is read and no MLflow run opened (the other stages log this experiment)
+        students.write_status(tmp, False)
+        _swap_in(tmp, out)
+        write_json({"enabled": False}, paths.METRICS_DIR / "distill.json")
+        figures.save_image(plots.text_banner("Distillation is off (distill.enabled: false in params.yaml)", 480),
+                           paths.FIGURES_DIR / FIGURE)
+        click.echo("distill: off (distill.enabled: false); nothing distilled")
+        return
+    import dataclasses
+    import time
+
+    import numpy as np
+    import torch
+
+    from .. import data, legibility, ocr, sampling
+    from ..distill import DistillData, distill as run_distill
+    from ..evaluation import headline_quality
+    from ..model import condition
+    from ..pen import training_codes
+    from ..pipeline import load_pipeline, read_meta
+
+    meta = read_meta(paths.DIFFUSION_DIR)
+    teacher = load_pipeline(paths.DIFFUSION_DIR, students.SAMPLER, use_ema=True)
+    split = data.load_split(paths.TRAIN_NPZ)
+    judge, ood, test = ocr.load_judge(paths.OCR_DIR), legibility.load_ood(paths.OCR_DIR), data.load_split(paths.TEST_NPZ)
+    device = teacher.device
+    labels = torch.from_numpy(split.labels.astype(np.int64))
+    conditions = None
+    if meta.conditional:
+        codes = None
+        if meta.pen is not None:
+            codes = torch.from_numpy(training_codes(data.read_pen(paths.TRAIN_NPZ, len(split.images)), split.labels))
+        conditions = condition(labels, codes) if codes is not None else labels
+    batch = DistillData(torch.from_numpy(split.images).to(device), None if conditions is None else conditions.to(device))
+    rounds = run_distill(teacher.unet, teacher.scheduler, batch, cfg, meta.null_label,
+                         lambda steps, net: students.write_student(net, paths.DIFFUSION_DIR, students.student_dir(tmp, steps)))
+    students.write_status(tmp, True, cfg.student_steps)
+    sample_cfg = dataclasses.replace(params.sample, sampler=students.SAMPLER, guidance_scale=1.0, per_class=cfg.per_class)
+    intended = np.repeat(np.arange(len(meta.class_names), dtype=np.int64), cfg.per_class)
+    rows, strips = [], []
+    for info in rounds:
+        steps = info["steps"]
+        pipeline = students.load_student(tmp, steps, device)
+        began = time.perf_counter()
+        images = sampling.generate(pipeline, intended, len(intended), dataclasses.replace(sample_cfg, steps=steps))
+        ms = 1000.0 * (time.perf_counter() - began) / len(images)
+        quality = headline_quality(judge, ood, images, intended, test, params.evaluate)
+        rows.append({**info, "nfe": steps, "ms_per_image": ms, **quality})
+        shown = figures.random_per_class(intended, 1, cfg.seed)[:FIGURE_CLASSES]
+        strips.append((f"{steps} step{'s' if steps > 1 else ''}", images[shown]))
+        click.echo(f"distill: {steps} steps: OCR {quality['ocr_accuracy']:.1%}, judge FID {quality['fid']:.2f}, "
+                   f"stroke width {quality['stroke_width_ratio']:.2f}x, {ms:.1f} ms/image")
+    _swap_in(tmp, out)
+    flat = {f"steps_{row['steps']}_{key}": row[key] for row in rows for key in FLAT_KEYS}  # for dvc exp show, MLflow
+    write_json({"enabled": True, **flat, "students": rows}, paths.METRICS_DIR / "distill.json")
+    figures.save_image(figures.labelled_rows(strips, scale=4, title="Distilled students (DDIM, no CFG pass), 4x"),
+                       paths.FIGURES_DIR / FIGURE)
+    finish(start_run(params, "distill"), figures=(FIGURE,))
+
+
+def _swap_in(tmp, final) -> None:  # type: ignore[no-untyped-def]
+    """Replace `final` by the finished directory `tmp` (a kill midway leaves the old one or none, never half)."""
+    import shutil
+
+    if final.exists():
+        trash = final.with_name(f".trash-{final.name}")
+        shutil.rmtree(trash, ignore_errors=True)
+        final.rename(trash)
+        shutil.rmtree(trash)
+    tmp.rename(final)
