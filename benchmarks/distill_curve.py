@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/distill_curve.py          # after `dvc repro distill` with distill.enabled: true
     # ~10 min on 2 cores at --per-class 10; writes benchmarks/results/distill/
 
-Rows: params.yaml's sampler (DPM-Solver++ for the SDE, CFG from sample.*) at 10, 20 and 50 steps, then each
-student in models/distilled (DDIM, one pass per step, the guidance in its weights). Every row samples the
+Rows: params.yaml's sampler (DPM-Solver++ for the SDE, CFG from sample.*) at 10, 20 and 50 steps; the guided
+teacher under DDIM at 16 steps with distill.*'s guidance (what round 1's student learns to match, two of its steps
+in one); then each student in models/distilled (DDIM, one pass per step, the guidance in its weights). Every row samples the
 same classes with the same seeds and is scored with devagen.evaluation.headline_quality: OCR accuracy,
 legibility, FID / precision / recall in judge features, stroke width and ink mass against real test images.
 NFE counts network passes per character (a guided step is two); ms per character is the wall time of
@@ -71,14 +72,16 @@ def write_results(rows: list[dict], panels: list[tuple[str, np.ndarray]], header
                  f"{row['stroke_width_ratio']:.2f}x", f"{row['ink_mass_ratio']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    teacher = [r for r in rows if not r["row"].startswith("student")]
     student = [r for r in rows if r["row"].startswith("student")]
+    target = [r for r in rows if r["row"].endswith("(distillation target)")]
+    teacher = [r for r in rows if r not in student and r not in target]
     charts = []
     for key, title, log_y in (("ocr_accuracy", "OCR accuracy (judge) vs network passes per character", False),
                               ("fid", "FID in judge features vs network passes per character (lower is better)", True)):
         xs = sorted({r["nfe"] for r in rows})
         series = {name: [next((r[key] for r in group if r["nfe"] == x), None) for x in xs]
-                  for name, group in (("teacher (DPM-Solver++ SDE, CFG)", teacher), ("distilled student (DDIM)", student))}
+                  for name, group in (("teacher (DPM-Solver++ SDE, CFG)", teacher), ("teacher, DDIM 16 + CFG", target),
+                                      ("distilled student (DDIM)", student))}
         charts.append(line_plot(xs, series, title, "NFE per character", key, log_y=log_y))
     save_image(stack_vertical(charts), out / "curve.png")
     grid = labelled_rows(panels, scale=4)
@@ -108,6 +111,13 @@ def main(per_class: int, params_path: str, out: str) -> None:
         row, images = measure(f"teacher {params.sample.sampler} {steps}", teacher, cfg, intended, score)
         rows.append(row)
         panels.append((f"teacher {steps}", images[shown]))
+    target = dataclasses.replace(params.sample, sampler=students.SAMPLER, steps=2 * params.distill.start_steps,
+                                 guidance_scale=params.distill.guidance_scale,
+                                 guidance_t_min=params.distill.guidance_t_min, guidance_t_max=params.distill.guidance_t_max)
+    row, images = measure(f"teacher ddim {target.steps} (distillation target)",
+                          load_pipeline(paths.DIFFUSION_DIR, students.SAMPLER, params.sample.use_ema), target, intended, score)
+    rows.append(row)
+    panels.append((f"ddim {target.steps}", images[shown]))
     for steps in sorted(params.distill.student_steps, reverse=True):
         cfg = dataclasses.replace(params.sample, sampler=students.SAMPLER, steps=steps, guidance_scale=1.0)
         row, images = measure(f"student {steps}", students.load_student(paths.DISTILLED_DIR, steps), cfg, intended, score)

@@ -345,3 +345,25 @@ def test_side_by_side_draws_one_panel_per_set_and_refuses_a_bad_spec(tmp_path: P
     w1, w2 = Image.open(tmp_path / "1.png").width, Image.open(tmp_path / "2.png").width
     assert w2 > w1 * 1.4  # real + 2 panels against real + 1
     assert bad.exit_code != 0 and "expected NAME=PATH" in bad.output and not (tmp_path / "3.png").exists()
+
+
+def test_distill_curve_counts_guided_passes_and_writes_its_table_and_plots(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from devagen.config import SampleConfig
+    from devagen.pipeline import load_pipeline
+
+    curve = _load_script("distill_curve")
+    pipeline = load_pipeline(tiny_model_dir, "sde-dpmpp", device="cpu")
+    cfg = SampleConfig(steps=10, guidance_scale=3.0, guidance_t_min=300)
+    assert curve.nfe(pipeline, cfg) == 10 + 7  # trailing 10 steps: 999 ... 99, seven of them at t >= 300
+    assert curve.nfe(pipeline, SampleConfig(steps=10, guidance_scale=1.0)) == 10
+    rows = [{"row": name, "nfe": n, "ms_per_char": 10.0 / i, "ocr_accuracy": 0.9 - 0.01 * i, "legible_share": 0.7,
+             "fid": 1.0 + i, "precision": 0.6, "recall": 0.7, "stroke_width_ratio": 1.0, "ink_mass_ratio": 1.0}
+            for i, (name, n) in enumerate([("teacher sde-dpmpp 10", 17), ("teacher ddim 16 (distillation target)", 28),
+                                           ("student 4", 4), ("student 1", 1)], start=1)]
+    images = np.zeros((2, 16, 16), np.uint8)
+    curve.write_results(rows, [("real", images), ("student 4", images)], "# header", tmp_path)
+    table = (tmp_path / "README.md").read_text().splitlines()
+    assert table[0] == "# header" and len([line for line in table if line.startswith("| student")]) == 2
+    assert "| teacher ddim 16 (distillation target) | 28 | 5.0 | 88.0% |" in "\n".join(table)
+    assert (tmp_path / "curve.csv").read_text().count("\n") == 5
+    assert all((tmp_path / name).stat().st_size > 1000 for name in ("curve.png", "samples.png"))

@@ -24,6 +24,8 @@ TINY = {
     "model": {"preset": "tiny", "conditional": True},
     "train": {"max_steps": 6, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 3, "log_every": 2},
     "sample": {"steps": 2, "per_class": 2, "batch_size": 64},
+    "distill": {"enabled": True, "start_steps": 2, "steps_per_round": 2, "batch_size": 4, "warmup_steps": 0,
+                "per_class": 1},
     "evaluate": {"kid_subset_size": 20, "batch_size": 64, "cas": True, "cas_epochs": 2, "cas_batch_size": 32},
 }
 
@@ -56,7 +58,10 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     _run(["dvc", "repro"], tmp_path, env)
 
     metrics = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports/metrics").glob("*.json")}
-    assert set(metrics) == {"data", "ocr", "style_net", "train", "sample", "eval"}
+    assert set(metrics) == {"data", "ocr", "style_net", "train", "distill", "sample", "eval"}
+    assert [row["steps"] for row in metrics["distill"]["students"]] == [2, 1]
+    assert all(0 <= row["ocr_accuracy"] <= 1 and np.isfinite(row["fid"]) for row in metrics["distill"]["students"])
+    assert (tmp_path / "models/distilled/steps_1/unet/config.json").is_file()
     assert metrics["style_net"]["train_images"] == 46 * 6 and len(metrics["style_net"]["stage_scales"]) == 5
     assert metrics["data"]["train"] == 46 * 6 and metrics["data"]["test"] == 46 * 3
     assert 0.0 <= metrics["ocr"]["test_accuracy"] <= 1.0
@@ -79,7 +84,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
         assert npz["images"].shape == (92, 32, 32) and npz["images"].dtype == np.uint8
         assert sorted(set(npz["labels"].tolist())) == list(range(46))
     for name in ("dataset.png", "augment.png", "samples.png", "steps.png", "process.png", "denoising.gif",
-                 "confusion.png", "style.png", "loss_curve.png", "per_class.png"):
+                 "confusion.png", "style.png", "loss_curve.png", "per_class.png", "distill.png"):
         with Image.open(tmp_path / "reports/figures" / name) as img:
             assert img.width > 50 and img.height > 30, name
     html = (tmp_path / "reports/report.html").read_text()
@@ -95,3 +100,11 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     status = subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300, check=True)
     assert json.loads(status.stdout) == {"report": [{"changed deps": {"src/devagen/report.py": "modified"}}]}
+
+    # sample.sampler: distilled samples with the distill stage's student (one pass per step, no CFG pass)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["sample"].update(sampler="distilled", steps=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["dvc", "repro", "-s", "sample"], tmp_path, env)
+    sampled = json.loads((tmp_path / "reports/metrics/sample.json").read_text())
+    assert sampled["sampler"] == "distilled" and sampled["nfe"] == 1 and sampled["images"] == 92

@@ -495,7 +495,8 @@ def _runs_section(inputs: ReportInputs) -> list[Block]:
         return blocks + [Para("No MLflow runs to compare (tracking disabled, unreachable or empty).")]
     header, rows = compare_runs(inputs.runs, inputs.compare_metrics)
     rows = [[f"{r[0]} (this report)" if r[0] == inputs.run_name else r[0], *r[1:]] for r in rows]
-    intro = (f"The {len(rows)} latest MLflow runs, newest first: the parameters that differ between them "
+    intro = ("The only MLflow run so far: its parameters and key metrics." if len(rows) == 1 else
+             f"The {len(rows)} latest MLflow runs, newest first: the parameters that differ between them "
              "and their key metrics (the MLflow UI comparison, in a form that travels).")
     return blocks + [Para(intro), Table(header, rows)]
 
