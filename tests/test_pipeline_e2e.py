@@ -58,7 +58,8 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     _run(["dvc", "repro"], tmp_path, env)
 
     metrics = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports/metrics").glob("*.json")}
-    assert set(metrics) == {"data", "ocr", "style_net", "train", "distill", "sample", "eval"}
+    assert set(metrics) == {"data", "ocr", "style_net", "vae", "train", "distill", "sample", "eval"}
+    assert metrics["vae"] == {"enabled": False}
     assert [row["steps"] for row in metrics["distill"]["students"]] == [2, 1]
     assert all(0 <= row["ocr_accuracy"] <= 1 and np.isfinite(row["fid"]) for row in metrics["distill"]["students"])
     assert (tmp_path / "models/distilled/steps_1/unet/config.json").is_file()
@@ -84,7 +85,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
         assert npz["images"].shape == (92, 32, 32) and npz["images"].dtype == np.uint8
         assert sorted(set(npz["labels"].tolist())) == list(range(46))
     for name in ("dataset.png", "augment.png", "samples.png", "steps.png", "process.png", "denoising.gif",
-                 "confusion.png", "style.png", "loss_curve.png", "per_class.png", "distill.png"):
+                 "confusion.png", "style.png", "loss_curve.png", "per_class.png", "distill.png", "vae.png"):
         with Image.open(tmp_path / "reports/figures" / name) as img:
             assert img.width > 50 and img.height > 30, name
     html = (tmp_path / "reports/report.html").read_text()
@@ -108,3 +109,13 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     _run(["dvc", "repro", "-s", "sample"], tmp_path, env)
     sampled = json.loads((tmp_path / "reports/metrics/sample.json").read_text())
     assert sampled["sampler"] == "distilled" and sampled["nfe"] == 1 and sampled["images"] == 92
+
+    # latent.enabled: the vae stage trains the autoencoder and measures its reconstructions with the judge
+    params["latent"].update(enabled=True, downsample=2, channels=2, width=8, steps=2, batch_size=8)
+    params["sample"].update(sampler="sde-dpmpp", steps=2)
+    params["distill"].update(enabled=False)  # refused with latent diffusion (not built for it)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["dvc", "repro", "-s", "vae"], tmp_path, env)
+    vae = json.loads((tmp_path / "reports/metrics/vae.json").read_text())
+    assert vae["enabled"] and vae["latent_shape"] == [2, 16, 16] and vae["psnr_db"] > 0
+    assert 0 <= vae["ocr_accuracy_reconstructed"] <= 1 and (tmp_path / "models/vae/config.json").is_file()

@@ -46,6 +46,9 @@ METRICS = {"data": {"train": 78150, "test": 13800, "classes": 46, "duplicates_re
            "sample": {"images_per_s": 8.1, "ms_per_image": 123.0, "nfe": 40, "sampler": "dpmpp", "steps": 20,
                       "guidance_scale": 2.0},
            "eval": EVAL,
+           "vae": {"enabled": True, "latent_shape": [4, 8, 8], "psnr_db": 27.5, "ocr_accuracy_reconstructed": 0.981,
+                   "ocr_accuracy_real": 0.993, "stroke_width_ratio": 1.02, "ink_mass_ratio": 0.99, "seconds": 300.0,
+                   "params": 1_000_000},
            "distill": {"enabled": True, "students": [{"steps": 4, "nfe": 4, "n": 920, "ms_per_image": 5.0,
                                                       "ocr_accuracy": 0.81, "legible_share": 0.6, "fid": 2.5,
                                                       "stroke_width_ratio": 0.97, "ink_mass_ratio": 1.02}]}}
@@ -62,7 +65,7 @@ def make_report_root(root: Path) -> Path:
     write_csv([{"step": s, "loss": 0.05 + math.exp(-s / 500), "lr": 1e-3 * min(1.0, s / 200), "img_per_s": 30.0}
                for s in range(25, 3001, 25)], root / paths.TRAIN_LOG)
     cells = np.random.default_rng(0).integers(0, 256, (8, 32, 32), dtype=np.uint8)
-    for name in ("dataset", "augment", "samples", "steps", "process", "confusion", "style", "distill"):
+    for name in ("dataset", "augment", "samples", "steps", "process", "confusion", "style", "distill", "vae"):
         figures.save_image(figures.image_row(cells), root / paths.FIGURES_DIR / f"{name}.png")
     figures.save_gif(list(cells), root / paths.FIGURES_DIR / "denoising.gif", scale=2)
     render_plots(root)
@@ -106,7 +109,7 @@ def test_markdown_links_point_at_files_next_to_it(rendered, root: Path) -> None:
 def test_sections_appear_in_order_with_numbers_beside_their_floor(rendered) -> None:
     _, html, md = rendered
     order = ["Summary", "Key parameters", "Metrics", "Data", "Training", "Samples", "Denoising",
-             "Distilled students", "Per-class accuracy", "Recent runs"]
+             "Latent diffusion: the autoencoder", "Distilled students", "Per-class accuracy", "Recent runs"]
     positions = [md.index(f"## {h}\n") for h in order]
     assert positions == sorted(positions)
     assert "| FID, judge features | 12.3 | 1.1 |" in md and "| KID, judge features | 0.0123 ± 0.0004 | 0.0002 |" in md
@@ -115,6 +118,7 @@ def test_sections_appear_in_order_with_numbers_beside_their_floor(rendered) -> N
     assert "| train.lr | 0.001 |" in md and "exp-b (this report)" in md
     assert "ङ (character_5_kna) 12.5 %" in md and "1 class has no samples" in md
     assert "ङ" in html and "Not run" not in md
+    assert "| latent shape (channels × side × side) | 4×8×8 |" in md and "| PSNR of test reconstructions | 27.5 dB |" in md
 
 
 def test_missing_metrics_say_not_run(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from .errors import DevagenError
 from .integrity import FULL_DISK_ERRNOS
 
 # The commands' modules in devagen/commands/; the command is named after its module, with "-" for "_".
-COMMANDS = ("fetch", "prepare", "train_ocr", "style_net", "train", "distill", "sample", "evaluate", "report", "generate")
+COMMANDS = ("fetch", "prepare", "train_ocr", "style_net", "vae", "train", "distill", "sample", "evaluate", "report", "generate")
 
 
 def load_command(module: str) -> click.Command:

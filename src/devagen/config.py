@@ -175,6 +175,31 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class LatentConfig:
+    """Latent diffusion (devagen.latent): a diffusers AutoencoderKL trained on DHCD, and the UNet trained in its
+    latent space instead of on pixels."""
+
+    enabled: bool = False  # false: the vae stage writes only a note, and the UNet works on pixels
+    seed: int = 0
+    downsample: int = 4  # image side / latent side: 2 or 4 (32x32 -> 16x16 or 8x8)
+    channels: int = 4  # latent channels
+    width: int = 32  # channels of the first encoder level (then 2x)
+    steps: int = 1500  # optimizer steps of the autoencoder
+    batch_size: int = 64
+    lr: float = 1.0e-3
+    kl_weight: float = 1.0e-6  # weight of the KL term against the per-pixel reconstruction loss
+
+    def __post_init__(self) -> None:
+        _check(self.downsample in (2, 4), "latent.downsample", "must be 2 or 4")
+        _check(self.channels >= 1, "latent.channels", "must be >= 1")
+        _check(self.width >= 8 and self.width % 8 == 0, "latent.width", "must be a multiple of 8, at least 8")
+        _check(self.steps >= 1, "latent.steps", "must be >= 1")
+        _check(self.batch_size >= 1, "latent.batch_size", "must be >= 1")
+        _check(self.lr > 0, "latent.lr", "must be > 0")
+        _check(self.kl_weight >= 0, "latent.kl_weight", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class DiffusionConfig:
     """The noise schedule and training objective (saved with the model's scheduler)."""
 
@@ -388,6 +413,7 @@ class Params:
     train_ocr: OcrConfig = field(default_factory=OcrConfig)
     style_net: StyleNetConfig = field(default_factory=StyleNetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
@@ -458,6 +484,17 @@ def check_consistency(params: Params) -> None:
     factor = downsample_factor(params.model.preset)
     _check(params.data.image_size % factor == 0, "data.image_size",
            f"{params.data.image_size} is not a multiple of {factor}, the downsampling of preset {params.model.preset!r}")
+    if params.latent.enabled:
+        side = params.data.image_size // params.latent.downsample
+        _check(params.data.image_size % params.latent.downsample == 0 and side % factor == 0, "latent.downsample",
+               f"{params.data.image_size}x{params.data.image_size} images / {params.latent.downsample} give {side}x{side} "
+               f"latents, which preset {params.model.preset!r} (downsampling {factor}) cannot take")
+        _check(not params.diffusion.needs_judge and params.diffusion.ssim_weight == 0, "latent.enabled",
+               "the auxiliary losses (diffusion.ssim_weight, perceptual_weight) compare pixels; set them to 0 "
+               "for latent diffusion")
+        _check(not params.distill.enabled, "distill.enabled",
+               "distilling a latent model is not built (the students learn in pixel space); set it false with "
+               "latent.enabled: true")
     _check(not (params.model.style_conditioning and params.train.augment), "train.augment",
            "must be false with model.style_conditioning: augmentation changes the stroke width and slant "
            "each image is labelled with (measured once, in prepare)")

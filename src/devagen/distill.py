@@ -19,7 +19,6 @@ and the student's clean-image estimate is pulled to it with weight max(SNR_t, 1)
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -33,9 +32,9 @@ from tqdm.auto import tqdm
 from .config import DistillConfig
 from .data import to_model_range
 from .device import autocast
-from .errors import DevagenError
 from .model import with_null_class
 from .pipeline import predicted_x0
+from .updates import WindowMean, optimizer_update
 
 # (x_t (B, C, H, W), t (B,) int64, conditions or None) -> the clean image the denoiser predicts, float32
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
@@ -159,7 +158,9 @@ def distill_round(teacher: Denoiser, student: UNet2DModel, scheduler: DDPMSchedu
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
     lr_schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps_per_round)
     student.train()
-    began, total, first = time.perf_counter(), torch.zeros((), device=device), math.nan
+    began = time.perf_counter()
+    losses = WindowMean(device, LOSS_READ_EVERY, f"distill ({steps}-step round)",
+                        f"lower distill.lr (now {cfg.lr:g}) and re-run")
     with tqdm(range(cfg.steps_per_round), desc=f"distill {2 * steps}->{steps} steps", unit="step",
               disable=not progress) as bar:
         for i in bar:
@@ -168,25 +169,14 @@ def distill_round(teacher: Denoiser, student: UNet2DModel, scheduler: DDPMSchedu
             with _precision(device, cfg.precision):
                 target = teacher_target(teacher, scheduler.alphas_cumprod, x_t, t, s, cond)
                 loss = distillation_loss(student, scheduler, x_t, t, cond, target)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-            optimizer.step()
-            lr_schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            total = total + loss.detach()
-            if (i + 1) % LOSS_READ_EVERY == 0 or i + 1 == cfg.steps_per_round:
-                mean = float(total) / (i % LOSS_READ_EVERY + 1)
-                total = torch.zeros((), device=device)
-                if not math.isfinite(mean):
-                    raise DevagenError(f"distill: loss became {mean} in the {steps}-step round at step {i + 1}; "
-                                       f"lower distill.lr (now {cfg.lr:g}) and re-run")
-                first = mean if math.isnan(first) else first
+            optimizer_update(loss, student.parameters(), optimizer, lr_schedule, cfg.grad_clip)
+            mean = losses.add(loss, i + 1, i + 1 == cfg.steps_per_round)
+            if mean is not None:
                 bar.set_postfix(loss=f"{mean:.4f}")
     seconds = time.perf_counter() - began
     student.eval()
     return {"steps": steps, "teacher_steps": 2 * steps, "optimizer_steps": cfg.steps_per_round,
-            "first_loss": first, "final_loss": mean, "seconds": seconds,
+            "first_loss": losses.first, "final_loss": losses.last, "seconds": seconds,
             "img_per_s": cfg.steps_per_round * cfg.batch_size / seconds}
 
 

@@ -150,3 +150,14 @@ def full_disk_guard(target: Path, needed: int, tmp: Optional[Path] = None, kept:
             raise
         raise DevagenError(f"{target}: no space left on device ({_size(free)} free, about {_size(needed)} needed)"
                            f"{'; ' + kept if kept else ''}; free some space, then re-run") from None
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put the finished directory `tmp` in place of `final`: the old one is renamed aside before it is deleted,
+    so a kill midway leaves the old directory, or none, never a half-written one under the final name."""
+    if final.exists():
+        trash = final.with_name(f".trash-{final.name}")
+        shutil.rmtree(trash, ignore_errors=True)
+        final.rename(trash)
+        shutil.rmtree(trash)
+    tmp.rename(final)

@@ -84,8 +84,9 @@ def with_null_class(class_labels: torch.Tensor, null_label: int) -> torch.Tensor
     return out
 
 
-def build_unet(cfg: ModelConfig, image_size: int) -> UNet2DModel:
-    """A freshly initialised UNet2DModel (StyleUNet2DModel with model.style_conditioning) for (B, 1, S, S) inputs."""
+def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1) -> UNet2DModel:
+    """A freshly initialised UNet2DModel (StyleUNet2DModel with model.style_conditioning) for (B, channels, S, S)
+    inputs: images, or a latent model's latents (then image_size is the latent side)."""
     factor = downsample_factor(cfg.preset)
     if image_size % factor:
         raise DevagenError(f"params.yaml: data.image_size: {image_size} is not a multiple of {factor}, "
@@ -94,7 +95,7 @@ def build_unet(cfg: ModelConfig, image_size: int) -> UNet2DModel:
     if cfg.scale_shift:
         extra["resnet_time_scale_shift"] = "scale_shift"
     cls = StyleUNet2DModel if cfg.style_conditioning else UNet2DModel
-    return cls(sample_size=image_size, in_channels=1, out_channels=1, **PRESETS[cfg.preset], **extra)
+    return cls(sample_size=image_size, in_channels=channels, out_channels=channels, **PRESETS[cfg.preset], **extra)
 
 
 def build_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:

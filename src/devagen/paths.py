@@ -10,6 +10,7 @@ TEST_NPZ = PREPARED_DIR / "test.npz"
 OCR_DIR = Path("models/ocr")
 STYLE_NET_DIR = Path("models/style_net")
 DIFFUSION_DIR = Path("models/diffusion")
+VAE_DIR = Path("models/vae")  # latent diffusion's autoencoder (devagen.latent)
 DISTILLED_DIR = Path("models/distilled")  # few-step students of the distill stage (devagen.students)
 CHECKPOINT_DIR = Path("models/checkpoints")
 SAMPLES_NPZ = Path("samples/samples.npz")
@@ -21,4 +22,5 @@ EVAL_PER_CLASS = Path("reports/eval/per_class.csv")
 REPORT_HTML = Path("reports/report.html")
 REPORT_MD = Path("reports/report.md")
 # every stage's metrics file; each tracked stage logs all that exist into the experiment's MLflow run
-METRICS_FILES = {stem: METRICS_DIR / f"{stem}.json" for stem in ("data", "ocr", "train", "distill", "sample", "eval")}
+METRICS_FILES = {stem: METRICS_DIR / f"{stem}.json"
+                 for stem in ("data", "ocr", "vae", "train", "distill", "sample", "eval")}

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
@@ -33,6 +33,7 @@ from .shear import shear_to_slant
 
 META_FILE = "devagen.json"
 GUIDE_FOLDER = "guide"  # the early-training snapshot that autoguidance guides by
+VAE_FOLDER = "vae"  # latent diffusion's autoencoder (devagen.latent), copied into the model folder
 Generators = Union[torch.Generator, list[torch.Generator], None]
 Labels = Union[Sequence[int], np.ndarray, torch.Tensor, None]
 PenValues = Union[float, Sequence[float], np.ndarray, None]  # one value for the batch, one per image, or None
@@ -69,6 +70,9 @@ SAMPLER_CLASSES: dict[str, type] = {"dpmpp": DPMSolverMultistepScheduler, "sde-d
 # the same sampler as building from the saved DDPM config.
 SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
                  "prediction_type", "rescale_betas_zero_snr")
+# A latent model's x0 lives in the autoencoder's latent space, not in the pixel range [-1, 1]: no sampler may
+# clip or threshold it there.
+LATENT_OPTIONS: dict[str, Any] = {"thresholding": False, "clip_sample": False}
 
 
 def _alpha_sigma(scheduler: SchedulerMixin, sample: torch.Tensor, t: torch.Tensor | int) -> tuple:
@@ -164,13 +168,13 @@ class DevagenPipeline(DiffusionPipeline):
     (slant_shear, devagen.shear): the network on its own follows it only a little.
     """
 
-    model_cpu_offload_seq = "unet"
-    _optional_components = ["guide"]
+    model_cpu_offload_seq = "unet->vae"
+    _optional_components = ["guide", "vae"]
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, guide: Optional[UNet2DModel] = None,
-                 pen: Optional[dict] = None) -> None:
+                 pen: Optional[dict] = None, vae: Optional[AutoencoderKL] = None) -> None:
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler, guide=guide)
+        self.register_modules(unet=unet, scheduler=scheduler, guide=guide, vae=vae)
         self.register_to_config(pen=pen)
         self.pen = PenStyle.from_json(pen)
         if is_style_conditioned(unet) and self.pen is None:
@@ -193,14 +197,33 @@ class DevagenPipeline(DiffusionPipeline):
         return self.unet.config.num_class_embeds - 1
 
     @property
+    def latent(self) -> bool:
+        """Whether the UNet works in an autoencoder's latent space (latent diffusion) rather than on pixels."""
+        return getattr(self, "vae", None) is not None
+
+    @property
     def image_shape(self) -> tuple[int, int]:
         """(H, W) of the images this pipeline draws."""
+        size = (self.vae if self.latent else self.unet).config.sample_size
+        return (size, size) if isinstance(size, int) else tuple(size)
+
+    @property
+    def sample_shape(self) -> tuple[int, int]:
+        """(H, W) of what the UNet denoises: the image, or a latent model's latent."""
         size = self.unet.config.sample_size
         return (size, size) if isinstance(size, int) else tuple(size)
 
+    def decoded(self, x: torch.Tensor) -> torch.Tensor:
+        """What the UNet denoises -> model-range images (B, 1, H, W): a latent model's latents through its decoder."""
+        if not self.latent:
+            return x
+        from .latent import decode
+
+        return decode(self.vae, x.to(self.vae.dtype)).float()
+
     def use_sampler(self, sampler: str = "dpmpp") -> "DevagenPipeline":
         """Swap in devagen's tuned inference scheduler ("dpmpp" | "ddim" | "ddpm") for the same schedule; returns self."""
-        self.scheduler = build_sampler(dict(self.scheduler.config), sampler)
+        self.scheduler = build_sampler(dict(self.scheduler.config), sampler, latent=self.latent)
         return self
 
     def guided(self, guidance_scale: float, guidance: str = "cfg") -> bool:
@@ -294,7 +317,7 @@ class DevagenPipeline(DiffusionPipeline):
 
     def initial_noise(self, batch_size: int, generator: Generators) -> torch.Tensor:
         """x_T (B, C, H, W) ~ N(0, init_noise_sigma²); a list of generators seeds each image on its own."""
-        shape = (batch_size, self.unet.config.in_channels, *self.image_shape)
+        shape = (batch_size, self.unet.config.in_channels, *self.sample_shape)
         noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         return noise * self.scheduler.init_noise_sigma
 
@@ -335,9 +358,10 @@ class DevagenPipeline(DiffusionPipeline):
             step = self.scheduler.step(out, t, x, generator=generator)
             if callback is not None:
                 x0 = getattr(step, "pred_original_sample", None)
-                callback(i, int(t), x, x0 if x0 is not None else predicted_x0(self.scheduler, out, x, t))
+                x0 = x0 if x0 is not None else predicted_x0(self.scheduler, out, x, t)
+                callback(i, int(t), self.decoded(x), self.decoded(x0))
             x = step.prev_sample
-        images = to_pixels(x, black_point).cpu().numpy()
+        images = to_pixels(self.decoded(x), black_point).cpu().numpy()
         if targets is not None:
             images = shear_to_slant(images, targets)
         if output_type == "pil":
@@ -408,12 +432,16 @@ def read_meta(model_dir: Path) -> ModelMeta:
     return ModelMeta(**values)
 
 
-def build_sampler(ddpm_config: dict, sampler: str) -> SchedulerMixin:
-    """Inference scheduler from a saved scheduler config; only the schedule and prediction_type carry over."""
+def build_sampler(ddpm_config: dict, sampler: str, latent: bool = False) -> SchedulerMixin:
+    """Inference scheduler from a saved scheduler config; only the schedule and prediction_type carry over.
+    latent: for a latent model (no clipping or thresholding of x0, LATENT_OPTIONS)."""
     if sampler not in SAMPLER_CLASSES:
         raise DevagenError(f"params.yaml: sample.sampler: unknown {sampler!r}; choose one of {', '.join(SAMPLER_CLASSES)}")
     schedule = {k: v for k, v in ddpm_config.items() if k in SCHEDULE_KEYS}
-    return SAMPLER_CLASSES[sampler].from_config(schedule, **COMMON_OPTIONS, **SAMPLER_OPTIONS[sampler])
+    options = {**COMMON_OPTIONS, **SAMPLER_OPTIONS[sampler]}
+    if latent:
+        options.update({k: v for k, v in LATENT_OPTIONS.items() if k in options})
+    return SAMPLER_CLASSES[sampler].from_config(schedule, **options)
 
 
 def _load_unet(model_dir: Path, subfolder: str) -> UNet2DModel:
@@ -462,7 +490,13 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
                                "train.guide_step > 0 and run `dvc repro train`, or use sample.guidance: cfg")
         guide = _load_unet(model_dir, GUIDE_FOLDER).eval()
     training = DDPMScheduler.from_config(_load_ddpm_config(model_dir))
-    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=meta.pen).use_sampler(sampler)
+    vae = None
+    from .latent import has_autoencoder, load_autoencoder
+
+    if has_autoencoder(model_dir / VAE_FOLDER):  # latent diffusion: the UNet works in this autoencoder's latent space
+        vae = load_autoencoder(model_dir / VAE_FOLDER, "train")
+    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=meta.pen,
+                               vae=vae).use_sampler(sampler)
     pipeline.set_progress_bar_config(disable=True)
     pipeline.to(device if device is not None else pick_device())
     for network in (pipeline.unet, pipeline.guide):

@@ -28,9 +28,9 @@ from .integrity import one_line, rerun
 from .io import read_json
 
 STAGE_OF = {"data": "prepare", "ocr": "train_ocr", "train": "train", "sample": "sample", "eval": "evaluate"}
-OPTIONAL_STAGE_OF = {"distill": "distill"}  # read when present; its section is absent (not "not run") otherwise
+OPTIONAL_STAGE_OF = {"vae": "vae", "distill": "distill"}  # read when present; no section (not "not run") otherwise
 FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", "process", "per_class", "confusion",
-           "style", "distill")
+           "style", "vae", "distill")
 KEY_PARAMS = ("model.preset", "model.conditional", "model.scale_shift", "diffusion.prediction_type", "diffusion.beta_schedule",
               "diffusion.min_snr_gamma", "train.lr", "train.batch_size", "train.max_steps",
               "sample.sampler", "sample.steps", "sample.guidance_scale")
@@ -50,6 +50,7 @@ CAPTIONS = {
     "style": "Pen style at 4× zoom: generated crops beside random real crops of the same classes; "
              "stroke width and ink coverage of every generated image against as many real test images.",
     "distill": "The distilled students' samples at 4×: one row per student, the same classes and seeds.",
+    "vae": "Random real test images (top) and the autoencoder's reconstructions of them (bottom), 4×.",
 }
 # An unconditional model is asked for no class: its per-class figures show what it draws instead.
 UNCONDITIONAL_CAPTIONS = {
@@ -438,6 +439,25 @@ def distill_table(students: Sequence[Mapping[str, Any]], ev: Mapping[str, Any], 
                   "stroke width", "ink mass"], rows)
 
 
+def _vae_section(inputs: ReportInputs) -> list[Block]:
+    """Latent diffusion's autoencoder, when the vae stage trained one (latent.enabled); nothing otherwise."""
+    vae = inputs.metrics.get("vae") or {}
+    if not vae.get("enabled"):
+        return []
+    shape = "×".join(str(n) for n in vae.get("latent_shape") or []) or MISSING
+    spec = [("latent shape (channels × side × side)", "latent_shape", lambda _: shape),
+            ("PSNR of test reconstructions", "psnr_db", lambda v: f"{fmt_num(v)} dB"),
+            ("judge reads the reconstructions", "ocr_accuracy_reconstructed", fmt_pct),
+            ("judge reads the originals", "ocr_accuracy_real", fmt_pct),
+            ("stroke width, reconstructed / real", "stroke_width_ratio", _times),
+            ("ink mass, reconstructed / real", "ink_mass_ratio", _times),
+            ("training time", "seconds", fmt_duration), ("parameters", "params", fmt_num)]
+    return [Heading("Latent diffusion: the autoencoder"),
+            Para("The UNet of this run learned this autoencoder's latents; every sample above went through its "
+                 "decoder. What it loses on real test images bounds what the samples can show."),
+            _kv_table(vae, spec), _figure("vae")]
+
+
 def _distill_section(inputs: ReportInputs) -> list[Block]:
     """The distilled students' rows when the distill stage ran with distill.enabled; nothing otherwise."""
     students = (inputs.metrics.get("distill") or {}).get("students") or []
@@ -523,7 +543,7 @@ def report_blocks(inputs: ReportInputs) -> list[Block]:
                          Heading("Summary"), Para(summarize(inputs.metrics, inputs.params)),
                          Heading("Key parameters"), Table(["parameter", "value"], params)]
     return (head + _metrics_section(inputs) + _data_section(inputs) + _training_section(inputs)
-            + _samples_section(inputs) + _distill_section(inputs) + _per_class_section(inputs) + _runs_section(inputs))
+            + _samples_section(inputs) + _vae_section(inputs) + _distill_section(inputs) + _per_class_section(inputs) + _runs_section(inputs))
 
 
 # ---- rendering ----------------------------------------------------------------------------------

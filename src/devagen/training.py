@@ -61,7 +61,8 @@ from .loss_meter import LossMeter
 from .hub import write_model_index
 from .model import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
 from .pen import PenStyle, pen_style, training_codes
-from .pipeline import GUIDE_FOLDER, ModelMeta, write_meta
+from .latent import encode, latent_downsample, save_autoencoder, write_no_autoencoder
+from .pipeline import GUIDE_FOLDER, VAE_FOLDER, ModelMeta, write_meta
 from .preemption import Preempted, StopRequests
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class _Run:
     styles: Optional[torch.Tensor]  # (N, 2) pen codes (devagen.pen.codes) on the device; None unless style-conditioned
     total_steps: int
     judge_body: Optional[torch.nn.Sequential] = None  # the frozen judge's feature stack (perceptual loss) on the device
+    vae: Optional[torch.nn.Module] = None  # latent diffusion: the frozen autoencoder whose latents the UNet learns
 
     @property
     def global_batch(self) -> int:
@@ -183,9 +185,9 @@ def _check_data(images: np.ndarray, labels: np.ndarray, conditional: bool) -> No
 
 def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig, augment_cfg: AugmentConfig,
            images: np.ndarray, labels: np.ndarray, pen: Optional[np.ndarray],
-           judge: Optional[torch.nn.Module] = None) -> _Run:
+           judge: Optional[torch.nn.Module] = None, vae: Optional[torch.nn.Module] = None) -> _Run:
     """Accelerator, seeded UNet, AdamW, warmup+cosine lr, EMA, the data as device tensors and, for the
-    perceptual loss, the judge's feature stack frozen on the device."""
+    perceptual loss, the judge's feature stack frozen on the device; for latent diffusion, the autoencoder."""
     precision = resolve_mixed_precision(cfg.mixed_precision)
     allow_precision(precision)
     accelerator = Accelerator(mixed_precision=precision,
@@ -193,7 +195,10 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
                               step_scheduler_with_optimizer=False,  # stepped once per optimizer step below
                               cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))
     set_seed(cfg.seed)  # the same initial weights on every rank
-    model = use_math_attention(build_unet(model_cfg, images.shape[-1]).to(accelerator.device))
+    side, channels = images.shape[-1], 1
+    if vae is not None:  # the UNet denoises the autoencoder's latents
+        side, channels = side // latent_downsample(vae), vae.config.latent_channels
+    model = use_math_attention(build_unet(model_cfg, side, channels).to(accelerator.device))
     fused = accelerator.device.type == "cuda"  # one multi-tensor kernel per step: matters when launch-bound
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     steps = total_steps(cfg, len(images), accelerator.num_processes)
@@ -209,8 +214,9 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     labels_t = torch.from_numpy(labels.astype(np.int64)).to(device) if model_cfg.conditional else None
     styles_t = torch.from_numpy(training_codes(pen, labels)).to(device) if model_cfg.style_conditioning else None
     judge_body = frozen(copy.deepcopy(judge.body)).to(device) if diffusion_cfg.needs_judge else None
+    vae = None if vae is None else frozen(vae).to(device)
     return _Run(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
-                build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body)
+                build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body, vae)
 
 
 def run_fingerprint(run: _Run, model_cfg: ModelConfig, images: np.ndarray, labels: np.ndarray) -> tuple[str, dict]:
@@ -219,6 +225,9 @@ def run_fingerprint(run: _Run, model_cfg: ModelConfig, images: np.ndarray, label
     data.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
     if run.styles is not None:
         data.update(run.styles.cpu().numpy().tobytes())
+    if run.vae is not None:  # another autoencoder is another latent space: never resume across one
+        for tensor in run.vae.state_dict().values():
+            data.update(tensor.detach().cpu().numpy().tobytes())
     facts = {
         "train": {k: v for k, v in asdict(run.cfg).items() if k not in NOT_FINGERPRINTED},
         "mixed_precision": run.accelerator.mixed_precision,
@@ -272,6 +281,9 @@ def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.
     x0 = to_model_range(run.images[mine])
     if run.cfg.augment:
         x0 = augment_batch(x0, run.augment_cfg, generator)
+    if run.vae is not None:  # latent diffusion: the (augmented) images' latents
+        with torch.no_grad():
+            x0 = encode(run.vae, x0)
     labels = None if run.labels is None else run.labels[mine]
     return x0, labels, None if run.styles is None else run.styles[mine], generator
 
@@ -532,9 +544,13 @@ def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, ou
             _network_copy(run, ema=True).save_pretrained(tmp / "unet")
             if guide is not None:
                 shutil.copytree(guide, tmp / GUIDE_FOLDER, ignore=shutil.ignore_patterns(GUIDE_META))
+            if run.vae is not None:
+                save_autoencoder(run.vae, tmp / VAE_FOLDER)
+            else:  # a pixel model: vae/ holds a note (the train stage's outs are the folder's parts, all present)
+                write_no_autoencoder(tmp / VAE_FOLDER)
             run.noise_scheduler.save_pretrained(tmp / "scheduler")
             write_meta(model_meta(model_cfg, int(run.images.shape[-1]), pen), tmp)
-            write_model_index(tmp, model_cfg.conditional, pen)
+            write_model_index(tmp, model_cfg.conditional, pen, vae=run.vae is not None)
             write_manifest(tmp)  # last: a folder without it was never finished (or predates checksums)
         _swap_in(tmp, out_dir)
     acc.wait_for_everyone()
@@ -616,12 +632,14 @@ def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress:
 def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig,
                     augment_cfg: AugmentConfig, images: np.ndarray, labels: np.ndarray, out_dir: Path,
                     checkpoint_dir: Path, log_fn: Optional[LogFn] = None, progress: bool = True,
-                    pen: Optional[np.ndarray] = None, judge: Optional[torch.nn.Module] = None) -> dict:
+                    pen: Optional[np.ndarray] = None, judge: Optional[torch.nn.Module] = None,
+                    vae: Optional[torch.nn.Module] = None) -> dict:
     """Train on uint8 images (N, S, S) with labels (N,) in [0, 46); save to out_dir; return train metrics.
 
     pen float (N, 2): each image's stroke width (px) and slant (degrees), needed with model.style_conditioning.
     judge: the OCR judge (devagen.ocr.Judge), needed with diffusion.perceptual_weight > 0; its features are read
-    from a frozen copy.
+    from a frozen copy. vae: latent diffusion's autoencoder (devagen.latent); the UNet then learns its latents,
+    and the model folder keeps a copy of it.
     Resumes from the newest checkpoint in checkpoint_dir written with the same params and data.
     """
     began = time.perf_counter()
@@ -634,7 +652,7 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
         got = "none" if judge is None else f"one for {judge.image_size}x{judge.image_size} images"
         raise DevagenError(f"train: diffusion.perceptual_weight needs the OCR judge for {images.shape[-1]}x"
                            f"{images.shape[-1]} images, got {got}; run `dvc repro train_ocr`")
-    run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels, pen, judge)
+    run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels, pen, judge, vae)
     if params_train.guide_step >= run.total_steps:
         raise DevagenError(f"params.yaml: train.guide_step: {params_train.guide_step} is not below the run's "
                            f"{run.total_steps} steps; the guide is an early snapshot (0 disables it)")

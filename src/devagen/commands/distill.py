@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import paths
+from ..integrity import replace_dir
 from ..io import write_json
 from .common import PARAMS_OPTION, finish, load, start_run
 
@@ -17,22 +18,16 @@ FLAT_KEYS = ("ocr_accuracy", "fid", "legible_share", "stroke_width_ratio", "ink_
 @PARAMS_OPTION
 def distill(params_path: str) -> None:
     """Distil the trained model into 8/4/2/1-step DDIM students (distill.enabled) and measure each one."""
-    import shutil
-
-    from .. import figures, plots, students
+    from .. import figures, students
+    from .optional import fresh_temp, write_off
 
     params = load(params_path)
     cfg, out = params.distill, paths.DISTILLED_DIR
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if not cfg.enabled:  # a few seconds: no model is read and no MLflow run opened (the other stages log this experiment)
-        students.write_status(tmp, False)
-        _swap_in(tmp, out)
-        write_json({"enabled": False}, paths.METRICS_DIR / "distill.json")
-        figures.save_image(plots.text_banner("Distillation is off (distill.enabled: false in params.yaml)", 480),
-                           paths.FIGURES_DIR / FIGURE)
-        click.echo("distill: off (distill.enabled: false); nothing distilled")
+    if not cfg.enabled:
+        write_off("distill", "distill.enabled", out, lambda folder: students.write_status(folder, False), FIGURE,
+                  "Distillation")
         return
+    tmp = fresh_temp(out)
     import dataclasses
     import time
 
@@ -77,21 +72,10 @@ def distill(params_path: str) -> None:
         strips.append((f"{steps} step{'s' if steps > 1 else ''}", images[shown]))
         click.echo(f"distill: {steps} steps: OCR {quality['ocr_accuracy']:.1%}, judge FID {quality['fid']:.2f}, "
                    f"stroke width {quality['stroke_width_ratio']:.2f}x, {ms:.1f} ms/image")
-    _swap_in(tmp, out)
+    replace_dir(tmp, out)
     flat = {f"steps_{row['steps']}_{key}": row[key] for row in rows for key in FLAT_KEYS}  # for dvc exp show, MLflow
     write_json({"enabled": True, **flat, "students": rows}, paths.METRICS_DIR / "distill.json")
     figures.save_image(figures.labelled_rows(strips, scale=4, title="Distilled students (DDIM, no CFG pass), 4x"),
                        paths.FIGURES_DIR / FIGURE)
     finish(start_run(params, "distill"), figures=(FIGURE,))
 
-
-def _swap_in(tmp, final) -> None:  # type: ignore[no-untyped-def]
-    """Replace `final` by the finished directory `tmp` (a kill midway leaves the old one or none, never half)."""
-    import shutil
-
-    if final.exists():
-        trash = final.with_name(f".trash-{final.name}")
-        shutil.rmtree(trash, ignore_errors=True)
-        final.rename(trash)
-        shutil.rmtree(trash)
-    tmp.rename(final)

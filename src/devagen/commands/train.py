@@ -50,8 +50,14 @@ def train(params_path: str) -> None:
     if params.diffusion.needs_judge:  # the perceptual loss reads the OCR judge's features
         from ..ocr import load_judge
         judge = load_judge(paths.OCR_DIR)
+    vae = None
+    if params.latent.enabled:  # latent diffusion: the UNet learns the vae stage's latents
+        from ..latent import load_autoencoder
+
+        vae = load_autoencoder(paths.VAE_DIR)
     result = train_diffusion(params.train, params.model, params.diffusion, params.augment, split.images,
-                             split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen, judge=judge)
+                             split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen, judge=judge,
+                             vae=vae)
     write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)
     write_json(result, paths.METRICS_DIR / "train.json")
     finish(tracker)

@@ -1,0 +1,35 @@
+"""What the optional stages (vae, distill) share: a fresh temp folder for their model output, and what they
+write when switched off."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from .. import figures, paths, plots
+from ..integrity import replace_dir
+from ..io import write_json
+
+
+def fresh_temp(out: Path) -> Path:
+    """An empty .tmp-<name> beside `out` to build the stage's folder in (renamed into place when complete)."""
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def write_off(stage: str, switch: str, out: Path, write_note: Callable[[Path], None], figure: str,
+              says: str) -> None:
+    """A switched-off stage's outputs in seconds (no model read, no MLflow run: the other stages log the
+    experiment): `out` holding only the note write_note(folder) writes, reports/metrics/<stage>.json saying
+    {"enabled": false}, and a figure that says the option is off."""
+    tmp = fresh_temp(out)
+    write_note(tmp)
+    replace_dir(tmp, out)
+    write_json({"enabled": False}, paths.METRICS_DIR / f"{stage}.json")
+    figures.save_image(plots.text_banner(f"{says} is off ({switch}: false in params.yaml)", 480),
+                       paths.FIGURES_DIR / figure)
+    click.echo(f"{stage}: off ({switch}: false)")

@@ -1,0 +1,63 @@
+"""`devagen vae` (DVC stage vae): latent diffusion's autoencoder, trained on DHCD and measured on the test split."""
+
+from __future__ import annotations
+
+import click
+
+from .. import paths
+from ..integrity import replace_dir
+from ..io import write_json
+from .common import PARAMS_OPTION, finish, load, start_run
+
+FIGURE = "vae.png"
+SHOWN = 24  # random test images in the figure, each above its reconstruction
+NOTE = "latent.json"  # in models/vae when latent diffusion is off
+
+
+@click.command()
+@PARAMS_OPTION
+def vae(params_path: str) -> None:
+    """Train the AutoencoderKL that latent diffusion works in (latent.enabled) and measure its reconstructions."""
+    from .. import figures, plots
+    from ..latent import write_no_autoencoder
+    from .optional import fresh_temp, write_off
+
+    params = load(params_path)
+    cfg, out = params.latent, paths.VAE_DIR
+    if not cfg.enabled:
+        write_off("vae", "latent.enabled", out, lambda folder: write_no_autoencoder(folder, NOTE), FIGURE,
+                  "Latent diffusion")
+        return
+    tmp = fresh_temp(out)
+    import numpy as np
+
+    from .. import data, metrics, ocr, style
+    from ..device import pick_device
+    from ..latent import psnr, reconstruct, save_autoencoder, train_autoencoder
+
+    train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
+    judge = ocr.load_judge(paths.OCR_DIR)
+    autoencoder, stats = train_autoencoder(train.images, cfg, pick_device())
+    save_autoencoder(autoencoder, tmp)
+    recon = reconstruct(autoencoder, test.images)
+    _, probs_real = ocr.predict_features(judge, test.images, params.evaluate.batch_size)
+    _, probs_recon = ocr.predict_features(judge, recon, params.evaluate.batch_size)
+    real_m, recon_m = style.measure(test.images), style.measure(recon)
+    ratio = {m: float(np.nanmedian(recon_m[m]) / np.nanmedian(real_m[m])) for m in ("stroke_width", "ink_mass")}
+    result = {"enabled": True, **stats, "test_images": int(len(test.images)), "psnr_db": psnr(recon, test.images),
+              "l1": float(np.mean(np.abs(recon.astype(np.float64) - test.images))) / 255.0,
+              "ocr_accuracy_reconstructed": metrics.ocr_accuracy(probs_recon, test.labels)["accuracy"],
+              "ocr_accuracy_real": metrics.ocr_accuracy(probs_real, test.labels)["accuracy"],
+              "stroke_width_ratio": ratio["stroke_width"], "ink_mass_ratio": ratio["ink_mass"]}
+    replace_dir(tmp, out)
+    write_json(result, paths.METRICS_DIR / "vae.json")
+    pick = np.random.default_rng(cfg.seed).choice(len(test.images), SHOWN, replace=False)
+    grid = figures.labelled_rows([("real", test.images[pick]), ("recon", recon[pick])], scale=4)
+    title = "Random test images (top) and their autoencoder reconstructions (bottom), 4x"
+    figures.save_image(plots.stack_vertical([plots.text_banner(title, grid.width), grid], gap=0),
+                       paths.FIGURES_DIR / FIGURE)
+    finish(start_run(params, "vae"), figures=(FIGURE,))
+    click.echo(f"vae: PSNR {result['psnr_db']:.1f} dB, judge reads {result['ocr_accuracy_reconstructed']:.1%} of "
+               f"reconstructions ({result['ocr_accuracy_real']:.1%} of originals), stroke width "
+               f"{result['stroke_width_ratio']:.2f}x, latents {stats['latent_shape']}")
+
