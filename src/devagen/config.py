@@ -184,10 +184,11 @@ class LatentConfig:
     downsample: int = 4  # image side / latent side: 2 or 4 (32x32 -> 16x16 or 8x8)
     channels: int = 4  # latent channels
     width: int = 32  # channels of the first encoder level (then 2x)
-    steps: int = 1500  # optimizer steps of the autoencoder
+    steps: int = 800  # optimizer steps of the autoencoder
     batch_size: int = 64
     lr: float = 1.0e-3
     kl_weight: float = 1.0e-6  # weight of the KL term against the per-pixel reconstruction loss
+    precision: str = "auto"  # CPU autocast of the autoencoder's training (devagen.device); fp32 weights
 
     def __post_init__(self) -> None:
         _check(self.downsample in (2, 4), "latent.downsample", "must be 2 or 4")
@@ -197,6 +198,7 @@ class LatentConfig:
         _check(self.batch_size >= 1, "latent.batch_size", "must be >= 1")
         _check(self.lr > 0, "latent.lr", "must be > 0")
         _check(self.kl_weight >= 0, "latent.kl_weight", "must be >= 0")
+        _check(self.precision in PRECISIONS, "latent.precision", f"must be one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)

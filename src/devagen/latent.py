@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .config import LatentConfig
 from .data import from_model_range, to_model_range
+from .device import autocast
 from .errors import DevagenError
 from .integrity import check_manifest, damaged, write_manifest
 from .updates import WindowMean, optimizer_update
@@ -84,8 +85,8 @@ def latent_scale(vae: AutoencoderKL, images: np.ndarray, seed: int, batch_size: 
 
 def train_autoencoder(images: np.ndarray, cfg: LatentConfig, device: torch.device,
                       progress: bool = True) -> tuple[AutoencoderKL, dict[str, Any]]:
-    """Train an AutoencoderKL on uint8 images (N, S, S), fp32; its scaling_factor set from the data. Returns it
-    (eval mode) and its training stats."""
+    """Train an AutoencoderKL on uint8 images (N, S, S) (CPU bf16 autocast per cfg.precision); its scaling_factor
+    set from the data. Returns it (eval mode, fp32 weights) and its training stats."""
     torch.manual_seed(cfg.seed)
     vae = build_autoencoder(cfg, images.shape[-1]).to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -97,7 +98,8 @@ def train_autoencoder(images: np.ndarray, cfg: LatentConfig, device: torch.devic
     with tqdm(range(cfg.steps), desc="autoencoder", unit="step", disable=not progress) as bar:
         for step in bar:
             index = torch.randint(0, len(data), (cfg.batch_size,), generator=generator, device=device)
-            loss = autoencoder_loss(vae, to_model_range(data[index]), cfg.kl_weight, generator)
+            with autocast(device, cfg.precision):
+                loss = autoencoder_loss(vae, to_model_range(data[index]), cfg.kl_weight, generator)
             optimizer_update(loss, vae.parameters(), optimizer, schedule, GRAD_CLIP)
             mean = losses.add(loss, step + 1, step + 1 == cfg.steps)
             if mean is not None:

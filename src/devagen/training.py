@@ -281,9 +281,9 @@ def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.
     x0 = to_model_range(run.images[mine])
     if run.cfg.augment:
         x0 = augment_batch(x0, run.augment_cfg, generator)
-    if run.vae is not None:  # latent diffusion: the (augmented) images' latents
-        with torch.no_grad():
-            x0 = encode(run.vae, x0)
+    if run.vae is not None:  # latent diffusion: the (augmented) images' latents, under the run's autocast
+        with torch.no_grad(), run.accelerator.autocast():
+            x0 = encode(run.vae, x0).float()
     labels = None if run.labels is None else run.labels[mine]
     return x0, labels, None if run.styles is None else run.styles[mine], generator
 
