@@ -16,7 +16,7 @@ from devagen.pipeline import predicted_x0
 from devagen.errors import DevagenError
 from devagen.model import build_noise_scheduler, build_unet
 from devagen.ocr import build_judge
-from devagen.training import train_diffusion
+from devagen.training import _judge_body, train_diffusion
 from test_style import bar
 
 
@@ -89,12 +89,29 @@ def test_training_with_the_perceptual_loss_needs_a_judge_of_the_right_size(tmp_p
     diffusion_cfg = DiffusionConfig(perceptual_weight=0.5, ssim_weight=0.5)
     run = lambda judge, name: train_diffusion(cfg, model_cfg, diffusion_cfg, AugmentConfig(), images, labels,  # noqa: E731
                                               tmp_path / name, tmp_path / f"{name}-ckpt", progress=False, judge=judge)
-    with pytest.raises(DevagenError, match="needs the OCR judge for 32x32 images, got none; run `dvc repro train_ocr`"):
+    with pytest.raises(DevagenError, match=r"needs the OCR judge for 32x32 images \(or a side dividing it\), got none; "
+                                           r"run `dvc repro train_ocr`"):
         run(None, "a")
-    with pytest.raises(DevagenError, match="got one for 16x16 images"):
-        run(build_judge(OcrConfig(width=4), 16), "b")
+    with pytest.raises(DevagenError, match="got one for 24x24 images"):
+        run(build_judge(OcrConfig(width=4), 24), "b")
     judge = build_judge(OcrConfig(width=4), 32)
     before = {k: v.clone() for k, v in judge.state_dict().items()}
     result = run(judge, "c")
     assert result["steps"] == 2 and np.isfinite(result["final_loss"])
     assert all(torch.equal(v, judge.state_dict()[k]) for k, v in before.items())  # the caller's judge is untouched
+
+
+def test_a_model_larger_than_the_judge_reads_its_estimates_area_averaged_to_the_judges_side(tmp_path: Path) -> None:
+    judge = build_judge(OcrConfig(width=4), 16)
+    body = _judge_body(judge, 32)
+    assert isinstance(body[0], torch.nn.AvgPool2d) and not any(p.requires_grad for p in body.parameters())
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    small = torch.nn.functional.avg_pool2d(x, 2)
+    assert torch.allclose(perceptual_distance(body, x, -x), perceptual_distance(frozen(judge).body, small, -small))
+    assert not isinstance(_judge_body(judge, 16)[0], torch.nn.AvgPool2d)
+    images = np.stack([np.kron(bar(2 + i % 3, 20 * i), np.ones((2, 2), np.uint8)) for i in range(8)])  # 64x64
+    result = train_diffusion(TrainConfig(batch_size=4, max_steps=1, warmup_steps=0, checkpoint_every=5),
+                             ModelConfig(preset="tiny", style_conditioning=False), DiffusionConfig(perceptual_weight=0.5),
+                             AugmentConfig(), images, np.arange(8) % 4, tmp_path / "m", tmp_path / "c", progress=False,
+                             judge=build_judge(OcrConfig(width=4), 32))
+    assert np.isfinite(result["final_loss"])

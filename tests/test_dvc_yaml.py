@@ -53,7 +53,7 @@ def test_style_space_is_a_stage_and_evaluate_reads_it() -> None:
     assert {"stages/style_net.py", "src/devagen/style_space.py", "src/devagen/ocr.py", "data/prepared"} <= set(
         style["deps"])
     assert {d for d in style["deps"] if not d.startswith("src/")} == {"stages/style_net.py", "data/prepared"}
-    assert set(_names(style["params"])) == {"style_net", "data.image_size"}
+    assert set(_names(style["params"])) == {"style_net"}  # DHCD's 32x32, whatever side the UNet works at
     assert {str(paths.STYLE_NET_DIR), "src/devagen/style_space.py", "src/devagen/c2st.py",
             "src/devagen/ocr.py"} <= set(evaluate["deps"])
     assert {"evaluate", "c2st"} <= set(_names(evaluate["params"]))

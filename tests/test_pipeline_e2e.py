@@ -121,3 +121,23 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     vae = json.loads((tmp_path / "reports/metrics/vae.json").read_text())
     assert vae["enabled"] and vae["latent_shape"] == [2, 16, 16] and vae["psnr_db"] > 0
     assert 0 <= vae["ocr_accuracy_reconstructed"] <= 1 and (tmp_path / "models/vae/config.json").is_file()
+
+    # data.image_size: 64: the UNet (and the distilled students) work at 64x64 on upsampled DHCD; prepare, the judge and
+    # the style net stay at DHCD's 32x32 and do not re-run; evaluate reads the samples resized back to 32
+    params["latent"].update(enabled=False)
+    params["distill"].update(enabled=True)
+    params["data"].update(image_size=64)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, env=env, capture_output=True,
+                                       text=True, timeout=300, check=True).stdout)
+    assert {"train", "sample"} <= set(status) and not {"prepare", "train_ocr", "style_net"} & set(status)
+    out = _run(["dvc", "repro"], tmp_path, env)
+    assert "64x64 samples resized" in out
+    with np.load(tmp_path / "samples/samples.npz") as npz:
+        assert npz["images"].shape == (92, 64, 64)
+    with np.load(tmp_path / "data/prepared/test.npz") as npz:
+        assert npz["images"].shape[1:] == (32, 32)
+    ev = json.loads((tmp_path / "reports/metrics/eval.json").read_text())
+    assert ev["sample_side"] == 64 and ev["judged_side"] == 32 and np.isfinite(ev["fid"])
+    assert json.loads((tmp_path / "models/diffusion/unet/config.json").read_text())["sample_size"] == 64
+    assert "64×64 images" in (tmp_path / "reports/report.html").read_text()

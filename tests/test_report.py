@@ -242,3 +242,9 @@ def test_distilled_students_get_their_rows_beside_the_sample_stage_only_when_the
     assert "student, 1 DDIM step" in rows[2] and "| 9 |" in rows[2]
     off = build_report(ReportInputs({}, {"distill": {"enabled": False}}, [], {}, [], "x"))[1]
     assert "Distilled students" not in off
+
+
+def test_summary_says_how_a_larger_model_is_measured() -> None:
+    text = summarize({**METRICS, "eval": {**EVAL, "sample_side": 64, "judged_side": 32}}, PARAMS)
+    assert "The model draws 64×64 images; every measure here reads them resized" in text and "own 32×32" in text
+    assert "resized" not in summarize({**METRICS, "eval": {**EVAL, "sample_side": 32, "judged_side": 32}}, PARAMS)

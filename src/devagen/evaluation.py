@@ -14,7 +14,7 @@ from PIL import Image
 
 from . import c2st, figures, metrics, plots, style
 from .config import C2stConfig, EvaluateConfig
-from .data import Split
+from .data import Split, resize
 from .legibility import OodStats, in_distribution, judge_legibility
 from .ocr import Judge, predict_features
 from .style_space import StyleSpace
@@ -74,7 +74,9 @@ def evaluate_samples(judge: Judge, ood: OodStats, samples: np.ndarray, intended:
 def headline_quality(judge: Judge, ood: OodStats, samples: np.ndarray, intended: np.ndarray, test: Split,
                      cfg: EvaluateConfig) -> dict[str, Any]:
     """The few measures a quality-vs-cost table compares (conditional samples): ocr_accuracy, legible_share, judge
-    fid / precision / recall against real test images, stroke_width_ratio and ink_mass_ratio (generated / real)."""
+    fid / precision / recall against real test images, stroke_width_ratio and ink_mass_ratio (generated / real).
+    Samples larger than the judge's images (a 64x64 model) are read resized to its side, like the real ones."""
+    samples = resize(samples, judge.image_size)
     feats, probs = predict_features(judge, samples, cfg.batch_size)
     legible = metrics.legibility(probs, cfg.confidence, in_distribution(feats, probs, ood, cfg.ood_quantile))
     judged = metrics.judge_feature_metrics(judge, samples, test.images, cfg)

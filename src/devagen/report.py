@@ -179,6 +179,15 @@ def _quality_sentence(ev: Mapping[str, Any], confidence: Any) -> str:
     return text[:1].upper() + text[1:] + "." if text else ""
 
 
+def _side_sentence(ev: Mapping[str, Any]) -> str:
+    """How a model larger than DHCD's images is measured; '' when samples are already at the judge's side."""
+    side, judged = ev.get("sample_side"), ev.get("judged_side")
+    if not isinstance(side, int) or not isinstance(judged, int) or side == judged:
+        return ""
+    return (f"The model draws {side}×{side} images; every measure here reads them resized (bicubic, antialiased) "
+            f"to DHCD's own {judged}×{judged}, the side the judge, the style network and the real images have.")
+
+
 def _distance_sentence(ev: Mapping[str, Any]) -> str:
     """FID and precision/recall in judge features, each beside its real-vs-real floor."""
     text = ""
@@ -281,7 +290,8 @@ def summarize(metrics: Mapping[str, Mapping[str, Any]], params: Optional[Mapping
     ev, tr, sa = metrics.get("eval") or {}, metrics.get("train") or {}, metrics.get("sample") or {}
     quality = (_quality_sentence(ev, (params or {}).get("evaluate.confidence")) if ev
                else "The evaluate stage has not run, so there is no quality reading yet.")
-    parts = [quality, _style_sentence(ev), _distance_sentence(ev), _inception_sentence(ev), _cost_sentence(tr, sa)]
+    parts = [quality, _side_sentence(ev), _style_sentence(ev), _distance_sentence(ev), _inception_sentence(ev),
+             _cost_sentence(tr, sa)]
     return " ".join(p for p in parts if p)
 
 

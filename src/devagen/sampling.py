@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .classes import CLASS_NAMES, GLYPH_TO_INDEX, glyphs
 from .config import SampleConfig
+from .data import resize
 from .device import autocast, precision_name
 from .errors import DevagenError
 from .figures import captioned_row, labelled_rows, random_per_class
@@ -120,6 +121,7 @@ def samples_figure(images: np.ndarray, labels: np.ndarray, glyph_list: Sequence[
     rows = _grid_rows(images, labels, per_row, max_rows)
     if real is not None:
         real_images, real_labels = real
+        real_images = resize(real_images, images.shape[-1])  # DHCD's 32x32 beside a 64x64 model's samples
         real_labels = np.full(len(real_images), -1) if (labels < 0).all() else np.asarray(real_labels)
         pick = random_per_class(real_labels, per_row * len(rows) if (labels < 0).all() else per_row, seed)
         real_rows = _grid_rows(real_images[pick], real_labels[pick], per_row, max_rows)

@@ -213,10 +213,20 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     images_t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     labels_t = torch.from_numpy(labels.astype(np.int64)).to(device) if model_cfg.conditional else None
     styles_t = torch.from_numpy(training_codes(pen, labels)).to(device) if model_cfg.style_conditioning else None
-    judge_body = frozen(copy.deepcopy(judge.body)).to(device) if diffusion_cfg.needs_judge else None
+    judge_body = _judge_body(judge, side).to(device) if diffusion_cfg.needs_judge else None
     vae = None if vae is None else frozen(vae).to(device)
     return _Run(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
                 build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body, vae)
+
+
+def _judge_body(judge: torch.nn.Module, side: int) -> torch.nn.Sequential:
+    """A frozen copy of the judge's feature stack for side x side images: a model larger than the judge's
+    images (data.image_size 64, judge 32; train_diffusion checks the side is a multiple) has its images
+    area-averaged down to the judge's side first."""
+    body = frozen(copy.deepcopy(judge.body))
+    if side == judge.image_size:
+        return body
+    return torch.nn.Sequential(torch.nn.AvgPool2d(side // judge.image_size), *body)
 
 
 def run_fingerprint(run: _Run, model_cfg: ModelConfig, images: np.ndarray, labels: np.ndarray) -> tuple[str, dict]:
@@ -648,10 +658,10 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     if model_cfg.style_conditioning and (pen is None or pen.shape != (len(images), 2)):
         raise DevagenError(f"train: model.style_conditioning needs each image's stroke width and slant (N, 2) = "
                            f"({len(images)}, 2); got {None if pen is None else pen.shape}; re-run `dvc repro prepare`")
-    if diffusion_cfg.needs_judge and (judge is None or judge.image_size != images.shape[-1]):
+    if diffusion_cfg.needs_judge and (judge is None or images.shape[-1] % judge.image_size):
         got = "none" if judge is None else f"one for {judge.image_size}x{judge.image_size} images"
         raise DevagenError(f"train: diffusion.perceptual_weight needs the OCR judge for {images.shape[-1]}x"
-                           f"{images.shape[-1]} images, got {got}; run `dvc repro train_ocr`")
+                           f"{images.shape[-1]} images (or a side dividing it), got {got}; run `dvc repro train_ocr`")
     run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels, pen, judge, vae)
     if params_train.guide_step >= run.total_steps:
         raise DevagenError(f"params.yaml: train.guide_step: {params_train.guide_step} is not below the run's "

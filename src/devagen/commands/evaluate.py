@@ -24,6 +24,10 @@ def evaluate(params_path: str) -> None:
     judge, ood = ocr.load_judge(paths.OCR_DIR), legibility.load_ood(paths.OCR_DIR)
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
     cfg, say = params.evaluate, lambda msg: click.echo(f"evaluate: {msg}")
+    side = samples.shape[-1]
+    if side != judge.image_size:  # a 64x64 model: every measure reads its samples at DHCD's side, as the real ones
+        say(f"{side}x{side} samples resized (bicubic, antialiased) to the judge's {judge.image_size}x{judge.image_size}")
+        samples = data.resize(samples, judge.image_size)
     result = evaluate_samples(judge, ood, samples, intended, train.images, test.images, cfg, say=say)
     result.metrics.update(cas.cas_metrics(params.train_ocr, params.augment, samples, intended, train, test,
                                           cfg.cas_epochs, cfg.cas_batch_size, cfg.seed, say) if cfg.cas
@@ -34,6 +38,7 @@ def evaluate(params_path: str) -> None:
     figures.save_image(pen.figure, paths.FIGURES_DIR / "style.png")
     space = style_space.load_style_space(paths.STYLE_NET_DIR)
     result.metrics.update(style_space_metrics(space, samples, intended, train, test, cfg, params.c2st, say))
+    result.metrics.update(sample_side=side, judged_side=int(judge.image_size))
     ocr_metrics = paths.METRICS_DIR / "ocr.json"
     if ocr_metrics.is_file():
         result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]

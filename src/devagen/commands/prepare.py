@@ -21,7 +21,7 @@ def prepare(params_path: str) -> None:
     from ..fetch import ARCHIVE_NAME
 
     params = load(params_path)
-    prepared = data.prepare(paths.RAW_DIR / ARCHIVE_NAME, params.data.image_size, params.data.dedupe, progress=True)
+    prepared = data.prepare(paths.RAW_DIR / ARCHIVE_NAME, data.NATIVE_SIZE, params.data.dedupe, progress=True)
     data.save_split(prepared.train, paths.TRAIN_NPZ)
     data.save_split(prepared.test, paths.TEST_NPZ)
     stats = data.data_stats(prepared)

@@ -19,7 +19,7 @@ def style_net(params_path: str) -> None:
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
     space, result = style_space.train_style_space(params.style_net, train.images, train.labels,
                                                   test.images, test.labels)
-    style_space.save_style_space(space, paths.STYLE_NET_DIR, params.style_net, params.data.image_size)
+    style_space.save_style_space(space, paths.STYLE_NET_DIR, params.style_net, train.images.shape[-1])
     write_json({k: v for k, v in result.items() if k != "per_class_accuracy"}, paths.METRICS_DIR / "style_net.json")
     click.echo(f"style-net: test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s "
                f"on {result['train_images']} images")

@@ -55,7 +55,8 @@ def train(params_path: str) -> None:
         from ..latent import load_autoencoder
 
         vae = load_autoencoder(paths.VAE_DIR)
-    result = train_diffusion(params.train, params.model, params.diffusion, params.augment, split.images,
+    images = data.resize(split.images, params.data.image_size)  # the model's side; DHCD's own is 32
+    result = train_diffusion(params.train, params.model, params.diffusion, params.augment, images,
                              split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen, judge=judge,
                              vae=vae)
     write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)

@@ -22,7 +22,7 @@ def train_ocr(params_path: str) -> None:
                                     test.images, test.labels)
     legibility.save_ood(legibility.fit_judge_ood(judge, train.images, train.labels, params.train_ocr.ood_holdout,
                                                  params.train_ocr.seed), paths.OCR_DIR)
-    ocr.save_judge(judge, paths.OCR_DIR, params.train_ocr, params.data.image_size)  # its manifest covers both
+    ocr.save_judge(judge, paths.OCR_DIR, params.train_ocr, train.images.shape[-1])  # its manifest covers both
     write_json(result, paths.METRICS_DIR / "ocr.json")
     write_csv(per_class_rows(result["per_class_accuracy"]), paths.OCR_PER_CLASS)
     click.echo(f"train-ocr: judge test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s")

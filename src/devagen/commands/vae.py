@@ -37,9 +37,10 @@ def vae(params_path: str) -> None:
 
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
     judge = ocr.load_judge(paths.OCR_DIR)
-    autoencoder, stats = train_autoencoder(train.images, cfg, pick_device())
+    size = params.data.image_size  # the autoencoder works at the diffusion model's side; the judge at DHCD's
+    autoencoder, stats = train_autoencoder(data.resize(train.images, size), cfg, pick_device())
     save_autoencoder(autoencoder, tmp)
-    recon = reconstruct(autoencoder, test.images)
+    recon = data.resize(reconstruct(autoencoder, data.resize(test.images, size)), test.images.shape[-1])
     _, probs_real = ocr.predict_features(judge, test.images, params.evaluate.batch_size)
     _, probs_recon = ocr.predict_features(judge, recon, params.evaluate.batch_size)
     real_m, recon_m = style.measure(test.images), style.measure(recon)
