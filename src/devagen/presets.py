@@ -33,6 +33,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
         "layers_per_block": 1,
     },
+    # data.image_size 64 on a CPU: cpu_small with one narrow level (16 channels) on top, so attention stays at
+    # 8x8 and the 64x64 convs cost what cpu_small's 32x32 ones do. 41 img/s against cpu_small's 63 at 32x32
+    # (batch 32, bf16, 2-core AMD EPYC); cpu_small itself at 64x64 attends at 16x16 and ran at 8 img/s.
+    "cpu_64": {
+        "block_out_channels": (16, 32, 64, 128),
+        "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+    },
     # Two layers per block; attention still only at 8x8 (64 tokens already span the glyph). The former
     # 16x16 attention cost 29% of throughput (15.7 vs 20.3 img/s, batch 64, 1 thread on a busy
     # 2-core box) and lost at equal CPU time (held-out v-loss 0.0409 vs 0.0387 after ~30 CPU-minutes
