@@ -17,7 +17,8 @@ from devagen.config import DISTILL_STEPS, DistillConfig, params_from_dict
 from devagen.errors import DevagenError
 from devagen.model import NULL_LABEL
 from devagen.pipeline import build_sampler, load_pipeline
-from devagen.students import STATUS_FILE, load_student, student_dir, write_student
+from devagen.off_notes import DISTILL_STATUS as STATUS_FILE
+from devagen.students import load_student, student_dir, write_student
 
 SCHEDULE = build_sampler({"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
                           "prediction_type": "v_prediction"}, "ddim")

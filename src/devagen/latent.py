@@ -9,7 +9,6 @@ have about unit variance like the pixels it replaces; the decoder turns sampled 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -132,12 +131,6 @@ def save_autoencoder(vae: AutoencoderKL, directory: Path) -> None:
     """diffusers' folder (config.json + weights) and checksums.json, written last."""
     vae.save_pretrained(directory)
     write_manifest(directory)
-
-
-def write_no_autoencoder(directory: Path, note: str = "latent.json") -> None:
-    """The folder an autoencoder would be in, holding only a note that latent diffusion is off."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / note).write_text(json.dumps({"enabled": False}) + "\n", encoding="utf-8")
 
 
 def has_autoencoder(directory: Path) -> bool:

@@ -22,7 +22,6 @@ from .pen import PenStyle
 from .pipeline import META_FILE, DevagenPipeline, build_sampler, load_pipeline, read_meta
 
 SAMPLER = "ddim"
-STATUS_FILE = "distill.json"  # in the distilled root: {"enabled": ..., "steps": [...]}
 
 
 def student_dir(root: Path, steps: int) -> Path:
@@ -42,13 +41,6 @@ def write_student(student: UNet2DModel, teacher_dir: Path, out_dir: Path) -> Non
     pen = None if meta.pen is None else PenStyle.from_json(meta.pen)
     write_model_index(out_dir, meta.conditional, pen, scheduler="DDIMScheduler", unets=("unet",))
     write_manifest(out_dir)
-
-
-def write_status(root: Path, enabled: bool, steps: tuple[int, ...] = ()) -> None:
-    """root/distill.json: whether the distill stage ran and which students it wrote."""
-    Path(root).mkdir(parents=True, exist_ok=True)
-    (Path(root) / STATUS_FILE).write_text(json.dumps({"enabled": enabled, "steps": list(steps)}) + "\n",
-                                          encoding="utf-8")
 
 
 def load_student(root: Path, steps: int, device=None) -> DevagenPipeline:  # type: ignore[no-untyped-def]

@@ -61,7 +61,8 @@ from .loss_meter import LossMeter
 from .hub import write_model_index
 from .model import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
 from .pen import PenStyle, pen_style, training_codes
-from .latent import encode, latent_downsample, save_autoencoder, write_no_autoencoder
+from .latent import encode, latent_downsample, save_autoencoder
+from .off_notes import write_no_autoencoder
 from .pipeline import GUIDE_FOLDER, VAE_FOLDER, ModelMeta, write_meta
 from .preemption import Preempted, StopRequests
 

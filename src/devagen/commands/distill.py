@@ -18,13 +18,13 @@ FLAT_KEYS = ("ocr_accuracy", "fid", "legible_share", "stroke_width_ratio", "ink_
 @PARAMS_OPTION
 def distill(params_path: str) -> None:
     """Distil the trained model into 8/4/2/1-step DDIM students (distill.enabled) and measure each one."""
-    from .. import figures, students
+    from ..off_notes import write_distill_status
     from .optional import fresh_temp, write_off
 
     params = load(params_path)
     cfg, out = params.distill, paths.DISTILLED_DIR
     if not cfg.enabled:
-        write_off("distill", "distill.enabled", out, lambda folder: students.write_status(folder, False), FIGURE,
+        write_off("distill", "distill.enabled", out, lambda folder: write_distill_status(folder, False), FIGURE,
                   "Distillation")
         return
     tmp = fresh_temp(out)
@@ -34,7 +34,7 @@ def distill(params_path: str) -> None:
     import numpy as np
     import torch
 
-    from .. import data, legibility, ocr, sampling
+    from .. import data, figures, legibility, ocr, sampling, students
     from ..distill import DistillData, distill as run_distill
     from ..evaluation import headline_quality
     from ..model import condition
@@ -56,7 +56,7 @@ def distill(params_path: str) -> None:
     batch = DistillData(torch.from_numpy(data.resize(split.images, meta.image_size)).to(device), None if conditions is None else conditions.to(device))
     rounds = run_distill(teacher.unet, teacher.scheduler, batch, cfg, meta.null_label,
                          lambda steps, net: students.write_student(net, paths.DIFFUSION_DIR, students.student_dir(tmp, steps)))
-    students.write_status(tmp, True, cfg.student_steps)
+    write_distill_status(tmp, True, cfg.student_steps)
     sample_cfg = dataclasses.replace(params.sample, sampler=students.SAMPLER, guidance_scale=1.0, per_class=cfg.per_class)
     intended = np.repeat(np.arange(len(meta.class_names), dtype=np.int64), cfg.per_class)
     rows, strips = [], []

@@ -11,7 +11,6 @@ from .common import PARAMS_OPTION, finish, load, start_run
 
 FIGURE = "vae.png"
 SHOWN = 24  # random test images in the figure, each above its reconstruction
-NOTE = "latent.json"  # in models/vae when latent diffusion is off
 
 
 @click.command()
@@ -19,14 +18,13 @@ NOTE = "latent.json"  # in models/vae when latent diffusion is off
 def vae(params_path: str) -> None:
     """Train the AutoencoderKL that latent diffusion works in (latent.enabled) and measure its reconstructions."""
     from .. import figures, plots
-    from ..latent import write_no_autoencoder
+    from ..off_notes import write_no_autoencoder
     from .optional import fresh_temp, write_off
 
     params = load(params_path)
     cfg, out = params.latent, paths.VAE_DIR
     if not cfg.enabled:
-        write_off("vae", "latent.enabled", out, lambda folder: write_no_autoencoder(folder, NOTE), FIGURE,
-                  "Latent diffusion")
+        write_off("vae", "latent.enabled", out, write_no_autoencoder, FIGURE, "Latent diffusion")
         return
     tmp = fresh_temp(out)
     import numpy as np

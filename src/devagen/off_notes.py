@@ -1,0 +1,23 @@
+"""The notes a switched-off option leaves where its model would be: small JSON files, written without importing
+torch or diffusers, so a stage whose option is off finishes in about a second."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+AUTOENCODER_NOTE = "latent.json"  # in models/vae, and in a pixel model's vae/ folder
+DISTILL_STATUS = "distill.json"  # in the distilled root: {"enabled": ..., "steps": [...]}
+
+
+def write_no_autoencoder(directory: Path, note: str = AUTOENCODER_NOTE) -> None:
+    """The folder an autoencoder would be in, holding only a note that latent diffusion is off."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    (Path(directory) / note).write_text(json.dumps({"enabled": False}) + "\n", encoding="utf-8")
+
+
+def write_distill_status(root: Path, enabled: bool, steps: tuple[int, ...] = ()) -> None:
+    """root/distill.json: whether the distill stage ran and which students it wrote."""
+    Path(root).mkdir(parents=True, exist_ok=True)
+    (Path(root) / DISTILL_STATUS).write_text(json.dumps({"enabled": enabled, "steps": list(steps)}) + "\n",
+                                             encoding="utf-8")
