@@ -17,16 +17,18 @@ import click
 import numpy as np
 
 from devagen.classes import glyphs
+from devagen.data import NATIVE_SIZE as REAL_SIDE
 from devagen.figures import labelled_rows, random_per_class, save_image
 from devagen.plots import stack_vertical, text_banner
 from devagen.text import parse_text
 
 
 def panel(images: np.ndarray, labels: np.ndarray, classes: list[int], per_class: int, seed: int, title: str):
-    """Rows = classes, `per_class` random images of each at 4x, under `title`."""
+    """Rows = classes, `per_class` random images of each, under `title`; every panel the same size on screen
+    (DHCD's 32x32 at 4x, a 64x64 model's own pixels at 2x)."""
     pick = random_per_class(labels, per_class, seed)
     rows = [(glyphs()[c], images[pick[labels[pick] == c]]) for c in classes]
-    grid = labelled_rows(rows, scale=4)
+    grid = labelled_rows(rows, scale=max(1, 4 * REAL_SIDE // images.shape[-1]))
     return stack_vertical([text_banner(title, grid.width), grid], gap=0)
 
 

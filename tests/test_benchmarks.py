@@ -339,11 +339,15 @@ def test_side_by_side_draws_one_panel_per_set_and_refuses_a_bad_spec(tmp_path: P
         two = runner.invoke(bench.main, [*common, "--samples", f"a={tmp_path / 'a.npz'}",
                                          "--samples", f"b={tmp_path / 'b.npz'}", "--out", str(tmp_path / "2.png")])
         bad = runner.invoke(bench.main, [*common, "--samples", str(tmp_path / "a.npz"), "--out", str(tmp_path / "3.png")])
+        np.savez(tmp_path / "big.npz", images=rng.integers(0, 256, (len(labels), 64, 64), dtype=np.uint8), labels=labels)
+        big = runner.invoke(bench.main, [*common, "--samples", f"a={tmp_path / 'a.npz'}",
+                                         "--samples", f"big={tmp_path / 'big.npz'}", "--out", str(tmp_path / "4.png")])
     finally:
         del sys.modules["side_by_side"]
-    assert one.exit_code == 0 and two.exit_code == 0, one.output + two.output
+    assert one.exit_code == 0 and two.exit_code == 0 and big.exit_code == 0, one.output + two.output + big.output
     w1, w2 = Image.open(tmp_path / "1.png").width, Image.open(tmp_path / "2.png").width
     assert w2 > w1 * 1.4  # real + 2 panels against real + 1
+    assert Image.open(tmp_path / "4.png").size == Image.open(tmp_path / "2.png").size  # 64x64 at 2x, 32x32 at 4x
     assert bad.exit_code != 0 and "expected NAME=PATH" in bad.output and not (tmp_path / "3.png").exists()
 
 
