@@ -425,7 +425,8 @@ def test_sigterm_to_the_stage_command_at_a_random_step(tmp_path: Path) -> None:
     """`devagen train` as dvc runs it: SIGTERM at a random step, exit 143, one line; the re-run ends equal."""
     steps = 60
     _write_params(tmp_path, {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "max_steps": steps,
-                                                        "checkpoint_every": 10}})
+                                                        "checkpoint_every": 10},
+                             "data": {"image_size": IMAGES.shape[-1]}})  # the stage trains at the data's own side
     pen = measure_pen(IMAGES)  # the default model is pen-conditioned: prepare stores each image's pen
     data.save_split(data.Split(IMAGES, LABELS, pen), tmp_path / "data/prepared/train.npz")
     command = [sys.executable, "-c", "from devagen.cli import run_stage; run_stage('train')"]
