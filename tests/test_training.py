@@ -169,6 +169,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     assert metrics["resumed_from_step"] == 2 and metrics["steps"] == 6
     _assert_same_weights(tmp_path / "whole" / "out", tmp_path / "cut" / "out")
     assert [s for s, _, _ in list_checkpoints(tmp_path / "cut" / "ck")] == [4, 6]  # keep_checkpoints 2
+    again = _train(tmp_path / "cut", cfg)  # dvc repro -f with the finished run's checkpoint: nothing left to train
+    assert again["resumed_from_step"] == 6 and again["img_per_s"] is None
+    _assert_same_weights(tmp_path / "whole" / "out", tmp_path / "cut" / "out")
 
 
 def test_changed_params_start_fresh(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

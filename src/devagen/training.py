@@ -598,9 +598,9 @@ def _read_loss(run: _Run, meter: LossMeter, ckpt: _Checkpoints) -> float:
 
 
 def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress: bool,
-               stop: StopRequests) -> tuple[float, float]:
+               stop: StopRequests) -> tuple[float, Optional[float]]:
     """Optimizer steps ckpt.step+1 .. total with logging, checkpoints and a stop when `stop` says so;
-    returns (smoothed loss, img/s).
+    returns (smoothed loss, img/s; None when the checkpoint it resumed already held every step).
 
     The loss stays on the device between reads: every cfg.log_every steps, before a checkpoint or the
     guide snapshot, and at a stop. A non-finite loss stops training at the next read, naming its step;
@@ -637,7 +637,7 @@ def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress:
     finally:
         bar.close()
     seconds = time.perf_counter() - began
-    return smoothed, (run.total_steps - start) * run.global_batch / seconds if start < run.total_steps else 0.0
+    return smoothed, (run.total_steps - start) * run.global_batch / seconds if start < run.total_steps else None
 
 
 def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig,

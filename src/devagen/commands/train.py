@@ -62,5 +62,6 @@ def train(params_path: str) -> None:
     write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)
     write_json(result, paths.METRICS_DIR / "train.json")
     finish(tracker)
-    click.echo(f"train: {result['steps']} steps, final loss {result['final_loss']:.4f}, "
-               f"{result['img_per_s']:.1f} img/s on {result['device']}")
+    rate = ("no step left to train (a checkpoint of this run already held them all; delete models/checkpoints "
+            "to train from scratch)" if result["img_per_s"] is None else f"{result['img_per_s']:.1f} img/s")
+    click.echo(f"train: {result['steps']} steps, final loss {result['final_loss']:.4f}, {rate} on {result['device']}")
