@@ -121,10 +121,10 @@ def samples_figure(images: np.ndarray, labels: np.ndarray, glyph_list: Sequence[
     rows = _grid_rows(images, labels, per_row, max_rows)
     if real is not None:
         real_images, real_labels = real
-        real_images = resize(real_images, images.shape[-1])  # DHCD's 32x32 beside a 64x64 model's samples
         real_labels = np.full(len(real_images), -1) if (labels < 0).all() else np.asarray(real_labels)
         pick = random_per_class(real_labels, per_row * len(rows) if (labels < 0).all() else per_row, seed)
-        real_rows = _grid_rows(real_images[pick], real_labels[pick], per_row, max_rows)
+        shown = resize(real_images[pick], images.shape[-1])  # DHCD's 32x32 beside a 64x64 model's samples
+        real_rows = _grid_rows(shown, real_labels[pick], per_row, max_rows)
         blank = np.full((1, *images.shape[1:]), BLANK, np.uint8)
         empty = np.full((per_row, *images.shape[1:]), BLANK, np.uint8)
         rows = {k: np.concatenate([row, blank, real_rows.get(k, empty)]) for k, row in rows.items()}
