@@ -10,10 +10,10 @@ AUTOENCODER_NOTE = "latent.json"  # in models/vae, and in a pixel model's vae/ f
 DISTILL_STATUS = "distill.json"  # in the distilled root: {"enabled": ..., "steps": [...]}
 
 
-def write_no_autoencoder(directory: Path, note: str = AUTOENCODER_NOTE) -> None:
+def write_no_autoencoder(directory: Path) -> None:
     """The folder an autoencoder would be in, holding only a note that latent diffusion is off."""
     Path(directory).mkdir(parents=True, exist_ok=True)
-    (Path(directory) / note).write_text(json.dumps({"enabled": False}) + "\n", encoding="utf-8")
+    (Path(directory) / AUTOENCODER_NOTE).write_text(json.dumps({"enabled": False}) + "\n", encoding="utf-8")
 
 
 def write_distill_status(root: Path, enabled: bool, steps: tuple[int, ...] = ()) -> None:
