@@ -33,6 +33,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
         "layers_per_block": 1,
     },
+    # The CPU default: cpu_small without its four attention layers (no mid block either), 1.96 M parameters
+    # unconditional. 1,800 steps (batch 32, bf16, 2-core AMD EPYC): 93.5 img/s against cpu_small's 69-71, and
+    # at least as good samples (920, SDE 10 steps, CFG 3): OCR 92.9 vs 94.3 %, judge FID 1.15 vs 1.34
+    "cpu_conv": {
+        "block_out_channels": (32, 64, 128),
+        "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "layers_per_block": 1,
+        "mid_block_type": None,
+    },
     # data.image_size 64 on a CPU: cpu_small with one narrow level (16 channels) on top, so attention stays at
     # 8x8 and the 64x64 convs cost what cpu_small's 32x32 ones do. 41 img/s against cpu_small's 63 at 32x32
     # (batch 32, bf16, 2-core AMD EPYC); cpu_small itself at 64x64 attends at 16x16 and ran at 8 img/s.
