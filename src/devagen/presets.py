@@ -33,9 +33,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
         "layers_per_block": 1,
     },
-    # The CPU default: cpu_small without its four attention layers (no mid block either), 1.96 M parameters
-    # unconditional. 1,800 steps (batch 32, bf16, 2-core AMD EPYC): 93.5 img/s against cpu_small's 69-71, and
-    # at least as good samples (920, SDE 10 steps, CFG 3): OCR 92.9 vs 94.3 %, judge FID 1.15 vs 1.34
+    # The CPU default: cpu_small without its four attention layers (no mid block either); 1.96 M parameters class-
+    # and pen-conditioned. 1,800 steps (batch 32, bf16, 2-core AMD EPYC): 93.5 img/s against cpu_small's 69-71, and
+    # as good samples (920, SDE 10 steps, CFG 3): OCR 92.9 vs 94.3 %, judge FID 1.15 vs 1.34 (benchmarks/README.md)
     "cpu_conv": {
         "block_out_channels": (32, 64, 128),
         "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D"),
