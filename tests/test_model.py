@@ -70,3 +70,20 @@ def test_noise_scheduler_follows_config(schedule: str, diffusers_name: str) -> N
     assert scheduler.config.clip_sample is False
     ab = scheduler.alphas_cumprod
     assert 0 < ab[-1] < ab[0] < 1 and bool((ab[1:] < ab[:-1]).all())  # signal only ever decays
+
+
+def test_cpu_conv_is_cpu_small_without_attention_and_round_trips(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from diffusers.models.attention_processor import Attention
+
+    torch.manual_seed(0)
+    conv = build_unet(ModelConfig(preset="cpu_conv", conditional=True), 32).eval()
+    small = build_unet(ModelConfig(preset="cpu_small", conditional=True), 32)
+    assert not any(isinstance(m, Attention) for m in conv.modules()) and conv.mid_block is None
+    assert sum(isinstance(m, Attention) for m in small.modules()) == 4
+    assert conv.config.block_out_channels == small.config.block_out_channels
+    with torch.no_grad():
+        conv.conv_out.weight.normal_()  # fresh diffusers UNets zero their last conv
+        conv.save_pretrained(tmp_path)
+        loaded = type(conv).from_pretrained(tmp_path).eval()
+        x, t, labels = torch.randn(2, 1, 32, 32), torch.tensor([10, 900]), torch.tensor([3, NULL_LABEL])
+        torch.testing.assert_close(loaded(x, t, class_labels=labels).sample, conv(x, t, class_labels=labels).sample)
