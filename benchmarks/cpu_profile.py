@@ -1,6 +1,7 @@
 """Where a CPU's time goes: the default's three hot loops, before and after the CPU fast path, in one run.
 
     .venv/bin/python benchmarks/cpu_profile.py            # ~6 min on 2 cores; writes benchmarks/results/cpu_profile/
+    .venv/bin/python benchmarks/cpu_profile.py --only "judge layout" --out /tmp/judge   # one workload
 
 Each workload is timed in turn in this one process, on synthetic inputs of the real shapes (no data
 needed), so the ratios compare like with like on the machine that runs it:
@@ -10,15 +11,18 @@ needed), so the ratios compare like with like on the machine that runs it:
   matmul attention (devagen.device.use_math_attention). The header says which of the two `auto` picks here.
 - sampler pass: one batched UNet forward at sample.batch_size x 2 (CFG's two predictions), fp32 vs bf16.
 - judge step: the OCR judge's forward + backward + SGD at train_ocr.batch_size with augmentation,
-  fp32 NCHW (the old path) against bf16 channels-last.
+  fp32 NCHW (the old path) against bf16 channels-last, both normalising before they pool.
+- judge layout: the same bf16 channels-last step, BatchNorm + ReLU before each max-pool (the old judge)
+  against after it (train_ocr.pool_first).
 
-For each, img/s (median of --rounds), the ratio to the old path, and torch.profiler's top ops for the
+For each, img/s (median of --rounds, the two paths' rounds alternating), the ratio to the old path, and torch.profiler's top ops for the
 old and new paths. The CPU model and flags head the report: name them beside every figure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import statistics
 import time
@@ -83,9 +87,10 @@ def _sampler_pass(params, bf16: bool, math_attention: bool) -> tuple[Callable[[]
     return step, b
 
 
-def _judge_step(params, bf16: bool, channels_last: bool) -> tuple[Callable[[], None], int]:  # type: ignore[no-untyped-def]
+def _judge_step(params, bf16: bool, channels_last: bool,  # type: ignore[no-untyped-def]
+                pool_first: bool = False) -> tuple[Callable[[], None], int]:
     torch.manual_seed(0)
-    judge = build_judge(params.train_ocr, params.data.image_size)
+    judge = build_judge(dataclasses.replace(params.train_ocr, pool_first=pool_first), params.data.image_size)
     if channels_last:
         judge = judge.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(judge.parameters(), lr=0.1, momentum=0.9, nesterov=True)
@@ -104,16 +109,21 @@ def _judge_step(params, bf16: bool, channels_last: bool) -> tuple[Callable[[], N
     return step, b
 
 
-def _img_per_s(step: Callable[[], None], images: int, steps: int, rounds: int) -> float:
-    step()
-    step()  # warm-up: oneDNN picks and caches its kernels on the first calls
-    rates = []
+def _img_per_s(steps_by_path: tuple[Callable[[], None], ...], images: int, steps: int,
+               rounds: int) -> list[float]:
+    """Median img/s of each path, timed in alternating rounds so that a drift in the machine's speed
+    (other tenants, clocks) falls on every path alike."""
+    for step in steps_by_path:
+        step()
+        step()  # warm-up: oneDNN picks and caches its kernels on the first calls
+    rates: list[list[float]] = [[] for _ in steps_by_path]
     for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        rates.append(steps * images / (time.perf_counter() - start))
-    return statistics.median(rates)
+        for step, path_rates in zip(steps_by_path, rates):
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            path_rates.append(steps * images / (time.perf_counter() - start))
+    return [statistics.median(r) for r in rates]
 
 
 def _top_ops(step: Callable[[], None], steps: int) -> str:
@@ -134,11 +144,18 @@ WORKLOADS = {  # name -> (builder, (old path label, old flags), (new path label,
     "sampler pass (CFG batch)": (_sampler_pass, ("fp32, SDPA attention", (False, False)),
                                  ("bf16, matmul attention", (True, True))),
     "judge step": (_judge_step, ("fp32, NCHW", (False, False)), ("bf16, channels-last", (True, True))),
+    "judge layout": (_judge_step, ("normalise, then pool", (True, True, False)), ("pool first", (True, True, True))),
 }
 
 
-def profile_report(params, steps: int, rounds: int, echo: Callable[[str], None] = print) -> str:  # type: ignore[no-untyped-def]
-    """The markdown report: CPU, the img/s table (old path, new path, ratio) and the top ops of each path."""
+def profile_report(params, steps: int, rounds: int, echo: Callable[[str], None] = print,  # type: ignore[no-untyped-def]
+                   only: tuple[str, ...] = ()) -> str:
+    """The markdown report: CPU, the img/s table (old path, new path, ratio) and the top ops of each path.
+
+    only: names of WORKLOADS to run (all when empty)."""
+    unknown = sorted(set(only) - set(WORKLOADS))
+    if unknown:
+        raise click.BadParameter(f"no workload {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}", param_hint="--only")
     info = dev.cpu_info()
     lines = [f"# CPU profile ({datetime.date.today()})", "",
              f"CPU: **{info['model']}**, {info['cores']} cores, torch {torch.__version__} "
@@ -148,9 +165,11 @@ def profile_report(params, steps: int, rounds: int, echo: Callable[[str], None] 
              "| workload | old path | img/s | new path | img/s | new / old |", "|---|---|---|---|---|---|"]
     profiles = []
     for name, (build, (old_label, old_flags), (new_label, new_flags)) in WORKLOADS.items():
+        if only and name not in only:
+            continue
         old_step, n = build(params, *old_flags)
         new_step, _ = build(params, *new_flags)
-        old, new = _img_per_s(old_step, n, steps, rounds), _img_per_s(new_step, n, steps, rounds)
+        old, new = _img_per_s((old_step, new_step), n, steps, rounds)
         lines.append(f"| {name} (batch {n}) | {old_label} | {old:.1f} | {new_label} | {new:.1f} | {new / old:.2f} |")
         echo(lines[-1])
         profiles += [f"## {name}: {old_label}", "", _top_ops(old_step, steps), "",
@@ -163,8 +182,9 @@ def profile_report(params, steps: int, rounds: int, echo: Callable[[str], None] 
 @click.option("--steps", default=8, show_default=True, help="timed steps per round")
 @click.option("--rounds", default=3, show_default=True)
 @click.option("--out", "out_dir", default=str(RESULTS), show_default=True)
-def main(params_path: str, steps: int, rounds: int, out_dir: str) -> None:
-    report = profile_report(load_params(params_path), steps, rounds, click.echo)
+@click.option("--only", multiple=True, help=f"run only this workload (repeatable): {', '.join(WORKLOADS)}")
+def main(params_path: str, steps: int, rounds: int, out_dir: str, only: tuple[str, ...]) -> None:
+    report = profile_report(load_params(params_path), steps, rounds, click.echo, only)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "README.md").write_text(report)

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 
@@ -179,11 +180,15 @@ def test_cpu_profile_times_old_and_new_paths() -> None:
     rows = [line for line in report.splitlines() if line.startswith("| ") and " img/s " not in line
             and "---" not in line and not line.startswith("| op") and not line.startswith("| `")]
     assert [r.split(" | ")[0] for r in rows] == ["| train step (batch 2)", "| sampler pass (CFG batch) (batch 4)",
-                                                "| judge step (batch 4)"]
+                                                "| judge step (batch 4)", "| judge layout (batch 4)"]
     for row in rows:
         ratio = float(row.rstrip(" |").rsplit(" | ", 1)[1])
         assert math.isfinite(ratio) and ratio > 0
-    assert report.count("## ") == 6 and "native bf16:" in report
+    assert report.count("## ") == 8 and "native bf16:" in report
+    only = profile.profile_report(params, steps=1, rounds=1, echo=lambda line: None, only=("judge layout",))
+    assert "| judge layout (batch 4)" in only and "| judge step (batch 4)" not in only and only.count("## ") == 2
+    with pytest.raises(click.BadParameter, match="no workload judge steps"):
+        profile.profile_report(params, steps=1, rounds=1, echo=lambda line: None, only=("judge steps",))
     del sys.modules["cpu_profile"]
 
 

@@ -54,6 +54,53 @@ def test_build_shapes() -> None:
     assert judge.features(x).shape == (3, 32)  # 4 x width
 
 
+def test_pool_first_pools_before_batchnorm_and_computes_the_same_function() -> None:
+    """pool_first only moves each max-pool ahead of its BatchNorm + ReLU: same parameters, and the same outputs
+    while every BN scale is positive (max-pool commutes with an increasing per-channel map)."""
+    torch.manual_seed(0)
+    before, after = build_judge(OcrConfig(width=8), 32).eval(), build_judge(OcrConfig(width=8, pool_first=True), 32).eval()
+    kinds = [type(m).__name__ for m in after.body[:4]]
+    assert kinds == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    assert [type(m).__name__ for m in before.body[:4]] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    assert sum(p.numel() for p in before.parameters()) == sum(p.numel() for p in after.parameters())
+    kept = (torch.nn.Conv2d, torch.nn.BatchNorm2d)
+    layers = list(zip([m for m in before.modules() if isinstance(m, kept)], [m for m in after.modules() if isinstance(m, kept)]))
+    with torch.no_grad():
+        for a, b in layers:
+            if isinstance(a, torch.nn.BatchNorm2d):  # positive scales, arbitrary shifts and statistics
+                a.weight.uniform_(0.5, 2), a.bias.normal_(), a.running_mean.normal_(), a.running_var.uniform_(0.5, 2)
+            b.load_state_dict(a.state_dict())
+        after.head.load_state_dict(before.head.state_dict())
+        x = torch.rand(5, 1, 32, 32) * 2 - 1
+        assert torch.allclose(after(x), before(x), atol=1e-5)
+        for norm in (before.body[1], after.body[2]):  # a negative scale, shifted to stay above ReLU's zero:
+            norm.weight[0], norm.bias[0] = -1.0, 5.0  # max-pool then no longer commutes with the map
+        first_before, first_after = before.body[:4](x), after.body[:4](x)
+        assert torch.allclose(first_after[:, 1:], first_before[:, 1:], atol=1e-5)
+        assert not torch.allclose(first_after[:, 0], first_before[:, 0], atol=1e-3)
+
+
+def test_pool_first_survives_save_and_load_and_old_judges_normalise_first(tmp_path) -> None:
+    import json
+
+    from devagen.integrity import write_manifest
+
+    torch.manual_seed(0)
+    judge = build_judge(OcrConfig(width=4, pool_first=True), SIZE).eval()
+    save_judge(judge, tmp_path / "new", OcrConfig(width=4, pool_first=True), SIZE)
+    loaded = load_judge(tmp_path / "new")
+    x = to_model_range(torch.from_numpy(synthetic(1, seed=7)[0]))
+    with torch.no_grad():
+        assert loaded.pool_first and torch.allclose(loaded(x), judge(x), atol=1e-6)  # loaded: channels-last
+    old = build_judge(OcrConfig(width=4), SIZE).eval()
+    save_judge(old, tmp_path / "old", OcrConfig(width=4), SIZE)
+    meta = json.loads((tmp_path / "old" / "judge.json").read_text(encoding="utf-8"))
+    del meta["architecture"]["pool_first"]  # a judge.json written before the option existed
+    (tmp_path / "old" / "judge.json").write_text(json.dumps(meta), encoding="utf-8")
+    write_manifest(tmp_path / "old")
+    assert not load_judge(tmp_path / "old").pool_first
+
+
 def test_build_rejects_tiny_images() -> None:
     with pytest.raises(DevagenError, match="image_size"):
         build_judge(OcrConfig(), 4)
@@ -68,6 +115,7 @@ def test_learns_separable_set(trained: tuple) -> None:
     assert metrics["train_seconds"] > 0
     assert [s for _, s in rows] == list(range(1, TINY.epochs + 1))
     assert rows[-1][0]["train_loss"] < rows[0][0]["train_loss"]
+    assert "test_accuracy" not in rows[0][0] and rows[-1][0]["test_accuracy"] == metrics["test_accuracy"]  # tested once
     assert not judge.training and next(judge.parameters()).device.type == "cpu"
 
 

@@ -17,7 +17,7 @@ from .errors import DevagenError
 from .metrics import ocr_accuracy
 from .ocr import predict_proba, train_judge
 
-MONITOR = 460  # real test images train_judge reports on after each epoch; the score uses the whole split
+MONITOR = 460  # real test images train_judge reports on after its last epoch; the score uses the whole split
 
 
 def matched_real(train_labels: np.ndarray, wanted: np.ndarray, seed: int) -> np.ndarray:

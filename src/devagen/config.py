@@ -100,6 +100,7 @@ class OcrConfig:
     lr: float = 0.4  # peak of the one-cycle schedule (SGD with Nesterov momentum)
     weight_decay: float = 5e-4  # conv/linear weights only
     width: int = 24  # first conv's channels; then 2x and 4x (penultimate features: 4x width)
+    pool_first: bool = False  # max-pool a stage's conv output before its BatchNorm and ReLU (devagen.ocr._stage)
     label_smoothing: float = 0.1
     augment: bool = True
     dropout: float = 0.0  # before the final linear layer
