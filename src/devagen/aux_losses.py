@@ -44,7 +44,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def stage_features(body: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
     """The activations of `body` (a conv classifier's feature stack) at the end of each resolution: before
-    every max-pool and before the global pooling (an nn.AdaptiveAvgPool2d), for x (B, C, S, S)."""
+    every max-pool and before the global pooling (an nn.AdaptiveAvgPool2d), for x (B, C, S, S). In a judge
+    built with pool_first the ones before a max-pool are the conv's output, before BatchNorm and ReLU."""
     found = []
     for layer in body:
         if isinstance(layer, (nn.MaxPool2d, nn.AdaptiveAvgPool2d)):
