@@ -40,6 +40,8 @@ from devagen.config import load_params
 from devagen.diffusion import diffusion_loss
 from devagen.model import build_noise_scheduler, build_unet, condition
 from devagen.ocr import build_judge
+from devagen.patches import to_patches
+from devagen.presets import patch_size
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu_profile"
 TOP_OPS = 8
@@ -57,7 +59,7 @@ def _train_step(params, bf16: bool, math_attention: bool) -> tuple[Callable[[], 
         dev.use_math_attention(unet)
     scheduler, opt = build_noise_scheduler(params.diffusion), torch.optim.AdamW(unet.parameters(), lr=1e-4)
     b, s = params.train.batch_size, params.data.image_size
-    x0 = torch.rand(b, 1, s, s) * 2 - 1
+    x0 = to_patches(torch.rand(b, 1, s, s) * 2 - 1, patch_size(params.model.preset))  # what the UNet denoises
     labels = torch.randint(0, 46, (b,)) if params.model.conditional else None
     styles = torch.randn(b, 2) * 0.3 if params.model.style_conditioning else None
 
@@ -76,7 +78,7 @@ def _sampler_pass(params, bf16: bool, math_attention: bool) -> tuple[Callable[[]
     if math_attention:
         dev.use_math_attention(unet)
     b, s = 2 * params.sample.batch_size, params.data.image_size
-    x, t = torch.randn(b, 1, s, s), torch.randint(0, 1000, (b,))
+    x, t = to_patches(torch.randn(b, 1, s, s), patch_size(params.model.preset)), torch.randint(0, 1000, (b,))
     labels = torch.randint(0, 47, (b,))
     cond = condition(labels, torch.randn(b, 2) * 0.3) if params.model.style_conditioning else labels
     cond = cond if params.model.conditional else None

@@ -85,7 +85,8 @@ def sync() -> None:
 def flop_per_image(model_cfg: ModelConfig, image_size: int, batch: int = 4) -> float:
     """Forward + backward FLOP of one training image of this UNet (FlopCounterMode, on CPU)."""
     unet = build_unet(model_cfg, image_size)
-    x, t = torch.randn(batch, 1, image_size, image_size), torch.randint(0, 1000, (batch,))
+    x, t = torch.randn(batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size), \
+        torch.randint(0, 1000, (batch,))  # a patch preset takes patches
     labels = torch.zeros(batch, dtype=torch.long) if model_cfg.conditional else None
     if model_cfg.style_conditioning:
         labels = condition(labels, torch.zeros(batch, 2))

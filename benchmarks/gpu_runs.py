@@ -95,7 +95,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 8192, reps: int = 10) -> float | No
 def train_flop_per_image(model_cfg: ModelConfig, image_size: int, batch: int = 8) -> float:
     """Forward + backward FLOP of one training image of this UNet (FlopCounterMode, on CPU)."""
     unet = build_unet(model_cfg, image_size)
-    x = torch.randn(batch, 1, image_size, image_size)
+    x = torch.randn(batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)  # patches too
     t = torch.randint(0, 1000, (batch,))
     labels = torch.zeros(batch, dtype=torch.long) if model_cfg.conditional else None
     with FlopCounterMode(display=False) as counter:

@@ -50,7 +50,7 @@ from devagen.classes import CLASS_NAMES
 from devagen.config import ModelConfig, Params, load_params
 from devagen.data import ROOT, load_split
 from devagen.model import build_unet
-from devagen.presets import PRESETS
+from devagen.presets import PRESETS, patch_size
 
 # The source document's recipe for the plain loop.
 PLAIN_LR = 1e-4
@@ -323,7 +323,8 @@ def machine_note(bench: Bench, count: int) -> str:
 
 
 @click.command()
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu_small", show_default=True)
+@click.option("--preset", type=click.Choice([p for p in PRESETS if patch_size(p) == 1]), default="cpu_small",
+              show_default=True, help="a pixel preset: the plain loop feeds the UNet whole images")
 @click.option("--conditional/--unconditional", default=True, show_default=True)
 @click.option("--scale-shift/--no-scale-shift", default=False, show_default=True,
               help="AdaGN blocks (model.scale_shift) in both loops' UNet")

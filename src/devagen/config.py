@@ -17,7 +17,7 @@ from typing import Any, Optional
 import yaml
 
 from .errors import DevagenError
-from .presets import PRESETS, downsample_factor
+from .presets import PRESETS, downsample_factor, patch_size
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
@@ -487,6 +487,14 @@ def check_consistency(params: Params) -> None:
     factor = downsample_factor(params.model.preset)
     _check(params.data.image_size % factor == 0, "data.image_size",
            f"{params.data.image_size} is not a multiple of {factor}, the downsampling of preset {params.model.preset!r}")
+    if patch_size(params.model.preset) > 1:  # the network sees pixel patches (devagen.patches)
+        for key, off, why in (
+                ("latent.enabled", not params.latent.enabled, "latent diffusion"),
+                ("diffusion.ssim_weight", params.diffusion.ssim_weight == 0, "the auxiliary losses, which compare pixels"),
+                ("diffusion.perceptual_weight", not params.diffusion.needs_judge,
+                 "the auxiliary losses, which compare pixels")):
+            _check(off, key, f"preset {params.model.preset!r} works on pixel patches and is not built for {why}; "
+                             f"turn it off or use preset cpu_conv")
     if params.latent.enabled:
         side = params.data.image_size // params.latent.downsample
         _check(params.data.image_size % params.latent.downsample == 0 and side % factor == 0, "latent.downsample",

@@ -33,6 +33,7 @@ from .config import DistillConfig
 from .data import to_model_range
 from .device import autocast
 from .model import with_null_class
+from .patches import to_patches
 from .pipeline import predicted_x0
 from .updates import WindowMean, optimizer_update
 
@@ -118,10 +119,12 @@ def distillation_loss(student: UNet2DModel, scheduler: DDPMScheduler, x_t: torch
 
 @dataclass(frozen=True)
 class DistillData:
-    """What the students learn on: real images uint8 (N, S, S) and their conditions (N, ...) or None, on one device."""
+    """What the students learn on: real images uint8 (N, S, S) and their conditions (N, ...) or None, on one device;
+    patch: the teacher's patch side (devagen.patches), whose space the students denoise in too."""
 
     images: torch.Tensor
     conditions: Optional[torch.Tensor]
+    patch: int = 1
 
 
 def _generator(device: torch.device, seed: int, round_index: int, step: int) -> torch.Generator:
@@ -136,7 +139,7 @@ def draw_batch(data: DistillData, grid: torch.Tensor, alphas_cumprod: torch.Tens
     index = torch.randint(0, len(data.images), (batch_size,), generator=generator, device=device)
     step = torch.randint(0, len(grid), (batch_size,), generator=generator, device=device)
     t, s = grid[step, 0], grid[step, 1]
-    x0 = to_model_range(data.images[index])
+    x0 = to_patches(to_model_range(data.images[index]), data.patch)
     noise = torch.randn(x0.shape, generator=generator, device=device)
     a, sigma = alpha_sigma(alphas_cumprod, t)
     cond = None if data.conditions is None else data.conditions[index]

@@ -46,11 +46,12 @@ __all__ = ["StyleUNet2DModel"]
 
 
 def model_index(conditional: bool, diffusers_version: str, pen: Optional[PenStyle] = None,
-                scheduler: str = "DDPMScheduler", vae: bool = False) -> dict[str, Any]:
-    """model_index.json's content: pipeline class (DDPMPipeline, or devagen's for conditional models) and
-    components. A style-conditioned model's UNet is devagen's StyleUNet2DModel, and its pen ranges and
-    style pool ride along as the pipeline's `pen` argument."""
-    pipeline = [CUSTOM_MODULE, "DevagenPipeline"] if conditional else "DDPMPipeline"
+                scheduler: str = "DDPMScheduler", vae: bool = False, patch_size: int = 1) -> dict[str, Any]:
+    """model_index.json's content: pipeline class (DDPMPipeline, or devagen's for conditional models and for patch
+    models, whose output DDPMPipeline would not rearrange into pixels) and components. A style-conditioned model's
+    UNet is devagen's StyleUNet2DModel, and its pen ranges and style pool ride along as the pipeline's `pen`
+    argument; a patch model's patch side as its `patch_size`."""
+    pipeline = [CUSTOM_MODULE, "DevagenPipeline"] if conditional or patch_size > 1 else "DDPMPipeline"
     unet = [CUSTOM_UNET_MODULE, "StyleUNet2DModel"] if pen is not None else ["diffusers", "UNet2DModel"]
     index = {"_class_name": pipeline, "_diffusers_version": diffusers_version,
              "scheduler": ["diffusers", scheduler], "unet": unet}
@@ -58,19 +59,21 @@ def model_index(conditional: bool, diffusers_version: str, pen: Optional[PenStyl
         index["vae"] = ["diffusers", "AutoencoderKL"]
     if pen is not None:
         index["pen"] = pen.to_json()
+    if patch_size > 1:
+        index["patch_size"] = patch_size
     return index
 
 
 def write_model_index(model_dir: Path, conditional: bool, pen: Optional[PenStyle] = None,
                       scheduler: str = "DDPMScheduler", unets: tuple[str, ...] = ("unet", "unet_raw"),
-                      vae: bool = False) -> None:
+                      vae: bool = False, patch_size: int = 1) -> None:
     """Write model_dir/model_index.json and model_dir/pipeline_devagen.py (used by conditional models only);
     `scheduler` names scheduler/'s diffusers class, `unets` the UNet folders (a distilled student has only unet/)."""
     import diffusers
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    index = model_index(conditional, diffusers.__version__, pen, scheduler, vae)
+    index = model_index(conditional, diffusers.__version__, pen, scheduler, vae, patch_size)
     (model_dir / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     (model_dir / f"{CUSTOM_MODULE}.py").write_text(CUSTOM_PIPELINE, encoding="utf-8")
     if pen is not None:  # diffusers' custom component: a .py file in the component's folder, named in the index

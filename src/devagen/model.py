@@ -12,7 +12,7 @@ from torch import nn
 from .classes import NUM_CLASSES
 from .config import DiffusionConfig, ModelConfig
 from .errors import DevagenError
-from .presets import PRESETS, downsample_factor
+from .presets import downsample_factor, patch_size, unet_shape
 
 # Class index the conditional UNet reads as "no class": label dropout trains it, and
 # classifier-free guidance uses it for the unconditional half of the batch.
@@ -86,7 +86,8 @@ def with_null_class(class_labels: torch.Tensor, null_label: int) -> torch.Tensor
 
 def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1) -> UNet2DModel:
     """A freshly initialised UNet2DModel (StyleUNet2DModel with model.style_conditioning) for (B, channels, S, S)
-    inputs: images, or a latent model's latents (then image_size is the latent side)."""
+    inputs: images, or a latent model's latents (then image_size is the latent side). A patch preset's UNet takes
+    them as patches (devagen.patches): (B, channels·p², S/p, S/p)."""
     factor = downsample_factor(cfg.preset)
     if image_size % factor:
         raise DevagenError(f"params.yaml: data.image_size: {image_size} is not a multiple of {factor}, "
@@ -95,7 +96,9 @@ def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1) -> UNet2DMo
     if cfg.scale_shift:
         extra["resnet_time_scale_shift"] = "scale_shift"
     cls = StyleUNet2DModel if cfg.style_conditioning else UNet2DModel
-    return cls(sample_size=image_size, in_channels=channels, out_channels=channels, **PRESETS[cfg.preset], **extra)
+    patch = patch_size(cfg.preset)  # a patch preset denoises (channels·p², S/p, S/p): devagen.patches
+    return cls(sample_size=image_size // patch, in_channels=channels * patch ** 2, out_channels=channels * patch ** 2,
+               **unet_shape(cfg.preset), **extra)
 
 
 def build_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:

@@ -11,7 +11,7 @@ in training, for autoguidance. diffusers loads it without devagen's helpers:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -28,6 +28,7 @@ from .device import pick_device, use_math_attention
 from .errors import DevagenError
 from .integrity import check_manifest, damaged
 from .model import UNET_CLASSES, condition, is_style_conditioned, with_null_class
+from .patches import from_patches
 from .pen import PenStyle, codes
 from .shear import shear_to_slant
 
@@ -172,10 +173,11 @@ class DevagenPipeline(DiffusionPipeline):
     _optional_components = ["guide", "vae"]
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, guide: Optional[UNet2DModel] = None,
-                 pen: Optional[dict] = None, vae: Optional[AutoencoderKL] = None) -> None:
+                 pen: Optional[dict] = None, vae: Optional[AutoencoderKL] = None, patch_size: int = 1) -> None:
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, guide=guide, vae=vae)
-        self.register_to_config(pen=pen)
+        self.register_to_config(pen=pen, patch_size=patch_size)
+        self.patch_size = patch_size
         self.pen = PenStyle.from_json(pen)
         if is_style_conditioned(unet) and self.pen is None:
             raise DevagenError("a style-conditioned UNet needs its pen ranges (model_index.json's or devagen.json's "
@@ -204,8 +206,10 @@ class DevagenPipeline(DiffusionPipeline):
     @property
     def image_shape(self) -> tuple[int, int]:
         """(H, W) of the images this pipeline draws."""
-        size = (self.vae if self.latent else self.unet).config.sample_size
-        return (size, size) if isinstance(size, int) else tuple(size)
+        if self.latent:
+            size = self.vae.config.sample_size
+            return (size, size) if isinstance(size, int) else tuple(size)
+        return tuple(self.patch_size * side for side in self.sample_shape)
 
     @property
     def sample_shape(self) -> tuple[int, int]:
@@ -214,9 +218,10 @@ class DevagenPipeline(DiffusionPipeline):
         return (size, size) if isinstance(size, int) else tuple(size)
 
     def decoded(self, x: torch.Tensor) -> torch.Tensor:
-        """What the UNet denoises -> model-range images (B, 1, H, W): a latent model's latents through its decoder."""
+        """What the UNet denoises -> model-range images (B, 1, H, W): a latent model's latents through its decoder,
+        a patch model's patches rearranged back into pixels."""
         if not self.latent:
-            return x
+            return from_patches(x, self.patch_size)
         from .latent import decode
 
         return decode(self.vae, x.to(self.vae.dtype)).float()
@@ -405,6 +410,7 @@ class ModelMeta:
     null_label: Optional[int]
     preset: str
     pen: Optional[dict] = None  # devagen.pen.PenStyle as JSON (style-conditioned models)
+    patch_size: int = 1  # the UNet denoises patch_size x patch_size pixel patches as channels (devagen.patches)
 
 
 def write_meta(meta: ModelMeta, model_dir: Path) -> None:
@@ -425,7 +431,7 @@ def read_meta(model_dir: Path) -> ModelMeta:
         raise _broken(Path(model_dir), f"no {META_FILE} (not a trained model directory)")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        values = {f.name: raw[f.name] for f in fields(ModelMeta) if f.name in raw or f.name != "pen"}
+        values = {f.name: raw[f.name] for f in fields(ModelMeta) if f.name in raw or f.default is MISSING}
     except (ValueError, KeyError, TypeError) as exc:
         raise damaged(Path(model_dir), f"{META_FILE} is malformed ({type(exc).__name__}: {exc})", "train") from None
     values["class_names"], values["glyphs"] = tuple(values["class_names"]), tuple(values["glyphs"])
@@ -495,8 +501,11 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
 
     if has_autoencoder(model_dir / VAE_FOLDER):  # latent diffusion: the UNet works in this autoencoder's latent space
         vae = load_autoencoder(model_dir / VAE_FOLDER, "train")
+    if unet.config.in_channels != meta.patch_size ** 2 * (vae.config.latent_channels if vae is not None else 1):
+        raise _broken(model_dir, f"{META_FILE} patch_size {meta.patch_size} does not fit the UNet's "
+                                 f"{unet.config.in_channels} input channels")
     pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=meta.pen,
-                               vae=vae).use_sampler(sampler)
+                               vae=vae, patch_size=meta.patch_size).use_sampler(sampler)
     pipeline.set_progress_bar_config(disable=True)
     pipeline.to(device if device is not None else pick_device())
     for network in (pipeline.unet, pipeline.guide):

@@ -25,6 +25,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "layers_per_block": 1,
         "norm_num_groups": 8,
     },
+    # For tests: `tiny` seeing 2x2 patches (devagen.patches).
+    "tiny_patch": {
+        "block_out_channels": (16, 32),
+        "down_block_types": ("DownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "UpBlock2D"),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+        "patch_size": 2,
+    },
     # CPU: cost follows full-resolution convs and 16x16 attention, so keep the 32x32
     # level narrow and put attention only at 8x8.
     "cpu_small": {
@@ -42,6 +51,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "up_block_types": ("UpBlock2D", "UpBlock2D", "UpBlock2D"),
         "layers_per_block": 1,
         "mid_block_type": None,
+    },
+    # The network sees 2x2 patches: each 32x32 image is denoised as 4 x 16 x 16 (pixel_unshuffle, lossless; the
+    # pipeline shuffles its output back), so the UNet has no 32x32 level, where cpu_conv spends two thirds of its
+    # fp32 time. 64 / 128 channels at 16x16 / 8x8; 2.10 M parameters class- and pen-conditioned. Measured (2-core Intel
+    # Xeon with AMX, batch 32): 1.7x cpu_conv's img/s in bf16, 1.9x in fp32; sampling 2.8x (benchmarks/README.md)
+    "cpu_patch": {
+        "block_out_channels": (64, 128),
+        "down_block_types": ("DownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "UpBlock2D"),
+        "layers_per_block": 1,
+        "mid_block_type": None,
+        "patch_size": 2,
     },
     # data.image_size 64 on a CPU: cpu_small with one narrow level (16 channels) on top, so attention stays at
     # 8x8 and the 64x64 convs cost what cpu_small's 32x32 ones do. 41 img/s against cpu_small's 63 at 32x32
@@ -66,6 +87,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def patch_size(preset: str) -> int:
+    """Side of the pixel patches the preset's UNet sees as channels (1: it works on pixels)."""
+    return PRESETS[preset].get("patch_size", 1)
+
+
+def unet_shape(preset: str) -> dict[str, Any]:
+    """The preset's UNet2DModel arguments (everything but patch_size)."""
+    return {k: v for k, v in PRESETS[preset].items() if k != "patch_size"}
+
+
 def downsample_factor(preset: str) -> int:
-    """How many times the UNet halves the image: image_size must be a multiple of it."""
-    return 2 ** (len(PRESETS[preset]["block_out_channels"]) - 1)
+    """How many times the preset shrinks the image (patching included): image_size must be a multiple of it."""
+    return patch_size(preset) * 2 ** (len(PRESETS[preset]["block_out_channels"]) - 1)

@@ -39,7 +39,8 @@ def write_student(student: UNet2DModel, teacher_dir: Path, out_dir: Path) -> Non
     ddpm = json.loads((teacher_dir / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
     build_sampler(ddpm, SAMPLER).save_pretrained(out_dir / "scheduler")
     pen = None if meta.pen is None else PenStyle.from_json(meta.pen)
-    write_model_index(out_dir, meta.conditional, pen, scheduler="DDIMScheduler", unets=("unet",))
+    write_model_index(out_dir, meta.conditional, pen, scheduler="DDIMScheduler", unets=("unet",),
+                      patch_size=meta.patch_size)
     write_manifest(out_dir)
 
 

@@ -60,6 +60,8 @@ from .integrity import file_checksums, find_damage, full_disk_guard, move_aside,
 from .loss_meter import LossMeter
 from .hub import write_model_index
 from .model import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
+from .patches import to_patches
+from .presets import patch_size
 from .pen import PenStyle, pen_style, training_codes
 from .latent import encode, latent_downsample, save_autoencoder
 from .off_notes import write_no_autoencoder
@@ -98,6 +100,7 @@ class _Run:
     total_steps: int
     judge_body: Optional[torch.nn.Sequential] = None  # the frozen judge's feature stack (perceptual loss) on the device
     vae: Optional[torch.nn.Module] = None  # latent diffusion: the frozen autoencoder whose latents the UNet learns
+    patch: int = 1  # a patch preset's patch side: x0 is denoised as devagen.patches.to_patches(x0, patch)
 
     @property
     def global_batch(self) -> int:
@@ -217,7 +220,8 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     judge_body = _judge_body(judge, side).to(device) if diffusion_cfg.needs_judge else None
     vae = None if vae is None else frozen(vae).to(device)
     return _Run(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
-                build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body, vae)
+                build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body, vae,
+                patch_size(model_cfg.preset))
 
 
 def _judge_body(judge: torch.nn.Module, side: int) -> torch.nn.Sequential:
@@ -282,8 +286,8 @@ def _generator(device: torch.device, seed: int, position: int, rank: int) -> tor
 
 def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
                                                   torch.Generator]:
-    """This rank's share of global micro-batch `position`: x0 (b, 1, S, S) in [-1, 1], labels (b,) or None,
-    pen codes (b, 2) or None."""
+    """This rank's share of global micro-batch `position`: x0 (b, 1, S, S) in [-1, 1] (a latent model's latents, a
+    patch model's patches), labels (b,) or None, pen codes (b, 2) or None."""
     acc, b = run.accelerator, run.cfg.batch_size
     size = b * acc.num_processes
     chosen = batch_indices(len(run.images), run.cfg.seed, position * size, size, run.images.device)
@@ -295,6 +299,7 @@ def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.
     if run.vae is not None:  # latent diffusion: the (augmented) images' latents, under the run's autocast
         with torch.no_grad(), run.accelerator.autocast():
             x0 = encode(run.vae, x0).float()
+    x0 = to_patches(x0, run.patch)
     labels = None if run.labels is None else run.labels[mine]
     return x0, labels, None if run.styles is None else run.styles[mine], generator
 
@@ -499,7 +504,8 @@ def model_meta(model_cfg: ModelConfig, image_size: int, pen: Optional[PenStyle] 
     """What devagen.json tells loaders beside the diffusers folders."""
     return ModelMeta(class_names=CLASS_NAMES, glyphs=tuple(glyphs()), image_size=image_size,
                      conditional=model_cfg.conditional, null_label=NULL_LABEL if model_cfg.conditional else None,
-                     preset=model_cfg.preset, pen=None if pen is None else pen.to_json())
+                     preset=model_cfg.preset, pen=None if pen is None else pen.to_json(),
+                     patch_size=patch_size(model_cfg.preset))
 
 
 def _network_copy(run: _Run, ema: bool) -> UNet2DModel:
@@ -561,7 +567,8 @@ def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, ou
                 write_no_autoencoder(tmp / VAE_FOLDER)
             run.noise_scheduler.save_pretrained(tmp / "scheduler")
             write_meta(model_meta(model_cfg, int(run.images.shape[-1]), pen), tmp)
-            write_model_index(tmp, model_cfg.conditional, pen, vae=run.vae is not None)
+            write_model_index(tmp, model_cfg.conditional, pen, vae=run.vae is not None,
+                              patch_size=run.patch)
             write_manifest(tmp)  # last: a folder without it was never finished (or predates checksums)
         _swap_in(tmp, out_dir)
     acc.wait_for_everyone()

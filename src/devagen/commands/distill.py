@@ -54,7 +54,7 @@ def distill(params_path: str) -> None:
             codes = torch.from_numpy(training_codes(data.read_pen(paths.TRAIN_NPZ, len(split.images)), split.labels))
         conditions = condition(labels, codes) if codes is not None else labels
     images = torch.from_numpy(data.resize(split.images, meta.image_size)).to(device)  # the teacher's side
-    batch = DistillData(images, None if conditions is None else conditions.to(device))
+    batch = DistillData(images, None if conditions is None else conditions.to(device), meta.patch_size)
     rounds = run_distill(teacher.unet, teacher.scheduler, batch, cfg, meta.null_label,
                          lambda steps, net: students.write_student(net, paths.DIFFUSION_DIR, students.student_dir(tmp, steps)))
     write_distill_status(tmp, True, cfg.student_steps)
