@@ -378,32 +378,32 @@ def test_distill_curve_counts_guided_passes_and_writes_its_table_and_plots(tiny_
     assert all((tmp_path / name).stat().st_size > 1000 for name in ("curve.png", "samples.png"))
 
 
-def test_patch_probe_learns_in_space_to_depth_and_draws_full_size_images(tmp_path: Path, cpu_one_thread) -> None:
+def test_patch_probe_trains_a_patch_preset_of_the_asked_widths_and_draws_full_size_images(tmp_path: Path,
+                                                                                         cpu_one_thread) -> None:
     import dataclasses
 
-    import torch
-
     from devagen.config import SampleConfig
+    from devagen.pipeline import load_pipeline
+    from devagen.presets import patch_size
     from devagen.sampling import generate
     from devagen.training import train_diffusion
 
     probe = _load_script("patch_probe")
-    s2d = probe.SpaceToDepth()
-    x = torch.randn(3, 1, 32, 32)
-    z = s2d.encode(x).latent_dist.mean
-    assert z.shape == (3, 4, 16, 16) and torch.equal(s2d.decode(z).sample, x)  # lossless
     params = Params()
-    model_cfg = dataclasses.replace(params.model, preset=probe.register_preset((16, 32)))
+    preset = probe.register_preset((16, 32))
+    assert patch_size(preset) == 2
+    model_cfg = dataclasses.replace(params.model, preset=preset)
     train_cfg = dataclasses.replace(params.train, max_steps=2, batch_size=4, warmup_steps=1, checkpoint_every=100,
                                     log_every=1, mixed_precision="no")
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (8, 32, 32), dtype=np.uint8), rng.integers(0, 46, 8)
     pen = np.stack([rng.uniform(2, 4, 8), rng.uniform(-10, 10, 8)], axis=1)
     result = train_diffusion(train_cfg, model_cfg, params.diffusion, params.augment, images, labels,
-                             tmp_path / "model", tmp_path / "ckpt", progress=False, pen=pen, vae=probe.SpaceToDepth())
+                             tmp_path / "model", tmp_path / "ckpt", progress=False, pen=pen)
     assert result["steps"] == 2 and math.isfinite(result["final_loss"])
-    pipe = probe.load_patch_pipeline(tmp_path / "model", "dpmpp", True)
+    pipe = load_pipeline(tmp_path / "model", "dpmpp", True)
     assert pipe.sample_shape == (16, 16) and pipe.unet.config.in_channels == 4
+    assert pipe.unet.config.block_out_channels == [16, 32]
     drawn = generate(pipe, np.array([0, 5]), 2, dataclasses.replace(SampleConfig(), steps=2, precision="fp32"),
                      progress=False)
     assert drawn.shape == (2, 32, 32) and drawn.dtype == np.uint8
