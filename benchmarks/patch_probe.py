@@ -1,7 +1,7 @@
 """Probe: the default recipe with a patch network of other widths, or for other step counts, against pixel models.
 
     .venv/bin/python benchmarks/patch_probe.py --out /tmp/patch2 --steps 3400       # ~9 min on 2 cores (bf16)
-    .venv/bin/python benchmarks/patch_probe.py --out /tmp/patch2 --steps 2000 --compare models/diffusion
+    .venv/bin/python benchmarks/patch_probe.py --out /tmp/patch2 --steps 2000 --compare /tmp/cpu_conv_model
 
 Each 32x32 image becomes 4 x 16 x 16 (devagen.patches, lossless) and a UNet with no 32x32 level (--channels per
 level, default 64,128: the cpu_patch preset) learns the diffusion there; samples go back through pixel_shuffle.
