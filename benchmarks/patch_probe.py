@@ -31,17 +31,15 @@ from devagen.pipeline import load_pipeline  # noqa: E402
 from devagen.sampling import generate  # noqa: E402
 from devagen.training import train_diffusion  # noqa: E402
 
-PATCH = 2
 PRESET = "patch_probe"
 
 
 def register_preset(channels: tuple[int, ...]) -> str:
-    """A cpu_patch-like preset (2x2 patches, one ResNet per block, no attention, no mid block) with these channels
-    per level."""
+    """cpu_patch with these channels per level (one down and one up block each)."""
     n = len(channels)
-    presets.PRESETS[PRESET] = {"block_out_channels": channels, "down_block_types": ("DownBlock2D",) * n,
-                               "up_block_types": ("UpBlock2D",) * n, "layers_per_block": 1, "mid_block_type": None,
-                               "norm_num_groups": math.gcd(32, *channels), "patch_size": PATCH}
+    presets.PRESETS[PRESET] = {**presets.PRESETS["cpu_patch"], "block_out_channels": channels,
+                               "down_block_types": ("DownBlock2D",) * n, "up_block_types": ("UpBlock2D",) * n,
+                               "norm_num_groups": math.gcd(32, *channels)}
     return PRESET
 
 

@@ -15,25 +15,20 @@ SEED = {
     "layers_per_block": 1,
 }
 
+TINY = {
+    "block_out_channels": (16, 32),
+    "down_block_types": ("DownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "UpBlock2D"),
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": SEED,
     # For tests: seconds per step on CPU, learns nothing useful.
-    "tiny": {
-        "block_out_channels": (16, 32),
-        "down_block_types": ("DownBlock2D", "DownBlock2D"),
-        "up_block_types": ("UpBlock2D", "UpBlock2D"),
-        "layers_per_block": 1,
-        "norm_num_groups": 8,
-    },
+    "tiny": TINY,
     # For tests: `tiny` seeing 2x2 patches (devagen.patches).
-    "tiny_patch": {
-        "block_out_channels": (16, 32),
-        "down_block_types": ("DownBlock2D", "DownBlock2D"),
-        "up_block_types": ("UpBlock2D", "UpBlock2D"),
-        "layers_per_block": 1,
-        "norm_num_groups": 8,
-        "patch_size": 2,
-    },
+    "tiny_patch": {**TINY, "patch_size": 2},
     # CPU: cost follows full-resolution convs and 16x16 attention, so keep the 32x32
     # level narrow and put attention only at 8x8.
     "cpu_small": {
