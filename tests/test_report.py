@@ -248,3 +248,20 @@ def test_summary_says_how_a_larger_model_is_measured() -> None:
     text = summarize({**METRICS, "eval": {**EVAL, "sample_side": 64, "judged_side": 32}}, PARAMS)
     assert "The model draws 64×64 images; every measure here reads them resized" in text and "own 32×32" in text
     assert "resized" not in summarize({**METRICS, "eval": {**EVAL, "sample_side": 32, "judged_side": 32}}, PARAMS)
+
+
+def test_the_pen_style_section_names_the_classes_furthest_from_real_and_the_chance_count() -> None:
+    ratios = [{"class": "character_24_bha", "glyph": "भ", "ratio": 1.42}, {"class": "digit_7", "glyph": "७", "ratio": 1.17},
+              {"class": "character_3_ga", "glyph": "ग", "ratio": 0.9}]
+    band = {"low": 0.8, "high": 1.25, "real_outside": ["digit_7"], "ratios": ratios}
+    style = {**EVAL["style"], "class_band": {"stroke_width": band},
+             "off_classes": [{"class": "character_24_bha", "glyph": "भ", "measure": "stroke_width", "ratio": 1.42}]}
+    ev = {**EVAL, "style": style, "style_off_classes": 1, "style_off_classes_real": 1}
+    md = "\n".join(str(block) for block in report._style_blocks(ev))
+    assert "stroke width 0.80×–1.25×; 1 class(es) lie outside it (भ stroke width 1.42×)" in md
+    assert "a second real set of those sizes has 1 outside" in md
+    assert "भ 1.42× (outside), ७ 1.17×, ग 0.90×" in md
+    assert "per class, 1 class(es) write a pen beyond what a real set of the same size strays to (a second real set: 1)" \
+        in summarize({**METRICS, "eval": ev}, PARAMS)
+    assert "per class" not in summarize(METRICS, PARAMS) and not any(  # no band (unconditional, or no reference)
+        isinstance(block, report.Table) and block.header[0] == "per class" for block in report._style_blocks(EVAL))

@@ -207,6 +207,52 @@ def test_disjoint_real_sets_match_class_sizes_and_are_seeded():
     assert not (a == a3).all()
 
 
+def test_a_class_written_with_a_bolder_pen_is_named_and_real_sets_give_the_chance_count():
+    labels = np.repeat(np.arange(6), 80)
+    real = np.concatenate([_pen_population(80, seed=10 + c) for c in range(6)])
+    gen_labels = np.repeat(np.arange(6), 20)
+    gen = np.concatenate([_pen_population(20, seed=30 + c, scale=1.8 if c == 2 else 1.0) for c in range(6)])
+    got = style.style_comparison(gen, gen_labels, real, labels, seed=0)
+    band = got["class_band"]["stroke_width"]
+    assert band["low"] < 1 < band["high"] and band["high"] == pytest.approx(1 / band["low"])
+    off = [row for row in got["off_classes"] if row["measure"] == "stroke_width"]
+    assert [row["class"] for row in off] == [2] and off[0]["ratio"] == pytest.approx(1.8, rel=0.15)
+    assert band["ratios"][0][0] == 2 and len(band["ratios"]) == 6  # every class, furthest from real first
+    assert got["off_classes"][0]["class"] == 2  # the most off of all, in both pen measures
+    assert {row["measure"] for row in got["off_classes"] if row["class"] == 2} == {"stroke_width", "ink_mass"}
+    # the same real writers as "generated": what a perfect generator gets, against a band of its own sizes
+    honest = style.style_comparison(np.concatenate([_pen_population(20, seed=50 + c) for c in range(6)]),
+                                    gen_labels, real, labels, seed=0)
+    assert len(honest["off_classes"]) <= 2 and all(isinstance(c, int) for c in band["real_outside"])
+    assert style.style_comparison(gen, np.full(len(gen), -1), real, labels, seed=0)["class_band"] == {}
+
+    from devagen.classes import CLASS_NAMES, glyphs
+    from devagen.evaluation import _furthest_classes, style_evaluation
+
+    metrics = style_evaluation(gen, gen_labels, real, labels, glyphs(), seed=0).metrics
+    assert metrics["style"]["off_classes"][0] == {**got["off_classes"][0], "class": CLASS_NAMES[2], "glyph": glyphs()[2]}
+    assert metrics["style_off_classes"] == len({row["class"] for row in metrics["style"]["off_classes"]}) >= 1
+    assert metrics["style_off_classes_real"] == len({c for band in metrics["style"]["class_band"].values()
+                                                     for c in band["real_outside"]})
+    lead = _furthest_classes(got)
+    assert lead[0] == 2 and len(lead) >= 3 and len(set(lead)) == len(lead)  # style.png's first rows
+
+
+def test_pen_off_classes_measures_against_real_images_outside_both_small_sets():
+    real_labels = np.repeat(np.arange(3), 10)
+    real = np.zeros((30, S, S), np.uint8)
+    a, b = np.array([0, 10, 20]), np.array([1, 11, 21])
+    m = lambda widths: {k: np.asarray(v, float) for k, v in  # noqa: E731
+                        {"stroke_width": widths, "ink_mass": np.ones(len(widths))}.items()}
+    real[:] = bar(3)
+    real[[0, 10, 20, 1, 11, 21]] = bar(6)  # a and b are bold; the reference (everything else) is not
+    _, bands = style.pen_off_classes(m([3.0, 3.0, 3.0]), np.arange(3), real, real_labels, a, b,
+                                     m([6.0, 3.0, 3.0]), m([3.0, 3.0, 3.0]))
+    ref = style.measure(real[2:10])["stroke_width"]
+    assert bands["stroke_width"]["high"] == pytest.approx(6.0 / np.median(ref))  # a's class 0 against the reference
+    assert {c: r for c, r in bands["stroke_width"]["ratios"]}[0] == pytest.approx(3.0 / np.median(ref))
+
+
 def test_style_evaluation_writes_json_ready_metrics_and_a_figure():
     from devagen.classes import glyphs
     from devagen.evaluation import STYLE_HEADLINE, style_evaluation
@@ -224,8 +270,11 @@ def test_style_evaluation_writes_json_ready_metrics_and_a_figure():
     assert got.metrics["style"]["slant"]["ratio_median"] is None
     assert set(style.MEASURES) <= set(got.metrics["style"])
     assert got.figure.width > (6 + 1 + 6) * 32 * 4 and got.figure.height > 6 * 32 * 4  # 6 x (6 | 6) crops at 4x
+    # two real sets of the samples' class sizes take all 10 real images of each class: no reference is left
+    assert got.metrics["style"]["class_band"] == {} and "style_off_classes" not in got.metrics
     uncond = style_evaluation(samples, np.full(36, -1), real, real_labels, glyphs(), seed=0)
     assert uncond.metrics["style"]["compared"] == {"generated": 36, "real": 30, "classes": 1}
+    assert "style_off_classes" not in uncond.metrics and uncond.metrics["style"]["off_classes"] == []
 
 
 def test_background_is_black_for_a_clean_glyph_and_sees_a_faint_haze():

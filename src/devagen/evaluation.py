@@ -6,6 +6,7 @@ style_space_metrics adds the style space's and the classifier two-sample test, w
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import c2st, figures, metrics, plots, style
+from .classes import CLASS_NAMES
 from .config import C2stConfig, EvaluateConfig
 from .data import Split, resize
 from .legibility import OodStats, in_distribution, judge_legibility
@@ -92,6 +94,7 @@ def headline_quality(judge: Judge, ood: OodStats, samples: np.ndarray, intended:
 STYLE_HEADLINE = ("stroke_width", "ink_mass", "ink_coverage", "ink_intensity", "edge_softness")
 STYLE_FLOORED = ("stroke_width", "ink_mass")
 STYLE_FIGURE_CLASSES, STYLE_FIGURE_CROPS = 6, 6  # style.png: classes shown, crops of each side per class
+STYLE_FIGURE_LEAD = 3  # of them, at least this many are the classes furthest from real in pen; the rest are random
 
 
 @dataclass(frozen=True)
@@ -112,12 +115,16 @@ def _finite(x: Any) -> Any:
 
 
 def _style_crops(samples: np.ndarray, intended: np.ndarray, real: np.ndarray, real_labels: np.ndarray,
-                 names: Sequence[str], seed: int) -> Image.Image:
-    """A few seeded classes (one row for an unconditional model): generated crops | real crops drawn at random, 4x."""
+                 names: Sequence[str], seed: int, first: Sequence[int] = ()) -> Image.Image:
+    """STYLE_FIGURE_CLASSES rows (one for an unconditional model): generated crops | real crops drawn at random,
+    4x. The classes in `first` (see _furthest_classes) lead; seeded random classes fill the rest."""
     rng = np.random.default_rng(seed)
     conditional = bool((intended >= 0).all())
     present = np.unique(intended) if conditional else np.array([-1])
-    shown = np.sort(rng.choice(present, min(STYLE_FIGURE_CLASSES, len(present)), replace=False))
+    lead = list(dict.fromkeys(c for c in first if c in present))[:STYLE_FIGURE_CLASSES] if conditional else []
+    rest = np.setdiff1d(present, lead)
+    fill = np.sort(rng.choice(rest, min(STYLE_FIGURE_CLASSES - len(lead), len(rest)), replace=False))
+    shown = [*lead, *fill.tolist()]
     real_labels = real_labels if conditional else np.full(len(real), -1)
     gen_pick = figures.random_per_class(intended, STYLE_FIGURE_CROPS, seed)
     real_pick = figures.random_per_class(real_labels, STYLE_FIGURE_CROPS, seed + 1)
@@ -127,7 +134,18 @@ def _style_crops(samples: np.ndarray, intended: np.ndarray, real: np.ndarray, re
             for c in shown]
     grid = figures.labelled_rows(rows, scale=4)
     title = "Pen style at 4x: generated (left) | real DHCD test images of the same class, drawn at random (right)"
+    if lead:
+        title += f"; first the {len(lead)} class(es) furthest from real in pen (report, 'Pen style'), then random ones"
     return plots.stack_vertical([plots.text_banner(title, grid.width), grid], gap=0)
+
+
+def _furthest_classes(got: dict[str, Any]) -> list[int]:
+    """Classes for style.png to lead with: every class off in pen, then the furthest from real of each pen measure
+    in turn, until STYLE_FIGURE_LEAD rows (none for an unconditional model)."""
+    ranked = [c for c, _ in itertools.chain.from_iterable(itertools.zip_longest(
+        *(band["ratios"] for band in got["class_band"].values()), fillvalue=(None, None))) if c is not None]
+    off = list(dict.fromkeys(row["class"] for row in got["off_classes"]))
+    return list(dict.fromkeys(off + ranked))[:max(len(off), STYLE_FIGURE_LEAD)]
 
 
 def style_evaluation(samples: np.ndarray, intended: np.ndarray, real: np.ndarray, real_labels: np.ndarray,
@@ -139,12 +157,20 @@ def style_evaluation(samples: np.ndarray, intended: np.ndarray, real: np.ndarray
     flat.update({f"style_{m}_floor_ratio": got["measures"][m]["floor_ratio_median"] for m in STYLE_FLOORED})
     flat["style_stroke_width_wasserstein"] = got["measures"]["stroke_width"]["wasserstein_median"]
     flat["style_stroke_width_floor_wasserstein"] = got["measures"]["stroke_width"]["floor_wasserstein_median"]
+    off = [{**row, "class": CLASS_NAMES[row["class"]], "glyph": names[row["class"]]} for row in got["off_classes"]]
+    bands = {m: {**band, "real_outside": [CLASS_NAMES[c] for c in band["real_outside"]],
+                 "ratios": [{"class": CLASS_NAMES[c], "glyph": names[c], "ratio": r} for c, r in band["ratios"]]}
+             for m, band in got["class_band"].items()}
+    if bands:  # conditional models: classes beyond the real-vs-real band, and how many a third real set has there
+        flat["style_off_classes"] = len({row["class"] for row in off})
+        flat["style_off_classes_real"] = len({c for band in bands.values() for c in band["real_outside"]})
     gen_m, real_m = per_image["generated"], per_image["real"]
     hists = [plots.histogram_plot({"generated": gen_m[m], "real DHCD": real_m[m]}, title, xlabel)
              for m, title, xlabel in (("stroke_width", "Stroke width, all classes", "px (ink mass / skeleton length)"),
                                       ("ink_coverage", "Ink coverage, all classes", "share of pixels > 127"))]
-    crops = _style_crops(samples, intended, real, real_labels, names, seed)
-    block = {**got["measures"], "stroke_width_percentiles": got["stroke_width_percentiles"], "compared": got["compared"]}
+    crops = _style_crops(samples, intended, real, real_labels, names, seed, _furthest_classes(got))
+    block = {**got["measures"], "stroke_width_percentiles": got["stroke_width_percentiles"], "compared": got["compared"],
+             "off_classes": off, "class_band": bands}
     figure = plots.stack_vertical([crops, plots.stack_vertical(hists, horizontal=True)])
     return StyleEvaluation(_finite({"style": block, **flat}), figure)
 

@@ -47,8 +47,9 @@ CAPTIONS = {
     "process": "Snapshots of the denoising process.",
     "per_class": "Per-class OCR accuracy of generated samples; black ticks: the judge on real test images.",
     "confusion": "What the judge reads (columns) for each class asked for (rows).",
-    "style": "Pen style at 4× zoom: generated crops beside random real crops of the same classes; "
-             "stroke width and ink coverage of every generated image against as many real test images.",
+    "style": "Pen style at 4× zoom: generated crops beside random real crops of the same classes, the classes "
+             "furthest from real in pen first, then random ones; stroke width and ink coverage of every generated "
+             "image against as many real test images.",
     "distill": "The distilled students' samples at 4×: one row per student, the same classes and seeds.",
     "vae": "Random real test images (top) and the autoencoder's reconstructions of them (bottom), 4×.",
 }
@@ -282,6 +283,9 @@ def _style_sentence(ev: Mapping[str, Any]) -> str:
     tail = f"; slant differs by {slant:+.1f}°" if slant is not None else ""
     haze = _float((block.get("background") or {}).get("diff_median"))
     tail += f"; the background is {haze:+.1f} grey levels off real's black" if haze is not None else ""
+    if _float(ev.get("style_off_classes")) is not None:
+        tail += (f"; per class, {ev['style_off_classes']} class(es) write a pen beyond what a real set of the same size "
+                 f"strays to (a second real set: {ev.get('style_off_classes_real', MISSING)})")
     return "Pen style, median over classes of generated / real: " + ", ".join(parts) + tail + "."
 
 
@@ -360,6 +364,43 @@ def style_table(block: Mapping[str, Any]) -> Table:
                   "floor", "how to read"], rows)
 
 
+CLASS_ROWS_SHOWN = 5  # classes per pen measure in the per-class table, furthest from real first
+PEN_WORDS = {"stroke_width": "stroke width", "ink_mass": "ink mass"}
+
+
+def _class_ratio(row: Mapping[str, Any], band: Mapping[str, Any]) -> str:
+    """'भ 1.17×', with ' (outside)' where the ratio lies beyond the band."""
+    ratio, low, high = _float(row.get("ratio")), _float(band.get("low")), _float(band.get("high"))
+    outside = ratio is not None and low is not None and high is not None and not low <= ratio <= high
+    return f"{row.get('glyph', row.get('class'))} {_times(ratio)}" + (" (outside)" if outside else "")
+
+
+def _off_sentence(block: Mapping[str, Any]) -> str:
+    """How many classes' pen lies beyond what a real set of the same size strays to, and which; '' if not judged."""
+    bands = block.get("class_band") or {}
+    if not bands:
+        return ""
+    off = block.get("off_classes") or []
+    real = {c for band in bands.values() for c in band.get("real_outside") or []}
+    ranges = ", ".join(f"{PEN_WORDS.get(m, m)} {_times(b.get('low'))}–{_times(b.get('high'))}" for m, b in bands.items())
+    named = "; ".join(f"{row.get('glyph', row.get('class'))} {PEN_WORDS.get(row.get('measure'), row.get('measure'))} "
+                      f"{_times(row.get('ratio'))}" for row in off)
+    classes = len({row.get("class") for row in off})
+    found = f"{classes} class(es) lie outside it ({named})" if off else "no class lies outside it"
+    return (f"Class by class, against all other real test images of the class: a real set of the samples' class sizes "
+            f"strays as far as {ranges}; {found}, and a second real set of those sizes has {len(real)} outside. "
+            "A count near the real set's is within chance at this many samples per class.")
+
+
+def _class_table(block: Mapping[str, Any]) -> Optional[Table]:
+    """Pen measure | band | the classes furthest from real (glyph and ratio), None before a conditional run."""
+    bands = block.get("class_band") or {}
+    rows = [[PEN_WORDS.get(m, m), f"{_times(b.get('low'))}–{_times(b.get('high'))}",
+             ", ".join(_class_ratio(row, b) for row in (b.get("ratios") or [])[:CLASS_ROWS_SHOWN])]
+            for m, b in bands.items()]
+    return Table(["per class", "real set's range", f"furthest from real ({CLASS_ROWS_SHOWN} classes)"], rows) if rows else None
+
+
 def _style_blocks(ev: Mapping[str, Any]) -> list[Block]:
     """Pen-style heading, a sentence on what the floor is, the table and the figure (only the heading and the
     figure, or its absence, before evaluate has written a style block)."""
@@ -371,7 +412,9 @@ def _style_blocks(ev: Mapping[str, Any]) -> list[Block]:
             f"{fmt_num(n.get('real'))} random real test images with the same class sizes, over "
             f"{fmt_num(n.get('classes'))} class(es). The floor compares another random real set the same way: "
             "what a generator that writes like DHCD's writers would score.")
-    return [Heading("Pen style", 3), Para(text), style_table(block), _figure("style")]
+    table = _class_table(block)
+    per_class = [Para(_off_sentence(block)), table] if table else []
+    return [Heading("Pen style", 3), Para(text), style_table(block), *per_class, _figure("style")]
 
 
 def fmt_cpu(cpu: Any) -> str:

@@ -22,6 +22,7 @@ MEASURES = ("stroke_width", "ink_mass", "ink_coverage", "ink_intensity", "edge_s
             "glyph_width", "glyph_height", "centre_x", "centre_y", "background", "slant")
 DIFF_MEASURES = ("background", "slant")
 RATIO_MEASURES = tuple(m for m in MEASURES if m not in DIFF_MEASURES)
+PEN_MEASURES = ("stroke_width", "ink_mass")  # the pen measures judged class by class (off_classes)
 
 
 def _check(images: np.ndarray) -> np.ndarray:
@@ -279,18 +280,73 @@ def percentiles(values: np.ndarray, qs: tuple[int, ...] = (10, 50, 90)) -> dict[
     return {f"p{q}": float(np.percentile(v, q)) if len(v) else float("nan") for q in qs}
 
 
+def _log_ratios(compared: dict[str, Any]) -> np.ndarray:
+    """|log(ratio)| per class of one compare_measures entry (NaN where the ratio is missing or not positive)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(np.log(np.asarray(compared["ratio"], float)))
+
+
+def off_classes(got: dict[str, dict[str, Any]], floor: dict[str, dict[str, Any]], chance: dict[str, dict[str, Any]],
+                measures: tuple[str, ...] = PEN_MEASURES) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Classes whose generated/real ratio of a pen measure is further from 1 than any class of a real set's.
+
+    All three come from compare_measures against the same large real reference: got = the generated set,
+    floor and chance = two small real sets with the generated set's class sizes, kept out of the reference. The
+    floor's per-class ratios show how far a real set of these sizes strays in one class by chance; the band is
+    1 ± the widest of them (as a log ratio: symmetric in × and ÷). The chance set, judged by the same band, says
+    how many classes a generator that writes exactly like DHCD's writers would still have outside it. Returns
+    ([{class, measure, ratio}, ...] most off first, {measure: {low, high, real_outside: the chance set's classes
+    outside, ratios: [[class, generated/real], ...] for every class, furthest from 1 first (NaN last)]}});
+    nothing for one pseudo-class (-1).
+    """
+    found: list[dict[str, Any]] = []
+    bands: dict[str, dict[str, Any]] = {}
+    for name in measures:
+        ref = _log_ratios(floor[name])
+        ref = ref[np.isfinite(ref)]
+        if got[name]["classes"] == [-1] or len(ref) < 2:
+            continue
+        band = float(ref.max())
+        gen_off, real_off = _log_ratios(got[name]) > band, _log_ratios(chance[name]) > band  # NaN compares False
+        order = np.argsort(-np.nan_to_num(_log_ratios(got[name]), nan=-1.0), kind="stable")
+        bands[name] = {"low": float(np.exp(-band)), "high": float(np.exp(band)),
+                       "real_outside": [int(c) for c, off in zip(chance[name]["classes"], real_off) if off],
+                       "ratios": [[int(got[name]["classes"][i]), float(got[name]["ratio"][i])] for i in order]}
+        found += [{"class": int(c), "measure": name, "ratio": float(r)}
+                  for c, r, off in zip(got[name]["classes"], got[name]["ratio"], gen_off) if off]
+    return sorted(found, key=lambda row: -abs(np.log(row["ratio"]))), bands
+
+
+def pen_off_classes(m_gen: dict[str, np.ndarray], gen_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray,
+                    a: np.ndarray, b: np.ndarray, m_a: dict[str, np.ndarray],
+                    m_b: dict[str, np.ndarray]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """off_classes with the real images outside sets a and b as the reference, a as the floor and b as the chance
+    set (measures m_*: see measure). Against a reference of hundreds per class, a class's ratio strays only
+    by its own few images: set b alone as the reference would move every ratio of its class together."""
+    rest = np.setdiff1d(np.arange(len(real)), np.concatenate([a, b]))
+    m_ref = measure(real[rest])
+    pick = lambda m: {name: m[name] for name in PEN_MEASURES}  # noqa: E731
+    ref_labels = real_labels[rest]
+    return off_classes(compare_measures(pick(m_gen), gen_labels, m_ref, ref_labels),
+                       compare_measures(pick(m_a), real_labels[a], m_ref, ref_labels),
+                       compare_measures(pick(m_b), real_labels[b], m_ref, ref_labels))
+
+
 def style_comparison(generated: np.ndarray, gen_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray,
                      seed: int) -> dict[str, Any]:
     """Generated vs a random real set B with the same per-class sizes, and the floor: another disjoint
     random real set A vs B, compared the same way (what a generator that writes like real DHCD would score).
     Returns {'measures': {name: {ratio_median, diff_median, wasserstein_median, floor_…, gen_median,
     real_median}}, 'stroke_width_percentiles': {'generated': {p10, p50, p90}, 'real': …}, 'compared': …,
+    'off_classes': [{class, measure, ratio}, ...] and 'class_band': {measure: {low, high, real_outside}} (see
+    pen_off_classes: A is the floor, B the chance set, the other real images the reference),
     'per_image': {'generated': measures, 'real': measures of B, 'real_index': B's indices}}."""
     gen_labels, real_labels = np.asarray(gen_labels), np.asarray(real_labels)
     a, b = disjoint_real_sets(real_labels, gen_labels, seed)
     m_gen, m_a, m_b = measure(generated), measure(real[a]), measure(real[b])
     got = compare_measures(m_gen, gen_labels, m_b, real_labels[b])
     floor = compare_measures(m_a, real_labels[a], m_b, real_labels[b])
+    off, bands = pen_off_classes(m_gen, gen_labels, real, real_labels, a, b, m_a, m_b)
     keys = ("ratio_median", "diff_median", "wasserstein_median")
     measures = {name: {**{k: got[name][k] for k in keys}, **{"floor_" + k: floor[name][k] for k in keys},
                        "gen_median": _median(m_gen[name]), "real_median": _median(m_b[name])}
@@ -299,4 +355,5 @@ def style_comparison(generated: np.ndarray, gen_labels: np.ndarray, real: np.nda
             "stroke_width_percentiles": {"generated": percentiles(m_gen["stroke_width"]),
                                          "real": percentiles(m_b["stroke_width"])},
             "compared": {"generated": int(len(generated)), "real": int(len(b)), "classes": len(got["stroke_width"]["classes"])},
+            "off_classes": off, "class_band": bands,
             "per_image": {"generated": m_gen, "real": m_b, "real_index": b}}
