@@ -92,6 +92,26 @@ def test_recipe_probe_measures_each_setting_on_the_same_labels(tiny_model_dir: P
         recipe_probe.parse_setting("guidance_scale")
 
 
+def test_judge_probe_trains_each_setting_per_seed_and_refuses_unknown_fields() -> None:
+    judge_probe = _load_script("judge_probe")
+    from devagen.config import AugmentConfig, OcrConfig
+    from devagen.data import Split
+
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (46 * 4, 16, 16), dtype=np.uint8), np.repeat(np.arange(46), 4))
+    base = OcrConfig(epochs=1, batch_size=32, width=4, augment=False)
+    setting = judge_probe.parse_setting("epochs=3,hard_share=0.25,random_share=0.25")
+    assert setting == {"epochs": 3, "hard_share": 0.25, "random_share": 0.25}
+    row = judge_probe.run(base, AugmentConfig(), setting, 2, split, split)
+    assert row["seed"] == 2 and 0 <= row["test_accuracy"] <= 1 and row["train_seconds"] > 0
+    assert row["images_trained"] == (184 // 32 + 2 * (92 // 32)) * 32  # epoch 1 all, then half of the images
+    assert "| epochs=3, hard_share=0.25, random_share=0.25 | 2 |" in judge_probe.table([row])
+    with pytest.raises(Exception, match="no widht"):
+        judge_probe.run(base, AugmentConfig(), {"widht": 8}, 0, split, split)
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        judge_probe.parse_setting("epochs")
+
+
 def _readme_overrides(experiment: str) -> dict:
     """The -S key=value pairs of README's `dvc exp run -n <experiment>` line, values parsed as YAML."""
     import yaml

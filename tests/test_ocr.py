@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -135,6 +136,38 @@ def test_same_seed_same_weights_with_augmentation() -> None:
     runs = [train_judge(cfg, AugmentConfig(), x, y, x, y, progress=False)[0] for _ in range(2)]
     for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_later_epochs_train_on_the_hardest_images_and_a_random_share_of_the_rest() -> None:
+    from devagen.ocr import _epoch_order, _epoch_size
+
+    cfg = OcrConfig(hard_share=0.3, random_share=0.1)
+    hardness = torch.arange(100, dtype=torch.float32).flip(0)  # image 0 is the hardest
+    gen = torch.Generator().manual_seed(0)
+    first = _epoch_order(100, cfg, 1, hardness, gen)
+    assert sorted(first.tolist()) == list(range(100)) and first.tolist() != list(range(100))  # all, shuffled
+    later = _epoch_order(100, cfg, 2, hardness, gen).tolist()
+    assert len(later) == len(set(later)) == 40 == _epoch_size(100, cfg, 2)
+    assert set(range(30)) <= set(later) and later[:30] != list(range(30))  # the 30 hardest, shuffled in
+    again = _epoch_order(100, cfg, 2, hardness, gen).tolist()
+    assert set(again) - set(range(30)) != set(later) - set(range(30))  # the random 10 are drawn afresh
+    assert _epoch_size(100, OcrConfig(), 2) == 100 and _epoch_size(100, OcrConfig(hard_share=0.9, random_share=0.1), 2) == 100
+    with pytest.raises(DevagenError, match="train_ocr.hard_share"):
+        OcrConfig(hard_share=0.0)
+    with pytest.raises(DevagenError, match="train_ocr.random_share"):
+        OcrConfig(random_share=-0.1)
+
+
+def test_hard_image_epochs_learn_and_count_the_images_trained() -> None:
+    x, y = synthetic(16, seed=1)
+    xt, yt = synthetic(4, seed=2)
+    cfg = dataclasses.replace(TINY, epochs=5, hard_share=0.25, random_share=0.25)
+    rows: list[dict] = []
+    judge, metrics = train_judge(cfg, AugmentConfig(), x, y, xt, yt, log_fn=lambda m, s: rows.append(m), progress=False)
+    n = len(x)
+    assert [r["images"] for r in rows] == [n] + [n // 4 + n // 4] * 4
+    assert metrics["images_trained"] == (n // 32 + 4 * ((n // 2) // 32)) * 32
+    assert metrics["test_accuracy"] >= 0.9
 
 
 def test_predict_proba_rows_sum_to_one(trained: tuple) -> None:

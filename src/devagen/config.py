@@ -105,6 +105,8 @@ class OcrConfig:
     augment: bool = True
     dropout: float = 0.0  # before the final linear layer
     warmup: float = 0.2  # fraction of all steps the one-cycle LR spends rising to lr
+    hard_share: float = 1.0  # after the first epoch, each epoch trains on this share of train images: the hardest
+    random_share: float = 0.0  # ... plus this share of the others, at random (1 and 0: every image every epoch)
     ood_holdout: float = 0.1  # share of train images kept out of the feature Gaussians to calibrate legibility
     precision: str = "fp32"  # auto: bf16 autocast where the CPU computes bf16 natively (devagen.device.cpu_bf16)
 
@@ -119,6 +121,8 @@ class OcrConfig:
         _check(0 <= self.label_smoothing < 1, "train_ocr.label_smoothing", "must be in [0, 1)")
         _check(0 <= self.dropout < 1, "train_ocr.dropout", "must be in [0, 1)")
         _check(0 < self.warmup < 1, "train_ocr.warmup", "must be in (0, 1)")
+        _check(0 < self.hard_share <= 1, "train_ocr.hard_share", "must be in (0, 1]")
+        _check(0 <= self.random_share <= 1, "train_ocr.random_share", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)
