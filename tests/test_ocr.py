@@ -141,7 +141,7 @@ def test_same_seed_same_weights_with_augmentation() -> None:
 def test_later_epochs_train_on_the_hardest_images_and_a_random_share_of_the_rest() -> None:
     from devagen.ocr import _epoch_order, _epoch_size
 
-    cfg = OcrConfig(hard_share=0.3, random_share=0.1)
+    cfg = OcrConfig(batch_size=8, hard_share=0.3, random_share=0.1)
     hardness = torch.arange(100, dtype=torch.float32).flip(0)  # image 0 is the hardest
     gen = torch.Generator().manual_seed(0)
     first = _epoch_order(100, cfg, 1, hardness, gen)
@@ -152,6 +152,9 @@ def test_later_epochs_train_on_the_hardest_images_and_a_random_share_of_the_rest
     again = _epoch_order(100, cfg, 2, hardness, gen).tolist()
     assert set(again) - set(range(30)) != set(later) - set(range(30))  # the random 10 are drawn afresh
     assert _epoch_size(100, OcrConfig(), 2) == 100 and _epoch_size(100, OcrConfig(hard_share=0.9, random_share=0.1), 2) == 100
+    small = OcrConfig(batch_size=32, hard_share=0.1, random_share=0.05)  # 15 of 100 is less than a batch: one batch
+    tiny_epoch = _epoch_order(100, small, 2, hardness, gen).tolist()
+    assert len(set(tiny_epoch)) == 32 == _epoch_size(100, small, 2) and set(range(27)) <= set(tiny_epoch)
     with pytest.raises(DevagenError, match="train_ocr.hard_share"):
         OcrConfig(hard_share=0.0)
     with pytest.raises(DevagenError, match="train_ocr.random_share"):

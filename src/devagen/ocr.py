@@ -161,10 +161,11 @@ def _accuracy(judge: Judge, images: torch.Tensor, labels: torch.Tensor) -> tuple
 
 
 def _epoch_size(n: int, cfg: OcrConfig, epoch: int) -> int:
-    """Images epoch `epoch` (from 1) trains on: all n in the first, then the hard and random shares of them."""
+    """Images epoch `epoch` (from 1) trains on: all n in the first, then the hard and random shares of them (at
+    least one batch)."""
     if epoch == 1 or cfg.hard_share + cfg.random_share >= 1:
         return n
-    return int(n * cfg.hard_share) + int(n * cfg.random_share)
+    return min(n, max(cfg.batch_size, int(n * cfg.hard_share) + int(n * cfg.random_share)))
 
 
 def _epoch_order(n: int, cfg: OcrConfig, epoch: int, hardness: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -172,13 +173,15 @@ def _epoch_order(n: int, cfg: OcrConfig, epoch: int, hardness: torch.Tensor, gen
     (and in every epoch when the shares cover them all); later, the hard_share with the highest `hardness`
     (each image's loss over its batch's mean loss when last trained on) plus random_share of the others."""
     shuffle = lambda k: torch.randperm(k, generator=gen, device=gen.device).to(hardness.device)  # noqa: E731
-    if _epoch_size(n, cfg, epoch) == n:
+    size = _epoch_size(n, cfg, epoch)
+    if size == n:
         return shuffle(n)
-    hard = torch.topk(hardness, int(n * cfg.hard_share)).indices
+    at_random = min(int(n * cfg.random_share), size)
+    hard = torch.topk(hardness, size - at_random).indices
     others = torch.ones(n, dtype=torch.bool, device=hardness.device)
     others[hard] = False
     others = others.nonzero().squeeze(1)
-    chosen = torch.cat([hard, others[shuffle(len(others))[:int(n * cfg.random_share)]]])
+    chosen = torch.cat([hard, others[shuffle(len(others))[:at_random]]])
     return chosen[shuffle(len(chosen))]
 
 
