@@ -271,7 +271,8 @@ def train_judge(cfg: OcrConfig, augment: AugmentConfig, train_images: np.ndarray
             if log_fn is not None:
                 log_fn(row, epoch)
     metrics = {"test_accuracy": acc, "per_class_accuracy": per_class, "train_seconds": time.perf_counter() - start,
-               "epochs": cfg.epochs, "images_trained": steps * cfg.batch_size, "params": sum(p.numel() for p in judge.parameters()), "device": str(device),
+               "epochs": cfg.epochs, "images_trained": steps * cfg.batch_size,
+               "params": sum(p.numel() for p in judge.parameters()), "device": str(device),
                "precision": precision_name(device, cfg.precision)}
     return judge.cpu().eval(), metrics  # channels-last weights, like its input (see _read)
 

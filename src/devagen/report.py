@@ -398,7 +398,8 @@ def _class_table(block: Mapping[str, Any]) -> Optional[Table]:
     rows = [[PEN_WORDS.get(m, m), f"{_times(b.get('low'))}–{_times(b.get('high'))}",
              ", ".join(_class_ratio(row, b) for row in (b.get("ratios") or [])[:CLASS_ROWS_SHOWN])]
             for m, b in bands.items()]
-    return Table(["per class", "real set's range", f"furthest from real ({CLASS_ROWS_SHOWN} classes)"], rows) if rows else None
+    header = ["per class", "real set's range", f"furthest from real ({CLASS_ROWS_SHOWN} classes)"]
+    return Table(header, rows) if rows else None
 
 
 def _style_blocks(ev: Mapping[str, Any]) -> list[Block]:
