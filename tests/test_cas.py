@@ -35,8 +35,10 @@ def test_matched_real_draws_the_same_count_per_class() -> None:
 
 
 def test_cas_config_fits_the_batch_and_scales_lr() -> None:
-    cfg = cas_config(OcrConfig(batch_size=256, lr=0.4), n_images=920, epochs=20, batch_size=64)
+    cfg = cas_config(OcrConfig(batch_size=256, lr=0.4, hard_share=0.15, random_share=0.05), n_images=920, epochs=20,
+                     batch_size=64)
     assert (cfg.epochs, cfg.batch_size, cfg.lr) == (20, 64, pytest.approx(0.1))
+    assert (cfg.hard_share, cfg.random_share) == (1.0, 0.0)  # every sample in every epoch
     assert cas_config(OcrConfig(), n_images=40, epochs=3, batch_size=64).batch_size == 40
 
 

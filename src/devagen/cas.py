@@ -33,10 +33,11 @@ def matched_real(train_labels: np.ndarray, wanted: np.ndarray, seed: int) -> np.
 
 
 def cas_config(judge_cfg: OcrConfig, n_images: int, epochs: int, batch_size: int) -> OcrConfig:
-    """The judge's training config for a small set: `epochs`, a batch that fits, lr scaled with the batch."""
+    """The judge's training config for a small set: `epochs` over every image (not the judge's hard-image
+    epochs, made for 78k images and a few epochs), a batch that fits, lr scaled with the batch."""
     batch = min(batch_size, n_images)
     lr = judge_cfg.lr * batch / judge_cfg.batch_size  # the linear scaling rule
-    return dataclasses.replace(judge_cfg, epochs=epochs, batch_size=batch, lr=lr)
+    return dataclasses.replace(judge_cfg, epochs=epochs, batch_size=batch, lr=lr, hard_share=1.0, random_share=0.0)
 
 
 def train_and_test(cfg: OcrConfig, augment: AugmentConfig, images: np.ndarray, labels: np.ndarray,
