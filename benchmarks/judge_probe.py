@@ -13,22 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
-from devagen import data, device, ocr, paths
-from devagen.config import AugmentConfig, OcrConfig, load_params
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipe_probe import markdown, parse_setting, setting_text  # noqa: E402  (sibling script)
 
-
-def parse_setting(text: str) -> dict[str, Any]:
-    """'epochs=5,hard_share=0.15' -> {'epochs': 5, 'hard_share': 0.15} (YAML values of the train_ocr section)."""
-    pairs = [item.split("=", 1) for item in text.split(",") if item]
-    if any(len(pair) != 2 for pair in pairs):
-        raise click.BadParameter(f"{text!r}: expected KEY=VALUE[,KEY=VALUE...] of the train_ocr section")
-    return {key.strip(): yaml.safe_load(value) for key, value in pairs}
+from devagen import data, device, ocr, paths  # noqa: E402
+from devagen.config import AugmentConfig, OcrConfig, load_params  # noqa: E402
 
 
 def run(base: OcrConfig, augment: AugmentConfig, setting: dict[str, Any], seed: int, train: data.Split,
@@ -47,12 +42,9 @@ def run(base: OcrConfig, augment: AugmentConfig, setting: dict[str, Any], seed: 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: setting, seed, test top-1, seconds, images trained (passes over the data)."""
-    lines = ["| setting | seed | test top-1 | train s | images trained |", "|---|---|---|---|---|"]
-    for r in rows:
-        setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items()) or "params.yaml"
-        lines.append(f"| {setting} | {r['seed']} | {100 * r['test_accuracy']:.2f} % | {r['train_seconds']} "
-                     f"| {r['images_trained']:,} |")
-    return "\n".join(lines)
+    return markdown(["setting", "seed", "test top-1", "train s", "images trained"],
+                    [[setting_text(r["setting"]), r["seed"], f"{100 * r['test_accuracy']:.2f} %", r["train_seconds"],
+                      f"{r['images_trained']:,}"] for r in rows])
 
 
 @click.command()
@@ -67,7 +59,7 @@ def main(settings: tuple[str, ...], seeds: str, params_path: str, out_dir: Path)
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for setting in [parse_setting(s) for s in settings] or [{}]:
+    for setting in [parse_setting(s, "train_ocr") for s in settings] or [{}]:
         for seed in (int(s) for s in seeds.split(",")):
             rows.append({**run(params.train_ocr, params.augment, setting, seed, train, test), "cpu": info["model"]})
             click.echo(json.dumps(rows[-1]))

@@ -31,12 +31,23 @@ from devagen.sampling import generate
 REPO = Path(__file__).resolve().parents[1]
 
 
-def parse_setting(text: str) -> dict[str, Any]:
+def parse_setting(text: str, section: str = "sample") -> dict[str, Any]:
     """'guidance_scale=3,guidance_t_min=150' -> {'guidance_scale': 3, 'guidance_t_min': 150} (YAML values)."""
     pairs = [item.split("=", 1) for item in text.split(",") if item]
     if any(len(pair) != 2 for pair in pairs):
-        raise click.BadParameter(f"{text!r}: expected KEY=VALUE[,KEY=VALUE...] of the sample section")
+        raise click.BadParameter(f"{text!r}: expected KEY=VALUE[,KEY=VALUE...] of the {section} section")
     return {key.strip(): yaml.safe_load(value) for key, value in pairs}
+
+
+def setting_text(setting: dict[str, Any]) -> str:
+    """{'a': 1, 'b': 2} -> 'a=1, b=2'; {} -> 'params.yaml'."""
+    return ", ".join(f"{k}={v}" for k, v in setting.items()) or "params.yaml"
+
+
+def markdown(header: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
 
 
 def real_draw(test: data.Split, per_class: int, seed: int) -> np.ndarray:
@@ -68,12 +79,9 @@ def measure(model: Path, setting: dict[str, Any], params: Any, judge: ocr.Judge,
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: model, setting, s, OCR, FID, width and ink ratios."""
-    lines = ["| model | setting | s | OCR | FID (judge) | width | ink |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items()) or "params.yaml"
-        lines.append(f"| {r['model']} | {setting} | {r['seconds']} | {100 * r['ocr_accuracy']:.1f} % | {r['fid']:.2f} "
-                     f"| {r['stroke_width_ratio']:.2f}x | {r['ink_mass_ratio']:.2f}x |")
-    return "\n".join(lines)
+    return markdown(["model", "setting", "s", "OCR", "FID (judge)", "width", "ink"],
+                    [[r["model"], setting_text(r["setting"]), r["seconds"], f"{100 * r['ocr_accuracy']:.1f} %",
+                      f"{r['fid']:.2f}", f"{r['stroke_width_ratio']:.2f}x", f"{r['ink_mass_ratio']:.2f}x"] for r in rows])
 
 
 @click.command()

@@ -100,7 +100,7 @@ def test_judge_probe_trains_each_setting_per_seed_and_refuses_unknown_fields() -
     rng = np.random.default_rng(0)
     split = Split(rng.integers(0, 256, (46 * 4, 16, 16), dtype=np.uint8), np.repeat(np.arange(46), 4))
     base = OcrConfig(epochs=1, batch_size=32, width=4, augment=False)
-    setting = judge_probe.parse_setting("epochs=3,hard_share=0.25,random_share=0.25")
+    setting = judge_probe.parse_setting("epochs=3,hard_share=0.25,random_share=0.25", "train_ocr")
     assert setting == {"epochs": 3, "hard_share": 0.25, "random_share": 0.25}
     row = judge_probe.run(base, AugmentConfig(), setting, 2, split, split)
     assert row["seed"] == 2 and 0 <= row["test_accuracy"] <= 1 and row["train_seconds"] > 0
@@ -108,8 +108,8 @@ def test_judge_probe_trains_each_setting_per_seed_and_refuses_unknown_fields() -
     assert "| epochs=3, hard_share=0.25, random_share=0.25 | 2 |" in judge_probe.table([row])
     with pytest.raises(Exception, match="no widht"):
         judge_probe.run(base, AugmentConfig(), {"widht": 8}, 0, split, split)
-    with pytest.raises(Exception, match="KEY=VALUE"):
-        judge_probe.parse_setting("epochs")
+    with pytest.raises(Exception, match="KEY=VALUE.* of the train_ocr section"):
+        judge_probe.parse_setting("epochs", "train_ocr")
 
 
 def _readme_overrides(experiment: str) -> dict:
