@@ -68,7 +68,8 @@ def measure(model: Path, setting: dict[str, Any], params: Any, judge: ocr.Judge,
     images = generate(pipe, labels, len(labels), cfg, progress=False)
     seconds = time.perf_counter() - start
     real = real_draw(test, per_class, params.evaluate.seed)
-    measures = style.style_comparison(images, labels, test.images, test.labels, params.evaluate.seed)["measures"]
+    measures = style.style_comparison(images, labels, test.images, test.labels, params.evaluate.seed,
+                                      per_class=False)["measures"]
     return {"model": str(model), "setting": setting, "images": len(images), "seconds": round(seconds, 1),
             "images_per_s": round(len(images) / seconds, 2),
             "ocr_accuracy": round(metrics.ocr_accuracy(ocr.predict_proba(judge, images), labels)["accuracy"], 4),

@@ -225,6 +225,8 @@ def test_a_class_written_with_a_bolder_pen_is_named_and_real_sets_give_the_chanc
                                     gen_labels, real, labels, seed=0)
     assert len(honest["off_classes"]) <= 2 and all(isinstance(c, int) for c in band["real_outside"])
     assert style.style_comparison(gen, np.full(len(gen), -1), real, labels, seed=0)["class_band"] == {}
+    medians_only = style.style_comparison(gen, gen_labels, real, labels, seed=0, per_class=False)
+    assert medians_only["off_classes"] == [] and repr(medians_only["measures"]) == repr(got["measures"])  # NaN-safe
 
     from devagen.classes import CLASS_NAMES, glyphs
     from devagen.evaluation import _furthest_classes, style_evaluation

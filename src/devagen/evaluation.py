@@ -82,7 +82,7 @@ def headline_quality(judge: Judge, ood: OodStats, samples: np.ndarray, intended:
     feats, probs = predict_features(judge, samples, cfg.batch_size)
     legible = metrics.legibility(probs, cfg.confidence, in_distribution(feats, probs, ood, cfg.ood_quantile))
     judged = metrics.judge_feature_metrics(judge, samples, test.images, cfg)
-    measures = style.style_comparison(samples, intended, test.images, test.labels, cfg.seed)["measures"]
+    measures = style.style_comparison(samples, intended, test.images, test.labels, cfg.seed, per_class=False)["measures"]
     return {"n": int(len(samples)), "ocr_accuracy": metrics.ocr_accuracy(probs, intended)["accuracy"],
             "legible_share": legible["legible_share"], "fid": judged["fid"], "precision": judged["precision"],
             "recall": judged["recall"], "stroke_width_ratio": measures["stroke_width"]["ratio_median"],

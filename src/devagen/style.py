@@ -333,20 +333,21 @@ def pen_off_classes(m_gen: dict[str, np.ndarray], gen_labels: np.ndarray, real: 
 
 
 def style_comparison(generated: np.ndarray, gen_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray,
-                     seed: int) -> dict[str, Any]:
+                     seed: int, per_class: bool = True) -> dict[str, Any]:
     """Generated vs a random real set B with the same per-class sizes, and the floor: another disjoint
     random real set A vs B, compared the same way (what a generator that writes like real DHCD would score).
     Returns {'measures': {name: {ratio_median, diff_median, wasserstein_median, floor_…, gen_median,
     real_median}}, 'stroke_width_percentiles': {'generated': {p10, p50, p90}, 'real': …}, 'compared': …,
     'off_classes': [{class, measure, ratio}, ...] and 'class_band': {measure: {low, high, real_outside}} (see
-    pen_off_classes: A is the floor, B the chance set, the other real images the reference),
+    pen_off_classes: A is the floor, B the chance set, the other real images the reference; empty when
+    per_class is False, which skips measuring those other images),
     'per_image': {'generated': measures, 'real': measures of B, 'real_index': B's indices}}."""
     gen_labels, real_labels = np.asarray(gen_labels), np.asarray(real_labels)
     a, b = disjoint_real_sets(real_labels, gen_labels, seed)
     m_gen, m_a, m_b = measure(generated), measure(real[a]), measure(real[b])
     got = compare_measures(m_gen, gen_labels, m_b, real_labels[b])
     floor = compare_measures(m_a, real_labels[a], m_b, real_labels[b])
-    off, bands = pen_off_classes(m_gen, gen_labels, real, real_labels, a, b, m_a, m_b)
+    off, bands = pen_off_classes(m_gen, gen_labels, real, real_labels, a, b, m_a, m_b) if per_class else ([], {})
     keys = ("ratio_median", "diff_median", "wasserstein_median")
     measures = {name: {**{k: got[name][k] for k in keys}, **{"floor_" + k: floor[name][k] for k in keys},
                        "gen_median": _median(m_gen[name]), "real_median": _median(m_b[name])}
