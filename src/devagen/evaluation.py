@@ -161,7 +161,7 @@ def style_evaluation(samples: np.ndarray, intended: np.ndarray, real: np.ndarray
     bands = {m: {**band, "real_outside": [CLASS_NAMES[c] for c in band["real_outside"]],
                  "ratios": [{"class": CLASS_NAMES[c], "glyph": names[c], "ratio": r} for c, r in band["ratios"]]}
              for m, band in got["class_band"].items()}
-    if bands:  # conditional models: classes beyond the real-vs-real band, and how many a third real set has there
+    if bands:  # conditional models: classes beyond the real-vs-real band, and how many a second real set has there
         flat["style_off_classes"] = len({row["class"] for row in off})
         flat["style_off_classes_real"] = len({c for band in bands.values() for c in band["real_outside"]})
     gen_m, real_m = per_image["generated"], per_image["real"]

@@ -306,9 +306,9 @@ def off_classes(got: dict[str, dict[str, Any]], floor: dict[str, dict[str, Any]]
         ref = ref[np.isfinite(ref)]
         if got[name]["classes"] == [-1] or len(ref) < 2:
             continue
-        band = float(ref.max())
-        gen_off, real_off = _log_ratios(got[name]) > band, _log_ratios(chance[name]) > band  # NaN compares False
-        order = np.argsort(-np.nan_to_num(_log_ratios(got[name]), nan=-1.0), kind="stable")
+        band, dist = float(ref.max()), _log_ratios(got[name])
+        gen_off, real_off = dist > band, _log_ratios(chance[name]) > band  # NaN compares False
+        order = np.argsort(-np.nan_to_num(dist, nan=-1.0), kind="stable")
         bands[name] = {"low": float(np.exp(-band)), "high": float(np.exp(band)),
                        "real_outside": [int(c) for c, off in zip(chance[name]["classes"], real_off) if off],
                        "ratios": [[int(got[name]["classes"][i]), float(got[name]["ratio"][i])] for i in order]}
@@ -338,7 +338,7 @@ def style_comparison(generated: np.ndarray, gen_labels: np.ndarray, real: np.nda
     random real set A vs B, compared the same way (what a generator that writes like real DHCD would score).
     Returns {'measures': {name: {ratio_median, diff_median, wasserstein_median, floor_…, gen_median,
     real_median}}, 'stroke_width_percentiles': {'generated': {p10, p50, p90}, 'real': …}, 'compared': …,
-    'off_classes': [{class, measure, ratio}, ...] and 'class_band': {measure: {low, high, real_outside}} (see
+    'off_classes': [{class, measure, ratio}, ...] and 'class_band': {measure: {low, high, real_outside, ratios}} (see
     pen_off_classes: A is the floor, B the chance set, the other real images the reference; empty when
     per_class is False, which skips measuring those other images),
     'per_image': {'generated': measures, 'real': measures of B, 'real_index': B's indices}}."""
