@@ -145,3 +145,95 @@ def test_disabled_tracking_needs_no_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_
     run.log_artifact(tmp_path)
     run.end_stage(_files(tmp_path, train={"final_loss": 0.1}))
     assert not run.active and tracking.recent_runs(off, 3) == []
+
+
+def test_a_failure_names_its_stage_and_error_and_a_rerun_clears_it(cfg: TrackingConfig) -> None:
+    run = tracking.stage_run(cfg, PARAMS, "sample")
+    assert tracking.close_open_runs("FAILED", "sample", "NotImplementedError: sigmoid") == 1
+    got = _run(cfg, run.run_id)
+    assert got.info.status == "FAILED"
+    assert got.data.tags[tracking.FAILED_STAGE_TAG] == "sample"
+    assert got.data.tags[tracking.ERROR_TAG] == "NotImplementedError: sigmoid"
+    assert "FAILED in stage `sample`" in got.data.tags[tracking.NOTE_TAG]
+    again = tracking.stage_run(cfg, PARAMS, "sample")  # the same experiment, fixed and re-run
+    again.end_stage({})
+    got = _run(cfg, run.run_id)
+    assert again.run_id == run.run_id and got.info.status == "FINISHED"
+    assert tracking.FAILED_STAGE_TAG not in got.data.tags
+    assert got.data.tags["devagen.earlier_attempt"].startswith("FAILED in sample")
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_run_left_running_by_a_dead_process_is_killed_or_continued(cfg: TrackingConfig,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DVC_EXP_NAME", "killed")
+    orphan = tracking.stage_run(cfg, PARAMS, "train")
+    orphan.set_tags({tracking.PID_TAG: _dead_pid()})  # as if kill -9 had ended it mid-stage
+    tracking._OPEN.clear()
+    monkeypatch.setenv("DVC_EXP_NAME", "resumed")
+    resumed = tracking.stage_run(cfg, PARAMS, "train")
+    resumed.set_tags({tracking.PID_TAG: _dead_pid()})
+    tracking._OPEN.clear()
+    monkeypatch.setenv("DVC_EXP_NAME", "other")
+    tracking.stage_run(cfg, PARAMS, "train").close("FINISHED")  # another experiment sweeps the dead one
+    killed = _run(cfg, orphan.run_id)
+    assert killed.info.status == "KILLED" and "killed" in killed.data.tags[tracking.ERROR_TAG]
+    assert _run(cfg, resumed.run_id).info.status == "KILLED"
+    monkeypatch.setenv("DVC_EXP_NAME", "resumed")  # resuming the killed experiment continues its run
+    again = tracking.stage_run(cfg, PARAMS, "train")
+    again.end_stage({})
+    got = _run(cfg, resumed.run_id)
+    assert again.run_id == resumed.run_id and got.info.status == "FINISHED"
+    assert got.data.tags["devagen.earlier_attempt"].startswith("KILLED in train")
+
+
+def test_a_run_held_by_a_live_process_is_left_running(cfg: TrackingConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DVC_EXP_NAME", "live")
+    live = tracking.stage_run(cfg, PARAMS, "train")  # this process: alive
+    monkeypatch.setenv("DVC_EXP_NAME", "next")
+    tracking.stage_run(cfg, PARAMS, "train")
+    assert _run(cfg, live.run_id).info.status == "RUNNING"
+    tracking.close_open_runs("FINISHED")
+
+
+def test_stages_that_ran_are_listed_once(cfg: TrackingConfig) -> None:
+    for stage in ("train", "sample", "train", "report"):
+        run = tracking.stage_run(cfg, PARAMS, stage)
+        run.close("FINISHED")
+    assert run.tag(tracking.STAGES_TAG) == "train,sample,report"
+
+
+def test_dataset_inputs_carry_name_digest_context_and_rows(cfg: TrackingConfig, tmp_path: Path,
+                                                           tiny_archive: Path) -> None:
+    import shutil
+
+    from devagen import data, lineage
+    from devagen.fetch import ARCHIVE_NAME
+
+    raw, prepared = tmp_path / "raw", tmp_path / "prepared"
+    raw.mkdir()
+    shutil.copy(tiny_archive, raw / ARCHIVE_NAME)
+    split = data.prepare(raw / ARCHIVE_NAME, data.NATIVE_SIZE, True, progress=False)
+    data.save_split(split.train, prepared / "train.npz")
+    data.save_split(split.test, prepared / "test.npz")
+    splits = lineage.prepared_splits(raw, prepared, True, "https://example.org/dhcd.zip")
+    assert [s["name"] for s in splits] == ["DHCD train", "DHCD test"]
+    assert splits[0]["profile"]["num_rows"] == len(split.train.labels) and splits[1]["context"] == "evaluation"
+    assert lineage.prepared_splits(raw, prepared, True, "x")[0]["digest"] == splits[0]["digest"]
+    assert lineage.prepared_splits(raw, prepared, False, "x")[0]["digest"] != splits[0]["digest"]
+    run = tracking.stage_run(cfg, PARAMS, "train")
+    run.log_datasets(splits)
+    run.log_datasets(splits)  # every stage logs them: still one input per split
+    run.close("FINISHED")
+    inputs = _run(cfg, run.run_id).inputs.dataset_inputs
+    assert sorted((i.dataset.name, i.dataset.digest, i.tags[0].value) for i in inputs) == sorted(
+        (s["name"], s["digest"], s["context"]) for s in splits)

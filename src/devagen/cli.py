@@ -11,12 +11,12 @@ from typing import Any, Sequence
 
 import click
 
-from . import tracking
 from .errors import DevagenError
-from .integrity import FULL_DISK_ERRNOS
+from .integrity import FULL_DISK_ERRNOS, one_line
 
 # The commands' modules in devagen/commands/; the command is named after its module, with "-" for "_".
 COMMANDS = ("fetch", "prepare", "train_ocr", "style_net", "vae", "train", "distill", "sample", "evaluate", "report", "generate")
+STAGES = COMMANDS[:-1]  # the DVC stages: a failed one leaves its experiment's MLflow run FAILED
 
 
 def load_command(module: str) -> click.Command:
@@ -38,27 +38,39 @@ class LazyGroup(click.Group):
         return load_command(self.lazy[name]) if name in self.lazy else super().get_command(ctx, name)
 
 
+def _record(ctx: click.Context, error: str, status: str = "FAILED") -> None:
+    """A stage that stopped leaves its experiment's MLflow run FAILED/KILLED with the stage and error."""
+    stage = (ctx.invoked_subcommand or "").replace("-", "_")
+    if stage in STAGES:
+        from .commands.common import record_failure
+
+        record_failure(stage, error, status)
+
+
 class _Group(LazyGroup):
     """Turns DevagenError into one line on stderr and exit status 1 (no traceback); a stage that stops
-    on an error leaves its MLflow run FAILED (KILLED on Ctrl-C), not RUNNING."""
+    on an error leaves its MLflow run FAILED (KILLED on Ctrl-C), not RUNNING, whether or not it had opened it."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except DevagenError as exc:
-            tracking.close_open_runs("FAILED")
+            _record(ctx, str(exc), "KILLED" if getattr(exc, "exit_code", 1) > 128 else "FAILED")
             click.echo(f"error: {exc}", err=True)
             ctx.exit(getattr(exc, "exit_code", 1))  # 128 + signal for a run stopped by SIGTERM/SIGINT
         except OSError as exc:
             if exc.errno not in FULL_DISK_ERRNOS:
+                _record(ctx, one_line(exc))
                 raise
-            click.echo(f"error: {exc.filename}: no space left on device; free some space, then re-run", err=True)
+            message = f"{exc.filename}: no space left on device; free some space, then re-run"
+            _record(ctx, message)
+            click.echo(f"error: {message}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
-            tracking.close_open_runs("KILLED")
+            _record(ctx, "interrupted (Ctrl-C)", "KILLED")
             raise
-        except Exception:
-            tracking.close_open_runs("FAILED")
+        except Exception as exc:
+            _record(ctx, one_line(exc))
             raise
 
 

@@ -21,6 +21,7 @@ OCR_PER_CLASS = Path("reports/ocr/per_class.csv")
 EVAL_PER_CLASS = Path("reports/eval/per_class.csv")
 REPORT_HTML = Path("reports/report.html")
 REPORT_MD = Path("reports/report.md")
+RUN_RECORD = Path("reports/mlflow_run.json")  # the experiment's MLflow run; written by every report run
 # every stage's metrics file; each tracked stage logs all that exist into the experiment's MLflow run
 METRICS_FILES = {stem: METRICS_DIR / f"{stem}.json"
                  for stem in ("data", "ocr", "vae", "train", "distill", "sample", "eval")}

@@ -5,8 +5,11 @@ One DVC experiment = one MLflow run. The run is found by a key: the DVC experime
 (DVC_EXP_NAME, set by `dvc exp run`, queued or not) or, outside experiments, the git commit,
 each with a hash of the whole params.yaml. Whichever tracked stage runs first creates the run with
 every param; DVC may skip a stage or restore it from its cache, so every stage logs the metrics
-files of all stages that exist (reports/metrics/*.json), marks the run RUNNING while it works and
-FINISHED when it ends (FAILED / KILLED if it stops on an error), so no run is left RUNNING.
+files of all stages that exist, marks the run RUNNING while it works and FINISHED when it ends.
+A stage that stops on an error leaves the run FAILED (KILLED on Ctrl-C) with the stage and the one-line
+error as tags and as the run's description, even when the error came before the stage opened its run.
+A run left RUNNING by a process that died (kill -9) is marked KILLED by the next stage this machine opens;
+when that stage continues the same experiment, the run goes on and a tag records the interrupted attempt.
 
 A relative sqlite URI is resolved against the repository DVC runs the experiment for (DVC_ROOT,
 which DVC sets to the original repository even for queued runs in .dvc/tmp/exps copies since
@@ -20,10 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import click
 
@@ -37,6 +41,9 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 SQLITE_TIMEOUT_S = 120  # parallel queue workers share one sqlite file: wait this long for its lock
 RETRIES = 6  # attempts for operations that lost a race (lock, experiment created by another worker)
 KEY_TAG = "devagen_run_key"
+PID_TAG, HOST_TAG = "devagen.pid", "devagen.host"  # the process holding the run RUNNING, to tell a dead one
+FAILED_STAGE_TAG, ERROR_TAG, NOTE_TAG = "devagen.failed_stage", "devagen.error", "mlflow.note.content"
+STAGES_TAG = "devagen.stages_ran"  # the stages that ran in this run (the others were reused or restored)
 # metrics file stem -> MLflow metric prefix; train and eval keep bare names (the report compares them)
 METRIC_PREFIX = {"data": "data_", "ocr": "ocr_", "train": "", "sample": "sample_", "eval": ""}
 # MLflow 3 opens an experiment on the GenAI "Traces" view unless it is a machine-learning one: this tag
@@ -156,6 +163,15 @@ class Tracker:
                        "going on without tracking", err=True)
             self.client = None
 
+    def tag(self, key: str) -> str:
+        """The run's tag `key` ('' if unset or tracking is off)."""
+        if not self.active:
+            return ""
+        try:
+            return self.client.get_run(self.run_id).data.tags.get(key, "")
+        except Exception:  # noqa: BLE001 - a tag we cannot read counts as unset
+            return ""
+
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log numeric metrics (non-numbers are skipped) at an optional step."""
         if not self.active:  # disabled tracking must work without mlflow installed
@@ -189,6 +205,17 @@ class Tracker:
         elif path.is_file():
             self._safely("log_artifact", str(path), folder)
 
+    def log_datasets(self, splits: Sequence[Mapping[str, Any]]) -> None:
+        """Log dataset inputs: each a dict with name, digest, source (URL), context and a profile dict."""
+        if not self.active or not splits:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(Dataset(s["name"], s["digest"], "http", json.dumps({"url": s["source"]}),
+                                       profile=json.dumps(s["profile"])),
+                               [InputTag("mlflow.data.context", s["context"])]) for s in splits]
+        self._safely("log_inputs", datasets=inputs)
+
     def log_metrics_files(self, metrics_files: Mapping[str, Path]) -> None:
         """Log every stage's metrics file that exists (restored and skipped stages too)."""
         self.log_metrics(file_metrics(metrics_files))
@@ -204,11 +231,19 @@ class Tracker:
         if self in _OPEN:
             _OPEN.remove(self)
 
+    def fail(self, stage: str, error: str, status: str = "FAILED") -> None:
+        """End the run FAILED (or KILLED) with the stage and the one-line error as tags and description."""
+        self.set_tags({FAILED_STAGE_TAG: stage, ERROR_TAG: error[:4000],
+                       NOTE_TAG: f"{status} in stage `{stage}`: {error[:4000]}"})
+        self.close(status)
 
-def close_open_runs(status: str) -> None:
-    """Mark the runs this process's stage still holds (it stopped on an error) as FAILED or KILLED."""
-    for tracker in list(_OPEN):
-        tracker.close(status)
+
+def close_open_runs(status: str, stage: str = "", error: str = "") -> int:
+    """Mark the runs this process's stage still holds (it stopped on an error) FAILED or KILLED; how many."""
+    held = list(_OPEN)
+    for tracker in held:
+        tracker.fail(stage or "unknown", error or "stopped", status)
+    return len(held)
 
 
 def _client(cfg: TrackingConfig) -> Any:
@@ -232,13 +267,61 @@ def _experiment_id(client: Any, cfg: TrackingConfig) -> str:
     return experiment.experiment_id
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def orphaned(run: Any) -> bool:
+    """A RUNNING run whose process ran on this machine and is gone (killed without closing the run)."""
+    tags = run.data.tags
+    pid = tags.get(PID_TAG, "")
+    return (run.info.status == "RUNNING" and tags.get(HOST_TAG) == socket.gethostname()
+            and pid.isdigit() and not process_alive(int(pid)))
+
+
+def _mark_killed(client: Any, experiment_id: str, keep: str | None) -> None:
+    """Runs of the experiment left RUNNING by a dead process of this machine (other than `keep`): KILLED."""
+    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200)
+    for run in running:
+        if run.info.run_id != keep and orphaned(run):
+            stage = run.data.tags.get("devagen.last_stage", "unknown")
+            error = f"process {run.data.tags[PID_TAG]} ended without closing the run (killed)"
+            for k, v in {FAILED_STAGE_TAG: stage, ERROR_TAG: error, NOTE_TAG: f"KILLED in stage `{stage}`: {error}"}.items():
+                client.set_tag(run.info.run_id, k, v)
+            client.set_terminated(run.info.run_id, "KILLED")
+
+
+def _rejoin(client: Any, run: Any) -> None:
+    """Reopen an existing run for a new stage; an interrupted or failed attempt is kept as a tag."""
+    tags, run_id = run.data.tags, run.info.run_id
+    earlier = None
+    if orphaned(run):
+        earlier = f"{tags.get('devagen.last_stage', 'unknown')} was killed (process {tags[PID_TAG]}), then continued"
+    elif run.info.status in ("FAILED", "KILLED") and FAILED_STAGE_TAG in tags:
+        earlier = f"{run.info.status} in {tags[FAILED_STAGE_TAG]}: {tags.get(ERROR_TAG, '')}"
+        for key in (FAILED_STAGE_TAG, ERROR_TAG):
+            client.delete_tag(run_id, key)
+        client.set_tag(run_id, NOTE_TAG, f"Earlier attempt {earlier}")
+    if earlier:
+        client.set_tag(run_id, "devagen.earlier_attempt", earlier[:4000])
+    client.update_run(run_id, status="RUNNING")
+
+
 def _open(client: Any, cfg: TrackingConfig, params: Mapping[str, Any], stage: str) -> tuple[str, str, bool]:
     """(run id, name, created) of this execution's run, found by its key tag or created; RUNNING."""
     key, name = run_identity(params)
     experiment_id = _experiment_id(client, cfg)
     found = client.search_runs([experiment_id], filter_string=f"tags.{KEY_TAG} = '{key}'", max_results=1)
+    _mark_killed(client, experiment_id, keep=found[0].info.run_id if found else None)
     if found:
-        client.update_run(found[0].info.run_id, status="RUNNING")
+        _rejoin(client, found[0])
         return found[0].info.run_id, name, not found[0].data.params
     tags = {"mlflow.runName": name, "mlflow.source.git.commit": git_commit(), KEY_TAG: key,
             "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
@@ -262,8 +345,15 @@ def stage_run(cfg: TrackingConfig, params: Mapping[str, Any], stage: str,
     _OPEN.append(tracker)
     if fresh:
         tracker.log_params(params)
-    tracker.set_tags({"devagen.last_stage": stage, **(tags or {})})
+    tracker.set_tags({"devagen.last_stage": stage, PID_TAG: os.getpid(), HOST_TAG: socket.gethostname(),
+                      STAGES_TAG: _with(tracker.tag(STAGES_TAG), stage), **(tags or {})})
     return tracker
+
+
+def _with(listed: str, item: str) -> str:
+    """'a,b' + 'c' -> 'a,b,c' (an item listed once)."""
+    items = [i for i in listed.split(",") if i]
+    return ",".join(items if item in items else [*items, item])
 
 
 def recent_runs(cfg: TrackingConfig, limit: int) -> list[dict[str, Any]]:

@@ -1,27 +1,38 @@
-"""What the commands share: the --params option, reading params.yaml, and ending a stage's MLflow run."""
+"""What the commands share: the --params option, reading params.yaml, and opening, ending or failing a
+stage's MLflow run (with the prepared DHCD splits as its dataset inputs)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import click
+import yaml
 
-from .. import paths, tracking
-from ..config import Params, flatten, load_params
+from .. import lineage, paths, tracking
+from ..config import Params, TrackingConfig, flatten, load_params
+from ..errors import DevagenError
 
 PARAMS_OPTION = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              type=click.Path(dir_okay=False), help="params.yaml to read")
+_READ_FROM = {"path": "params.yaml"}  # the params file this process's stage reads, for record_failure
 
 
 def load(params_path: str) -> Params:
     """The validated params.yaml at `params_path`."""
+    _READ_FROM["path"] = params_path
     return load_params(Path(params_path))
 
 
 def start_run(params: Params, stage: str, tags: dict | None = None) -> tracking.Tracker:
-    """This experiment's MLflow run, opened (or joined) by `stage` with the whole params.yaml."""
-    return tracking.stage_run(params.tracking, flatten(params), stage, tags)
+    """This experiment's MLflow run, opened (or joined) by `stage` with the whole params.yaml; call it
+    before the stage's work, so that a failure is recorded in the run."""
+    tracker = tracking.stage_run(params.tracking, flatten(params), stage, tags)
+    if tracker.active:
+        tracker.log_datasets(lineage.prepared_splits(paths.RAW_DIR, paths.PREPARED_DIR, params.data.dedupe,
+                                                     params.fetch.url))
+    return tracker
 
 
 def finish(tracker: tracking.Tracker, figures: Iterable[str] = ()) -> None:
@@ -29,3 +40,43 @@ def finish(tracker: tracking.Tracker, figures: Iterable[str] = ()) -> None:
     for name in figures:
         tracker.log_artifact(paths.FIGURES_DIR / name, "figures")
     tracker.end_stage(paths.METRICS_FILES)
+
+
+def record_failure(stage: str, error: str, status: str = "FAILED") -> None:
+    """End this experiment's run FAILED/KILLED with `stage` and `error`; a stage that failed before it
+    opened the run (a refused params.yaml included) opens it first, so every failed experiment has one."""
+    if tracking.close_open_runs(status, stage, error):
+        return
+    try:
+        tracker = start_run(load_params(Path(_READ_FROM["path"])), stage)
+    except DevagenError:  # params.yaml refused: the run is keyed by its raw values
+        raw = _raw_params(Path(_READ_FROM["path"]))
+        if raw is None:
+            return
+        tracker = tracking.stage_run(_tracking_config(raw), _flat(raw), stage)
+    tracker.fail(stage, error, status)
+
+
+def _raw_params(path: Path) -> dict[str, Any] | None:
+    """params.yaml as YAML says, unvalidated; None if it is missing or not a mapping."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def _flat(raw: dict[str, Any]) -> dict[str, Any]:
+    """`section.key` -> value of an unvalidated params mapping."""
+    return {f"{name}.{key}": value for name, section in raw.items() if isinstance(section, dict)
+            for key, value in section.items()}
+
+
+def _tracking_config(raw: dict[str, Any]) -> TrackingConfig:
+    """The tracking section of an unvalidated params mapping, its unusable values left at their defaults."""
+    section = raw.get("tracking") if isinstance(raw.get("tracking"), dict) else {}
+    known = {f.name for f in dataclasses.fields(TrackingConfig)}
+    try:
+        return TrackingConfig(**{k: v for k, v in section.items() if k in known})
+    except (TypeError, ValueError, DevagenError):
+        return TrackingConfig()

@@ -28,6 +28,7 @@ def distill(params_path: str) -> None:
                   "Distillation")
         return
     tmp = fresh_temp(out)
+    tracker = start_run(params, "distill")  # first: a failure below is recorded in the run
     import dataclasses
     import time
 
@@ -78,5 +79,5 @@ def distill(params_path: str) -> None:
     write_json({"enabled": True, **flat, "students": rows}, paths.METRICS_DIR / "distill.json")
     figures.save_image(figures.labelled_rows(strips, scale=4, title="Distilled students (DDIM, no CFG pass), 4x"),
                        paths.FIGURES_DIR / FIGURE)
-    finish(start_run(params, "distill"), figures=(FIGURE,))
+    finish(tracker, figures=(FIGURE,))
 

@@ -20,6 +20,7 @@ def evaluate(params_path: str) -> None:
     from ..metrics import confusion_figure
 
     params = load(params_path)
+    tracker = start_run(params, "evaluate")  # first: a failure below is recorded in the run
     samples, intended = data.read_labelled_images(paths.SAMPLES_NPZ, "sample", unlabelled_ok=True)
     judge, ood = ocr.load_judge(paths.OCR_DIR), legibility.load_ood(paths.OCR_DIR)
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
@@ -46,7 +47,7 @@ def evaluate(params_path: str) -> None:
     write_csv(result.per_class_rows, paths.EVAL_PER_CLASS)
     figures.save_image(confusion_figure(result.confusion, glyphs(), axes=result.confusion_axes),
                        paths.FIGURES_DIR / "confusion.png")
-    finish(start_run(params, "evaluate"), figures=("confusion.png", "style.png"))
+    finish(tracker, figures=("confusion.png", "style.png"))
     click.echo(f"evaluate: {headline(result.metrics)}")
 
 

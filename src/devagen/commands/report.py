@@ -8,7 +8,7 @@ import click
 
 from .. import paths, tracking
 from ..config import flatten
-from ..io import write_text
+from ..io import read_json, write_json, write_text
 from .common import PARAMS_OPTION, finish, load, start_run
 
 
@@ -23,6 +23,8 @@ def report(params_path: str) -> None:
     params = load(params_path)
     tracker = start_run(params, "report")
     tracker.log_metrics_files(paths.METRICS_FILES)  # this run's row in the comparison table has its numbers
+    reused = reused_stages(tracker.tag(tracking.STAGES_TAG))
+    tracker.set_tags({"devagen.reused_stages": ",".join(reused) or "none"})
     runs = tracking.recent_runs(params.tracking, params.report.recent_runs)
     current = next((r["name"] for r in runs if r["run_id"] == tracker.run_id), None)
     rep.render_plots(Path("."))
@@ -38,4 +40,20 @@ def report(params_path: str) -> None:
         log_model(tracker, paths.DIFFUSION_DIR, sample_cfg.sampler, sample_cfg.use_ema,
                   {k: getattr(sample_cfg, k) for k in ("seed", "steps", "guidance_scale")})
     finish(tracker)
+    write_json({"experiment": params.tracking.experiment, "run_name": tracker.name, "run_id": tracker.run_id,
+                "reused_stages": reused} if tracker.active else {"tracking": "off"}, paths.RUN_RECORD)
     click.echo(f"report: {paths.REPORT_HTML}, {paths.REPORT_MD} and the model card {card}")
+
+
+def reused_stages(ran: str) -> list[str]:
+    """The tracked stages whose results this run reuses (DVC skipped them as unchanged or restored them
+    from its run cache): those with results that did not run in this run; vae and distill only when on."""
+    out = []
+    for stage, stem in TRACKED:
+        path = paths.METRICS_FILES[stem]
+        if stage not in ran.split(",") and path.is_file() and read_json(path).get("enabled", True):
+            out.append(stage)
+    return out
+
+
+TRACKED = (("vae", "vae"), ("train", "train"), ("distill", "distill"), ("sample", "sample"), ("evaluate", "eval"))

@@ -17,6 +17,7 @@ def sample(params_path: str) -> None:
     from ..pipeline import load_pipeline, read_meta
 
     params = load(params_path)
+    tracker = start_run(params, "sample")  # first: a failure below is recorded in the run
     cfg = params.sample
     if cfg.sampler == "distilled":  # the distill stage's student: DDIM, its teacher's guidance in its weights
         from dataclasses import replace
@@ -42,7 +43,7 @@ def sample(params_path: str) -> None:
                                      **guidance)
     figures.save_image(sampling.process_figure(trajectory), paths.FIGURES_DIR / "process.png")
     figures.save_gif(sampling.denoising_frames(trajectory), paths.FIGURES_DIR / "denoising.gif")
-    finish(start_run(params, "sample"), figures=("samples.png", "steps.png", "process.png", "denoising.gif"))
+    finish(tracker, figures=("samples.png", "steps.png", "process.png", "denoising.gif"))
     click.echo(f"sample: {stats['images']} images at {stats['images_per_s']:.2f} img/s ({stats['nfe']} NFE each)")
 
 

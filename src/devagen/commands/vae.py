@@ -27,6 +27,7 @@ def vae(params_path: str) -> None:
         write_off("vae", "latent.enabled", out, write_no_autoencoder, FIGURE, "Latent diffusion")
         return
     tmp = fresh_temp(out)
+    tracker = start_run(params, "vae")  # first: a failure below is recorded in the run
     import numpy as np
 
     from .. import data, metrics, ocr, style
@@ -55,7 +56,7 @@ def vae(params_path: str) -> None:
     title = "Random test images (top) and their autoencoder reconstructions (bottom), 4x"
     figures.save_image(plots.stack_vertical([plots.text_banner(title, grid.width), grid], gap=0),
                        paths.FIGURES_DIR / FIGURE)
-    finish(start_run(params, "vae"), figures=(FIGURE,))
+    finish(tracker, figures=(FIGURE,))
     click.echo(f"vae: PSNR {result['psnr_db']:.1f} dB, judge reads {result['ocr_accuracy_reconstructed']:.1%} of "
                f"reconstructions ({result['ocr_accuracy_real']:.1%} of originals), stroke width "
                f"{result['stroke_width_ratio']:.2f}x, latents {stats['latent_shape']}")
