@@ -11,7 +11,7 @@ import click
 import yaml
 
 from .. import lineage, paths, tracking
-from ..config import Params, TrackingConfig, flatten, load_params
+from ..config import FetchConfig, Params, TrackingConfig, flatten, load_params
 from ..errors import DevagenError
 
 PARAMS_OPTION = click.option("--params", "params_path", default="params.yaml", show_default=True,
@@ -54,6 +54,9 @@ def record_failure(stage: str, error: str, status: str = "FAILED") -> None:
         if raw is None:
             return
         tracker = tracking.stage_run(_tracking_config(raw), _flat(raw), stage)
+        tracker.log_datasets(lineage.prepared_splits(paths.RAW_DIR, paths.PREPARED_DIR,
+                                                     _section(raw, "data").get("dedupe") is not False,
+                                                     str(_section(raw, "fetch").get("url", FetchConfig.url))))
     tracker.fail(stage, error, status)
 
 
@@ -66,6 +69,12 @@ def _raw_params(path: Path) -> dict[str, Any] | None:
     return raw if isinstance(raw, dict) else None
 
 
+def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """One section of an unvalidated params mapping ({} if it is missing or not a mapping)."""
+    section = raw.get(name)
+    return section if isinstance(section, dict) else {}
+
+
 def _flat(raw: dict[str, Any]) -> dict[str, Any]:
     """`section.key` -> value of an unvalidated params mapping."""
     return {f"{name}.{key}": value for name, section in raw.items() if isinstance(section, dict)
@@ -74,7 +83,7 @@ def _flat(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _tracking_config(raw: dict[str, Any]) -> TrackingConfig:
     """The tracking section of an unvalidated params mapping, its unusable values left at their defaults."""
-    section = raw.get("tracking") if isinstance(raw.get("tracking"), dict) else {}
+    section = _section(raw, "tracking")
     known = {f.name for f in dataclasses.fields(TrackingConfig)}
     try:
         return TrackingConfig(**{k: v for k, v in section.items() if k in known})
