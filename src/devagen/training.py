@@ -500,11 +500,11 @@ def _resume(run: _Run, ckpt: _Checkpoints) -> None:
 # ---------------------------------------------------------------- output
 
 
-def model_meta(model_cfg: ModelConfig, image_size: int, pen: Optional[PenStyle] = None) -> ModelMeta:
-    """What devagen.json tells loaders beside the diffusers folders."""
+def model_meta(model_cfg: ModelConfig, image_size: int) -> ModelMeta:
+    """What devagen.json tells loaders beside the diffusers folders (the pen goes to pen.json: hub.write_pen)."""
     return ModelMeta(class_names=CLASS_NAMES, glyphs=tuple(glyphs()), image_size=image_size,
                      conditional=model_cfg.conditional, null_label=NULL_LABEL if model_cfg.conditional else None,
-                     preset=model_cfg.preset, pen=None if pen is None else pen.to_json(),
+                     preset=model_cfg.preset,
                      patch_size=patch_size(model_cfg.preset))
 
 
@@ -546,8 +546,8 @@ def _guide_for_run(ckpt: _Checkpoints, guide_step: int) -> Path:
 
 def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, out_dir: Path,
                        pen: Optional[PenStyle] = None) -> None:
-    """Write out_dir/{unet (EMA, else raw), unet_raw, guide (if any), scheduler, devagen.json, checksums.json}
-    via a temp dir."""
+    """Write out_dir/{unet (EMA, else raw), unet_raw, guide (if any), scheduler, devagen.json, model_index.json,
+    pen.json, checksums.json} via a temp dir."""
     acc = run.accelerator
     acc.wait_for_everyone()
     if acc.is_main_process:
@@ -566,7 +566,7 @@ def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, ou
             else:  # a pixel model: vae/ holds a note (the train stage's outs are the folder's parts, all present)
                 write_no_autoencoder(tmp / VAE_FOLDER)
             run.noise_scheduler.save_pretrained(tmp / "scheduler")
-            write_meta(model_meta(model_cfg, int(run.images.shape[-1]), pen), tmp)
+            write_meta(model_meta(model_cfg, int(run.images.shape[-1])), tmp)
             write_model_index(tmp, model_cfg.conditional, pen, vae=run.vae is not None,
                               patch_size=run.patch)
             write_manifest(tmp)  # last: a folder without it was never finished (or predates checksums)
