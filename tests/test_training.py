@@ -333,7 +333,8 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
 def test_compile_is_refused_on_cpu_before_training(tmp_path: Path) -> None:
-    with pytest.raises(DevagenError, match=r"train\.compile: default needs a CUDA GPU"):
+    with pytest.raises(DevagenError, match=r"train\.compile: default needs a CUDA GPU; set train\.compile: off on CPU "
+                                           r"\(DVC removed train's outputs .*`dvc checkout train` restores"):
         _train(tmp_path, _cfg(compile="default"))
     assert not (tmp_path / "ck").exists() and not (tmp_path / "out").exists()
 
@@ -382,3 +383,4 @@ def test_train_command_refuses_compile_on_cpu_before_reading_data(tmp_path: Path
     result = CliRunner().invoke(cli, ["train"])
     assert result.exit_code == 1 and result.output.strip().count("\n") == 0
     assert "train.compile: max-autotune needs a CUDA GPU" in result.output and "npz" not in result.output
+    assert "`dvc checkout train` restores the last model" in result.output

@@ -77,6 +77,9 @@ GUIDE_META = "devagen_guide.json"  # step and run fingerprint of the guide snaps
 NOT_FINGERPRINTED = ("checkpoint_every", "keep_checkpoints", "log_every", "compile")  # do not change the weights
 DAMAGED_DIR = "damaged"  # checkpoints that fail their checksums are moved here, never deleted
 STOP_CHECK_EVERY = 5  # several processes: ranks agree on a SIGTERM/SIGINT every this many steps
+# `dvc repro` / `dvc exp run` delete a stage's outputs before running it, so a setting refused at the start has
+# already cost the last model: the refusal says how to get it back (dvc.lock still records it).
+RESTORE = "(DVC removed train's outputs before this check: `dvc checkout train` restores the last model)"
 _SEALER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devagen-checkpoint")  # hashing overlaps training
 
 
@@ -136,7 +139,7 @@ def resolve_mixed_precision(setting: str) -> str:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if cpu_bf16("auto") else "no"
     if setting == "fp16" and not on_cuda:
-        raise DevagenError("params.yaml: train.mixed_precision: fp16 needs a CUDA GPU; use auto or no")
+        raise DevagenError(f"params.yaml: train.mixed_precision: fp16 needs a CUDA GPU; use auto or no {RESTORE}")
     return setting
 
 
@@ -156,7 +159,8 @@ def check_compile(cfg: TrainConfig) -> None:
     On CPU the compile warm-up costs more than a short run gains, and the GPU fast path is what it is for.
     """
     if cfg.compile != "off" and not torch.cuda.is_available():
-        raise DevagenError(f"params.yaml: train.compile: {cfg.compile} needs a CUDA GPU; set train.compile: off on CPU")
+        raise DevagenError(f"params.yaml: train.compile: {cfg.compile} needs a CUDA GPU; set train.compile: off on CPU "
+                           f"{RESTORE}")
 
 
 def compiled(unet: torch.nn.Module, mode: str) -> torch.nn.Module:
