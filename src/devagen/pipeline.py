@@ -427,7 +427,7 @@ class ModelMeta:
     image_size: int
     conditional: bool
     null_label: Optional[int]
-    preset: str  # (folders written before pen.json also hold a `pen` here; read_meta ignores it: hub.read_pen)
+    preset: str  # (folders written before pen.json also hold a `pen` here; read_meta ignores it: read_pen)
     patch_size: int = 1  # the UNet denoises patch_size x patch_size pixel patches as channels (devagen.patches)
 
 
