@@ -22,8 +22,8 @@ FIXTURE_PEN = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0),
 
 def make_model_dir(path: Path, conditional: bool = True, image_size: int = 16,
                    prediction_type: str = "v_prediction", style: bool = False) -> Path:
-    """unet/ (seed 0), unet_raw/ (seed 1), guide/ (seed 2), scheduler/, devagen.json and model_index.json for the
-    `tiny` preset; style: a style-conditioned UNet with FIXTURE_PEN."""
+    """unet/ (seed 0), unet_raw/ (seed 1), guide/ (seed 2), scheduler/, devagen.json, model_index.json and pen.json
+    for the `tiny` preset; style: a style-conditioned UNet with FIXTURE_PEN."""
     cfg = ModelConfig(preset="tiny", conditional=conditional, style_conditioning=style)
     pen = FIXTURE_PEN if style else None
     for subfolder, seed in (("unet", 0), ("unet_raw", 1), ("guide", 2)):
@@ -31,7 +31,6 @@ def make_model_dir(path: Path, conditional: bool = True, image_size: int = 16,
         build_unet(cfg, image_size).save_pretrained(path / subfolder)
     build_noise_scheduler(DiffusionConfig(prediction_type=prediction_type)).save_pretrained(path / "scheduler")
     write_meta(ModelMeta(class_names=CLASS_NAMES, glyphs=tuple(glyphs()), image_size=image_size,
-                         conditional=conditional, null_label=NULL_LABEL, preset="tiny",
-                         pen=None if pen is None else pen.to_json()), path)
+                         conditional=conditional, null_label=NULL_LABEL, preset="tiny"), path)
     write_model_index(path, conditional, pen)
     return path

@@ -128,6 +128,13 @@ def test_a_student_folder_loads_with_devagen_and_with_diffusers(tiny_model_dir: 
         load_student(tmp_path, 4)
 
 
+def test_a_style_student_carries_its_teachers_pen(tiny_style_model_dir: Path, tmp_path: Path) -> None:
+    teacher = load_pipeline(tiny_style_model_dir, "ddim", device="cpu")
+    write_student(teacher.unet, tiny_style_model_dir, student_dir(tmp_path, 2))
+    assert (student_dir(tmp_path, 2) / "pen.json").read_text() == (tiny_style_model_dir / "pen.json").read_text()
+    assert load_student(tmp_path, 2, device="cpu").pen == teacher.pen
+
+
 def test_config_checks_the_student_steps() -> None:
     assert DistillConfig(start_steps=8, min_steps=2).student_steps == (8, 4, 2)
     with pytest.raises(DevagenError, match="distill.start_steps"):

@@ -161,10 +161,12 @@ def test_training_with_styles_saves_the_pen(tmp_path: Path, cpu_one_thread) -> N
     train_diffusion(cfg, model_cfg, DiffusionConfig(), AugmentConfig(), images, labels, tmp_path / "m",
                     tmp_path / "c", progress=False, pen=pen)
     index = json.loads((tmp_path / "m" / "model_index.json").read_text())
-    assert index["unet"] == ["unet_devagen", "StyleUNet2DModel"]
-    assert PenStyle.from_json(index["pen"]).median_width_px == pytest.approx(np.median(pen[:, 0]), rel=1e-3)
+    assert index["unet"] == ["unet_devagen", "StyleUNet2DModel"] and "pen" not in index
+    saved = PenStyle.from_json(json.loads((tmp_path / "m" / "pen.json").read_text())["pen"])
+    assert saved.median_width_px == pytest.approx(np.median(pen[:, 0]), rel=1e-3)
+    assert "pen.json" in json.loads((tmp_path / "m" / "checksums.json").read_text())["files"]
     pipeline = load_pipeline(tmp_path / "m", "dpmpp", device="cpu")
-    assert pipeline.style_conditioned and pipeline.pen == PenStyle.from_json(index["pen"])
+    assert pipeline.style_conditioned and pipeline.pen == saved
 
 
 def test_pipeline_stroke_changes_images_and_drawn_pens_are_seeded(tiny_style_model_dir: Path) -> None:

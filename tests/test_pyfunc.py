@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import typing
+import urllib.error
+import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +75,80 @@ def test_model_logged_into_the_run_loads_from_it(tiny_uncond_model_dir: Path, tm
     out = model.predict(pd.DataFrame({"label": [None, None]}))  # an unconditional model: no label
     a, b = (_decode(text) for text in out["png"])
     assert a.shape == b.shape == (16, 16) and not np.array_equal(a, b)
+
+
+def test_typed_predict_saves_without_warning_and_validates_requests(tiny_model_dir: Path, tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # MLflow's "Add type hints to the `predict` method" is a UserWarning
+        saved = pyfunc_model.save_pyfunc_model(tmp_path / "model", tiny_model_dir, "dpmpp", True, DEFAULTS)
+    said = [str(w.message) for w in caught] + caplog.messages
+    assert not [m for m in said if "type hint" in m.lower()], said
+    model = mlflow.pyfunc.load_model(str(saved))
+    hints = typing.get_type_hints(type(model.unwrap_python_model()).predict)
+    assert hints["model_input"] is pd.DataFrame and hints["return"] is pd.DataFrame
+    with pytest.raises(MlflowException, match="label"):  # the signature's string column refuses a float
+        model.predict(pd.DataFrame({"label": [3.5]}))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_ping(url: str, server: subprocess.Popen, log: Path, seconds: float = 240.0) -> None:
+    """Return once GET url answers 200; fail with the server's log if it exits or never answers."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1.0)
+    pytest.fail(f"no /ping answer in {seconds:.0f} s: " + log.read_text(errors="replace")[-3000:])
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_a_request_with_pngs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`mlflow models serve` on the saved model, one POST /invocations as README's request, real PNGs back."""
+    saved = pyfunc_model.save_pyfunc_model(tmp_path / "model", tiny_model_dir, "dpmpp", True, DEFAULTS)
+    port, log = _free_port(), tmp_path / "server.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1",  # this interpreter's mlflow and the uvicorn it runs come first
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    command = ["mlflow", "models", "serve", "-m", str(saved), "--env-manager", "local",
+               "-p", str(port), "--host", "127.0.0.1"]
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+                                  start_new_session=True)  # its own process group: the workers go with it
+    try:
+        _wait_for_ping(f"http://127.0.0.1:{port}/ping", server, log)
+        body = {"dataframe_split": {"columns": ["label", "text"],
+                                    "data": [["क", None], ["character_2_kha", None], [None, "क ख"]]},
+                "params": {"seed": 0, "steps": 2, "guidance_scale": 2.0}}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps(body).encode("utf-8"),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            rows = json.loads(answer.read())["predictions"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+    assert [(r["height"], r["width"]) for r in rows] == [(16, 16), (16, 16), (16, 48)]
+    for row in rows:
+        png = base64.b64decode(row["png"])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        image = Image.open(io.BytesIO(png))
+        image.load()
+        assert image.format == "PNG" and image.mode == "L" and image.size == (row["width"], row["height"])
+    assert "type hints" not in log.read_text(errors="replace")  # nor when the server unpickles the model

@@ -121,8 +121,11 @@ def test_trains_saves_and_round_trips(tmp_path: Path) -> None:
     assert np.isfinite(metrics["final_loss"]) and metrics["img_per_s"] > 0 and metrics["epochs"] == pytest.approx(4 * 4 / 24)
     assert [i for i, _ in logged] == [1, 2, 3, 4] and set(logged[0][1]) == {"loss", "lr", "img_per_s"}
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["checksums.json", "devagen.json", "model_index.json",
+    assert sorted(p.name for p in out.iterdir()) == ["checksums.json", "devagen.json", "model_index.json", "pen.json",
                                                       "pipeline_devagen.py", "scheduler", "unet", "unet_raw", "vae"]
+    # pen.json is always there (a DVC out), null without pen conditioning, and checksummed like every file
+    assert json.loads((out / "pen.json").read_text()) == {"pen": None}
+    assert "pen.json" in json.loads((out / "checksums.json").read_text())["files"]
     meta = read_meta(out)
     assert meta.conditional and meta.null_label == 46 and meta.image_size == 16 and meta.preset == "tiny"
     assert DDPMScheduler.from_pretrained(out, subfolder="scheduler").config.prediction_type == "v_prediction"
@@ -196,7 +199,8 @@ def test_guide_is_the_ema_snapshot_at_guide_step_and_survives_resume(tmp_path: P
     _train(tmp_path, cfg)  # resumes from step 4, after the guide was taken
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["checksums.json", "devagen.json", "guide", "model_index.json",
-                                                     "pipeline_devagen.py", "scheduler", "unet", "unet_raw", "vae"]
+                                                     "pen.json", "pipeline_devagen.py", "scheduler", "unet", "unet_raw",
+                                                     "vae"]
     shadow = torch.load(tmp_path / "ck" / "step_0000002" / "custom_checkpoint_0.pkl", weights_only=False)["shadow_params"]
     guide = UNet2DModel.from_pretrained(out, subfolder="guide")
     assert all(torch.equal(p, s) for p, s in zip(guide.parameters(), shadow))
@@ -329,7 +333,8 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
 def test_compile_is_refused_on_cpu_before_training(tmp_path: Path) -> None:
-    with pytest.raises(DevagenError, match=r"train\.compile: default needs a CUDA GPU"):
+    with pytest.raises(DevagenError, match=r"train\.compile: default needs a CUDA GPU; set train\.compile: off on CPU "
+                                           r"\(DVC removed train's outputs .*`dvc checkout train` restores"):
         _train(tmp_path, _cfg(compile="default"))
     assert not (tmp_path / "ck").exists() and not (tmp_path / "out").exists()
 
@@ -378,3 +383,4 @@ def test_train_command_refuses_compile_on_cpu_before_reading_data(tmp_path: Path
     result = CliRunner().invoke(cli, ["train"])
     assert result.exit_code == 1 and result.output.strip().count("\n") == 0
     assert "train.compile: max-autotune needs a CUDA GPU" in result.output and "npz" not in result.output
+    assert "`dvc checkout train` restores the last model" in result.output

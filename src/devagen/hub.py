@@ -12,6 +12,9 @@ Both name the same components: unet/ (EMA weights) and scheduler/ (the training 
 style-conditioned UNet is devagen's StyleUNet2DModel: a custom component, named in the index as
 ["unet_devagen", "StyleUNet2DModel"] with unet/unet_devagen.py re-exporting it (diffusers imports a
 component's module from a .py file in its folder).
+The pen of a style-conditioned model (its trained ranges and its pool of real styles, ~90 KB) is no diffusers
+config: it lives in pen.json beside model_index.json, which stays small (devagen.pipeline writes and reads it;
+diffusers never shows the pipeline's __init__ its folder, so DevagenPipeline reads pen.json when first asked).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .pen import PenStyle
+from .pipeline import write_pen
 
 MODEL_INDEX = "model_index.json"
 CUSTOM_MODULE = "pipeline_devagen"  # <model dir>/pipeline_devagen.py
@@ -49,16 +53,14 @@ def model_index(conditional: bool, diffusers_version: str, pen: Optional[PenStyl
                 scheduler: str = "DDPMScheduler", vae: bool = False, patch_size: int = 1) -> dict[str, Any]:
     """model_index.json's content: pipeline class (DDPMPipeline, or devagen's for conditional models and for patch
     models, whose output DDPMPipeline would not rearrange into pixels) and components. A style-conditioned model's
-    UNet is devagen's StyleUNet2DModel, and its pen ranges and style pool ride along as the pipeline's `pen`
-    argument; a patch model's patch side as its `patch_size`."""
+    UNet is devagen's StyleUNet2DModel (its pen goes to pen.json: write_pen); a patch model's patch side rides along
+    as the pipeline's `patch_size`."""
     pipeline = [CUSTOM_MODULE, "DevagenPipeline"] if conditional or patch_size > 1 else "DDPMPipeline"
     unet = [CUSTOM_UNET_MODULE, "StyleUNet2DModel"] if pen is not None else ["diffusers", "UNet2DModel"]
     index = {"_class_name": pipeline, "_diffusers_version": diffusers_version,
              "scheduler": ["diffusers", scheduler], "unet": unet}
     if vae:  # latent diffusion: the autoencoder whose latent space the UNet works in
         index["vae"] = ["diffusers", "AutoencoderKL"]
-    if pen is not None:
-        index["pen"] = pen.to_json()
     if patch_size > 1:
         index["patch_size"] = patch_size
     return index
@@ -67,14 +69,16 @@ def model_index(conditional: bool, diffusers_version: str, pen: Optional[PenStyl
 def write_model_index(model_dir: Path, conditional: bool, pen: Optional[PenStyle] = None,
                       scheduler: str = "DDPMScheduler", unets: tuple[str, ...] = ("unet", "unet_raw"),
                       vae: bool = False, patch_size: int = 1) -> None:
-    """Write model_dir/model_index.json and model_dir/pipeline_devagen.py (used by conditional models only);
-    `scheduler` names scheduler/'s diffusers class, `unets` the UNet folders (a distilled student has only unet/)."""
+    """Write model_dir/model_index.json, model_dir/pen.json and model_dir/pipeline_devagen.py (used by conditional
+    models only); `scheduler` names scheduler/'s diffusers class, `unets` the UNet folders (a distilled student has
+    only unet/)."""
     import diffusers
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     index = model_index(conditional, diffusers.__version__, pen, scheduler, vae, patch_size)
     (model_dir / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    write_pen(model_dir, pen)
     (model_dir / f"{CUSTOM_MODULE}.py").write_text(CUSTOM_PIPELINE, encoding="utf-8")
     if pen is not None:  # diffusers' custom component: a .py file in the component's folder, named in the index
         for folder in unets:

@@ -8,7 +8,7 @@ glyph is mostly its shape (class medians span tens of degrees), so a raw angle a
 different characters; measured on the first trained model, raw slant conditioning was barely followed
 (asked -15..25°, measured medians 6.7..15.6°). The network reads two codes, log2(stroke) and slant / 30°.
 
-A model folder records a `PenStyle` (in model_index.json and devagen.json): the median width in pixels,
+A model folder records a `PenStyle` (in pen.json, devagen.hub): the median width in pixels,
 the trained ranges (the 0.5th-99.5th percentiles of the training images) and, per class, a seeded pool
 of (stroke, slant) pairs of real training images, from which styles are drawn when none is asked for.
 """
@@ -62,7 +62,7 @@ class PenStyle:
     class_slant: tuple[float, ...]  # each class's median slant in degrees (what relative slant 0 means)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain lists and floats (for model_index.json / devagen.json)."""
+        """Plain lists and floats (for the model folder's pen.json)."""
         return {k: [list(p) for p in v] if k == "pool" else (list(v) if isinstance(v, (tuple, list)) else v)
                 for k, v in asdict(self).items()}
 

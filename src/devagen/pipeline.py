@@ -1,9 +1,9 @@
 """DevagenPipeline: sampling with batched classifier-free guidance, and loading a trained model directory.
 
 A model directory (written by training) holds `unet/` (EMA weights), `unet_raw/` (raw weights),
-`scheduler/` (the DDPMScheduler it was trained with), `devagen.json` (see ModelMeta),
-`model_index.json` (see hub.py) and, when `train.guide_step` is set, `guide/`: the same network early
-in training, for autoguidance. diffusers loads it without devagen's helpers:
+`scheduler/` (the DDPMScheduler it was trained with), `devagen.json` (see ModelMeta), `model_index.json`
+(see hub.py), `pen.json` (read_pen) and, when `train.guide_step` is set, `guide/`: the same network early in
+training, for autoguidance. diffusers loads it without devagen's helpers:
     DDPMPipeline.from_pretrained(d)                                   # unconditional models
     DiffusionPipeline.from_pretrained(d, trust_remote_code=True).use_sampler("dpmpp")  # conditional
 """
@@ -33,6 +33,8 @@ from .pen import PenStyle, codes
 from .shear import shear_to_slant
 
 META_FILE = "devagen.json"
+PEN_FILE = "pen.json"  # {"pen": PenStyle as JSON, or null for a model without pen conditioning}
+OLD_PEN_HOME = "model_index.json"  # where folders written before pen.json kept the pen (diffusers config, ~90 KB)
 GUIDE_FOLDER = "guide"  # the early-training snapshot that autoguidance guides by
 VAE_FOLDER = "vae"  # latent diffusion's autoencoder (devagen.latent), copied into the model folder
 Generators = Union[torch.Generator, list[torch.Generator], None]
@@ -164,7 +166,7 @@ class DevagenPipeline(DiffusionPipeline):
 
     A style-conditioned network (model.style_conditioning) also takes `stroke` (multiplier of the training
     set's median stroke width) and `slant` (degrees); what is not asked for is drawn per image from real
-    training images of its class (`pen`: devagen.pen.PenStyle as JSON, kept in model_index.json).
+    training images of its class (`pen`: devagen.pen.PenStyle, kept in the model folder's pen.json).
     CFG then guides the class only: both predictions get the same pen. An asked slant is finished by a shear
     (slant_shear, devagen.shear): the network on its own follows it only a little.
     """
@@ -173,15 +175,32 @@ class DevagenPipeline(DiffusionPipeline):
     _optional_components = ["guide", "vae"]
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, guide: Optional[UNet2DModel] = None,
-                 pen: Optional[dict] = None, vae: Optional[AutoencoderKL] = None, patch_size: int = 1) -> None:
+                 pen: Union[PenStyle, dict, None] = None, vae: Optional[AutoencoderKL] = None,
+                 patch_size: int = 1) -> None:
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, guide=guide, vae=vae)
-        self.register_to_config(pen=pen, patch_size=patch_size)
+        self.register_to_config(patch_size=patch_size)  # not the pen: save_pretrained writes it to pen.json
         self.patch_size = patch_size
-        self.pen = PenStyle.from_json(pen)
-        if is_style_conditioned(unet) and self.pen is None:
-            raise DevagenError("a style-conditioned UNet needs its pen ranges (model_index.json's or devagen.json's "
-                               "`pen`); run `dvc repro train` to rebuild the model folder")
+        # None for a style-conditioned model built by DiffusionPipeline.from_pretrained: see `pen`
+        self._pen = pen if isinstance(pen, PenStyle) else PenStyle.from_json(pen)
+
+    @property
+    def pen(self) -> Optional[PenStyle]:
+        """The pen ranges and style pool of a style-conditioned model, None for others. diffusers' from_pretrained
+        builds the pipeline without showing it its folder, so a pen not given is read from the pen.json of the
+        folder it was loaded from (`name_or_path`, set after __init__) on first use."""
+        if self._pen is None and self.style_conditioned:
+            folder = self.name_or_path
+            self._pen = read_pen(Path(folder)) if folder and Path(folder).is_dir() else None
+            if self._pen is None:
+                raise DevagenError(f"a style-conditioned UNet needs its pen ranges (pen.json in the model folder, "
+                                   f"{folder!r} has none); pass pen=, or run `dvc repro train` to rebuild the folder")
+        return self._pen
+
+    def save_pretrained(self, save_directory: Union[str, Path], **kwargs: Any) -> None:
+        """diffusers' save_pretrained, plus pen.json, so that the folder loads again with its pen."""
+        super().save_pretrained(save_directory, **kwargs)
+        write_pen(Path(save_directory), self.pen)
 
     @property
     def style_conditioned(self) -> bool:
@@ -408,8 +427,7 @@ class ModelMeta:
     image_size: int
     conditional: bool
     null_label: Optional[int]
-    preset: str
-    pen: Optional[dict] = None  # devagen.pen.PenStyle as JSON (style-conditioned models)
+    preset: str  # (folders written before pen.json also hold a `pen` here; read_meta ignores it: read_pen)
     patch_size: int = 1  # the UNet denoises patch_size x patch_size pixel patches as channels (devagen.patches)
 
 
@@ -436,6 +454,26 @@ def read_meta(model_dir: Path) -> ModelMeta:
         raise damaged(Path(model_dir), f"{META_FILE} is malformed ({type(exc).__name__}: {exc})", "train") from None
     values["class_names"], values["glyphs"] = tuple(values["class_names"]), tuple(values["glyphs"])
     return ModelMeta(**values)
+
+
+def write_pen(model_dir: Path, pen: Optional[PenStyle]) -> None:
+    """Write model_dir/pen.json; a model without pen conditioning gets {"pen": null}, so the file always exists."""
+    payload = {"pen": None if pen is None else pen.to_json()}
+    (Path(model_dir) / PEN_FILE).write_text(json.dumps(payload) + "\n", encoding="utf-8")
+
+
+def read_pen(model_dir: Path) -> Optional[PenStyle]:
+    """model_dir's pen (None: no pen conditioning) from pen.json, or from model_index.json's `pen` in folders
+    written before pen.json existed; DevagenError naming the file if it is missing or malformed."""
+    model_dir = Path(model_dir)
+    path = model_dir / PEN_FILE if (model_dir / PEN_FILE).is_file() else model_dir / OLD_PEN_HOME
+    if not path.is_file():
+        raise DevagenError(f"{model_dir}: neither {PEN_FILE} nor {OLD_PEN_HOME} (not a trained model directory); "
+                           "run `dvc repro train` to (re)build the model")
+    try:
+        return PenStyle.from_json(json.loads(path.read_text(encoding="utf-8")).get("pen"))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise damaged(path, f"no valid pen ({type(exc).__name__}: {exc})", "train") from None
 
 
 def build_sampler(ddpm_config: dict, sampler: str, latent: bool = False) -> SchedulerMixin:
@@ -482,9 +520,10 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
         raise _broken(model_dir, "no such model directory")
     check_manifest(model_dir, "train")  # checksums.json, written last by training: catches truncation and tampering
     meta = read_meta(model_dir)
+    pen = read_pen(model_dir)
     unet = _load_unet(model_dir, "unet" if use_ema else "unet_raw")
-    if is_style_conditioned(unet) != (meta.pen is not None):
-        raise _broken(model_dir, f"{META_FILE} and the UNet disagree on style conditioning")
+    if is_style_conditioned(unet) != (pen is not None):
+        raise _broken(model_dir, "pen.json and the UNet disagree on style conditioning")
     if (unet.config.num_class_embeds is not None) != meta.conditional:
         raise _broken(model_dir, f"{META_FILE} says conditional={meta.conditional} but the UNet disagrees")
     if meta.conditional and meta.null_label != unet.config.num_class_embeds - 1:
@@ -504,7 +543,7 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
     if unet.config.in_channels != meta.patch_size ** 2 * (vae.config.latent_channels if vae is not None else 1):
         raise _broken(model_dir, f"{META_FILE} patch_size {meta.patch_size} does not fit the UNet's "
                                  f"{unet.config.in_channels} input channels")
-    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=meta.pen,
+    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=pen,
                                vae=vae, patch_size=meta.patch_size).use_sampler(sampler)
     pipeline.set_progress_bar_config(disable=True)
     pipeline.to(device if device is not None else pick_device())

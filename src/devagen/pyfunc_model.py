@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import click
+import pandas as pd
 
 from .tracking import Tracker
 
@@ -37,10 +38,12 @@ def _pyfunc_model(sampler: str, use_ema: bool, defaults: Mapping[str, Any]) -> A
 
             self.pipeline = load_pipeline(Path(context.artifacts["model_dir"]), self.sampler, self.use_ema)
 
-        # No type hints here: MLflow reads them as an input schema and warns; the signature states it.
-        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-            import pandas as pd
-
+        # MLflow reads predict's type hints (it warns without them): a DataFrame in and out, whose columns and params
+        # the explicit signature (_pyfunc_signature) states and MLflow enforces on every request. The hints use only
+        # names that the pickled function carries with it (pd: used below; builtins), so they resolve when MLflow
+        # unpickles the model too. context: mlflow's PythonModelContext, unannotated (mlflow is imported lazily).
+        def predict(self, context, model_input: pd.DataFrame,  # type: ignore[no-untyped-def]
+                    params: dict | None = None) -> pd.DataFrame:
             from devagen.serving import draw, png_base64
 
             p = {**self.defaults, **(params or {})}
@@ -77,9 +80,10 @@ def save_pyfunc_model(path: Path, model_dir: Path, sampler: str, use_ema: bool, 
     pyfunc_log = logging.getLogger("mlflow.pyfunc")
     level = pyfunc_log.level
     with warnings.catch_warnings():
-        # MLflow advises type hints / an input example / models-from-code; the explicit signature covers the first
-        # two, and pickling the small model class is what keeps mlflow out of every module but this one.
-        warnings.simplefilter("ignore", UserWarning)
+        # MLflow also advises an input example and models-from-code: the explicit signature states the input, and
+        # pickling the small model class is what keeps mlflow out of every module but this one. Nothing else is
+        # silenced (predict's type hints answer MLflow's advice to add them).
+        warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
         pyfunc_log.setLevel(logging.ERROR)
         try:
             mlflow.pyfunc.save_model(str(path), python_model=_pyfunc_model(sampler, use_ema, defaults),

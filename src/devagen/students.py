@@ -1,6 +1,6 @@
 """Distilled students on disk: one diffusers model folder per step count, sampled with DDIM.
 
-models/distilled/steps_<N>/ has the trained model folder's layout (devagen.json, model_index.json naming
+models/distilled/steps_<N>/ has the trained model folder's layout (devagen.json, pen.json, model_index.json naming
 DDIMScheduler, unet/, scheduler/, checksums.json) without unet_raw/ or guide/, so both load it:
     devagen.pipeline.load_pipeline(folder, "ddim")   then  pipeline(labels, num_inference_steps=N)
     DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)   (its scheduler is the DDIM sampler)
@@ -18,8 +18,7 @@ from diffusers import UNet2DModel
 from .errors import DevagenError
 from .hub import write_model_index
 from .integrity import write_manifest
-from .pen import PenStyle
-from .pipeline import META_FILE, DevagenPipeline, build_sampler, load_pipeline, read_meta
+from .pipeline import META_FILE, DevagenPipeline, build_sampler, load_pipeline, read_meta, read_pen
 
 SAMPLER = "ddim"
 
@@ -38,8 +37,7 @@ def write_student(student: UNet2DModel, teacher_dir: Path, out_dir: Path) -> Non
     student.save_pretrained(out_dir / "unet")
     ddpm = json.loads((teacher_dir / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
     build_sampler(ddpm, SAMPLER).save_pretrained(out_dir / "scheduler")
-    pen = None if meta.pen is None else PenStyle.from_json(meta.pen)
-    write_model_index(out_dir, meta.conditional, pen, scheduler="DDIMScheduler", unets=("unet",),
+    write_model_index(out_dir, meta.conditional, read_pen(teacher_dir), scheduler="DDIMScheduler", unets=("unet",),
                       patch_size=meta.patch_size)
     write_manifest(out_dir)
 

@@ -77,6 +77,9 @@ GUIDE_META = "devagen_guide.json"  # step and run fingerprint of the guide snaps
 NOT_FINGERPRINTED = ("checkpoint_every", "keep_checkpoints", "log_every", "compile")  # do not change the weights
 DAMAGED_DIR = "damaged"  # checkpoints that fail their checksums are moved here, never deleted
 STOP_CHECK_EVERY = 5  # several processes: ranks agree on a SIGTERM/SIGINT every this many steps
+# `dvc repro` / `dvc exp run` delete a stage's outputs before running it, so a setting refused at the start has
+# already cost the last model: the refusal says how to get it back (dvc.lock still records it).
+RESTORE = "(DVC removed train's outputs before this check: `dvc checkout train` restores the last model)"
 _SEALER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devagen-checkpoint")  # hashing overlaps training
 
 
@@ -136,7 +139,7 @@ def resolve_mixed_precision(setting: str) -> str:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if cpu_bf16("auto") else "no"
     if setting == "fp16" and not on_cuda:
-        raise DevagenError("params.yaml: train.mixed_precision: fp16 needs a CUDA GPU; use auto or no")
+        raise DevagenError(f"params.yaml: train.mixed_precision: fp16 needs a CUDA GPU; use auto or no {RESTORE}")
     return setting
 
 
@@ -156,7 +159,8 @@ def check_compile(cfg: TrainConfig) -> None:
     On CPU the compile warm-up costs more than a short run gains, and the GPU fast path is what it is for.
     """
     if cfg.compile != "off" and not torch.cuda.is_available():
-        raise DevagenError(f"params.yaml: train.compile: {cfg.compile} needs a CUDA GPU; set train.compile: off on CPU")
+        raise DevagenError(f"params.yaml: train.compile: {cfg.compile} needs a CUDA GPU; set train.compile: off on CPU "
+                           f"{RESTORE}")
 
 
 def compiled(unet: torch.nn.Module, mode: str) -> torch.nn.Module:
@@ -500,11 +504,11 @@ def _resume(run: _Run, ckpt: _Checkpoints) -> None:
 # ---------------------------------------------------------------- output
 
 
-def model_meta(model_cfg: ModelConfig, image_size: int, pen: Optional[PenStyle] = None) -> ModelMeta:
-    """What devagen.json tells loaders beside the diffusers folders."""
+def model_meta(model_cfg: ModelConfig, image_size: int) -> ModelMeta:
+    """What devagen.json tells loaders beside the diffusers folders (the pen goes to pen.json: hub.write_pen)."""
     return ModelMeta(class_names=CLASS_NAMES, glyphs=tuple(glyphs()), image_size=image_size,
                      conditional=model_cfg.conditional, null_label=NULL_LABEL if model_cfg.conditional else None,
-                     preset=model_cfg.preset, pen=None if pen is None else pen.to_json(),
+                     preset=model_cfg.preset,
                      patch_size=patch_size(model_cfg.preset))
 
 
@@ -546,8 +550,8 @@ def _guide_for_run(ckpt: _Checkpoints, guide_step: int) -> Path:
 
 def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, out_dir: Path,
                        pen: Optional[PenStyle] = None) -> None:
-    """Write out_dir/{unet (EMA, else raw), unet_raw, guide (if any), scheduler, devagen.json, checksums.json}
-    via a temp dir."""
+    """Write out_dir/{unet (EMA, else raw), unet_raw, guide (if any), scheduler, devagen.json, model_index.json,
+    pen.json, checksums.json} via a temp dir."""
     acc = run.accelerator
     acc.wait_for_everyone()
     if acc.is_main_process:
@@ -566,7 +570,7 @@ def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, ou
             else:  # a pixel model: vae/ holds a note (the train stage's outs are the folder's parts, all present)
                 write_no_autoencoder(tmp / VAE_FOLDER)
             run.noise_scheduler.save_pretrained(tmp / "scheduler")
-            write_meta(model_meta(model_cfg, int(run.images.shape[-1]), pen), tmp)
+            write_meta(model_meta(model_cfg, int(run.images.shape[-1])), tmp)
             write_model_index(tmp, model_cfg.conditional, pen, vae=run.vae is not None,
                               patch_size=run.patch)
             write_manifest(tmp)  # last: a folder without it was never finished (or predates checksums)

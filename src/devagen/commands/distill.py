@@ -51,7 +51,7 @@ def distill(params_path: str) -> None:
     conditions = None
     if meta.conditional:
         codes = None
-        if meta.pen is not None:
+        if teacher.style_conditioned:
             codes = torch.from_numpy(training_codes(data.read_pen(paths.TRAIN_NPZ, len(split.images)), split.labels))
         conditions = condition(labels, codes) if codes is not None else labels
     images = torch.from_numpy(data.resize(split.images, meta.image_size)).to(device)  # the teacher's side
