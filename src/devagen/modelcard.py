@@ -83,7 +83,7 @@ def _pen_usage(params: Mapping[str, Any]) -> list[Block]:
                  "stroke width and a slant. `pipeline(labels=[0, 1], stroke=1.3, slant=10.0)`, or "
                  '`devagen generate --text "क ख ग" --stroke 1.3 --slant 10 --out word.png`: stroke is a multiple of '
                  "the training set's median stroke width, slant in degrees from the character's typical slant; the trained ranges are in "
-                 "`model_index.json` under `pen`, and values outside them are refused. Without them each image "
+                 "`pen.json` in the model folder, and values outside them are refused. Without them each image "
                  "(each word, with --text) gets the pen of a random real training image.")]
 
 
