@@ -109,7 +109,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     params["sample"].update(sampler="distilled", steps=1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["dvc", "repro", "-s", "sample"], tmp_path, env)
-    sampled = json.loads((tmp_path / "reports/metrics/sample.json").read_text())
+    sampled = json.loads((tmp_path / "reports/details/sample.json").read_text())
     assert sampled["sampler"] == "distilled" and sampled["nfe"] == 1 and sampled["images"] == 92
 
     # latent.enabled: the vae stage trains the autoencoder and measures its reconstructions with the judge
@@ -118,7 +118,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     params["distill"].update(enabled=False)  # refused with latent diffusion (not built for it)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["dvc", "repro", "-s", "vae"], tmp_path, env)
-    vae = json.loads((tmp_path / "reports/metrics/vae.json").read_text())
+    vae = json.loads((tmp_path / "reports/details/vae.json").read_text())
     assert vae["enabled"] and vae["latent_shape"] == [2, 16, 16] and vae["psnr_db"] > 0
     assert 0 <= vae["ocr_accuracy_reconstructed"] <= 1 and (tmp_path / "models/vae/config.json").is_file()
 
@@ -137,7 +137,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
         assert npz["images"].shape == (92, 64, 64)
     with np.load(tmp_path / "data/prepared/test.npz") as npz:
         assert npz["images"].shape[1:] == (32, 32)
-    ev = json.loads((tmp_path / "reports/metrics/eval.json").read_text())
+    ev = json.loads((tmp_path / "reports/details/eval.json").read_text())
     assert ev["sample_side"] == 64 and ev["judged_side"] == 32 and np.isfinite(ev["fid"])
     assert json.loads((tmp_path / "models/diffusion/unet/config.json").read_text())["sample_size"] == 64
     assert "64×64 images" in (tmp_path / "reports/report.html").read_text()

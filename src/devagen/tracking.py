@@ -5,7 +5,7 @@ One DVC experiment = one MLflow run. The run is found by a key: the DVC experime
 (DVC_EXP_NAME, set by `dvc exp run`, queued or not) or, outside experiments, the git commit,
 each with a hash of the whole params.yaml. Whichever tracked stage runs first creates the run with
 every param; DVC may skip a stage or restore it from its cache, so every stage logs the metrics
-files of all stages that exist (reports/metrics/*.json), marks the run RUNNING while it works and
+files of all stages that exist (reports/details/*.json), marks the run RUNNING while it works and
 FINISHED when it ends (FAILED / KILLED if it stops on an error), so no run is left RUNNING.
 
 A relative sqlite URI is resolved against the repository DVC runs the experiment for (DVC_ROOT,

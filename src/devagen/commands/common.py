@@ -1,14 +1,33 @@
-"""What the commands share: the --params option, reading params.yaml, and ending a stage's MLflow run."""
+"""What the commands share: the --params option, reading params.yaml, writing a stage's metrics and details,
+and ending a stage's MLflow run."""
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import click
 
 from .. import paths, tracking
 from ..config import Params, flatten, load_params
+from ..io import write_json
+
+# stem -> the keys of its result a person compares across experiments: reports/metrics/<stem>.json (DVC
+# `metrics:`, the columns of `dvc exp show`) holds only these; reports/details/<stem>.json holds the whole result.
+# fnmatch patterns, so distill's steps_<N>_* keys follow distill.student_steps. A key a run lacks is left out
+# (an unconditional model has no ocr_accuracy; a switched-off stage writes only `enabled`).
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "data": ("train", "test", "duplicates_removed"),
+    "ocr": ("test_accuracy", "train_seconds"),
+    "style_net": ("test_accuracy",),
+    "vae": ("enabled", "psnr_db", "ocr_accuracy_reconstructed", "stroke_width_ratio", "ink_mass_ratio"),
+    "train": ("final_loss", "steps", "img_per_s", "wall_s"),
+    "distill": ("enabled", "steps_*_ocr_accuracy", "steps_*_fid"),
+    "sample": ("images", "images_per_s", "nfe"),
+    "eval": ("ocr_accuracy", "legible_share", "class_coverage", "fid", "floor_fid", "precision", "recall",
+             "space_fid", "c2st_accuracy", "floor_c2st_accuracy", "style_stroke_width_ratio", "style_ink_mass_ratio"),
+}
 
 PARAMS_OPTION = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              type=click.Path(dir_okay=False), help="params.yaml to read")
@@ -24,8 +43,23 @@ def start_run(params: Params, stage: str, tags: dict | None = None) -> tracking.
     return tracking.stage_run(params.tracking, flatten(params), stage, tags)
 
 
+def headline(stem: str, result: Mapping[str, Any]) -> dict[str, bool | int | float]:
+    """The HEADLINE[stem] keys of `result` that hold a number or a bool (no None, text, list or dict), in
+    HEADLINE's order."""
+    keys = [k for pattern in HEADLINE[stem] for k in result if fnmatchcase(k, pattern)]
+    return {k: result[k] for k in dict.fromkeys(keys)
+            if isinstance(result[k], (bool, int, float))}
+
+
+def write_metrics(stem: str, result: Mapping[str, Any]) -> None:
+    """`result` whole into reports/details/<stem>.json, its headline into reports/metrics/<stem>.json (in that
+    order: a metrics file never stands beside older details)."""
+    write_json(dict(result), paths.DETAILS_DIR / f"{stem}.json")
+    write_json(headline(stem, result), paths.METRICS_DIR / f"{stem}.json")
+
+
 def finish(tracker: tracking.Tracker, figures: Iterable[str] = ()) -> None:
-    """Log these reports/figures/ files, every stage's metrics file, and mark the run FINISHED."""
+    """Log these reports/figures/ files, every stage's details file (whole results), and mark the run FINISHED."""
     for name in figures:
         tracker.log_artifact(paths.FIGURES_DIR / name, "figures")
-    tracker.end_stage(paths.METRICS_FILES)
+    tracker.end_stage(paths.DETAILS_FILES)

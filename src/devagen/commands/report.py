@@ -22,7 +22,7 @@ def report(params_path: str) -> None:
 
     params = load(params_path)
     tracker = start_run(params, "report")
-    tracker.log_metrics_files(paths.METRICS_FILES)  # this run's row in the comparison table has its numbers
+    tracker.log_metrics_files(paths.DETAILS_FILES)  # this run's row in the comparison table has its numbers
     runs = tracking.recent_runs(params.tracking, params.report.recent_runs)
     current = next((r["name"] for r in runs if r["run_id"] == tracker.run_id), None)
     rep.render_plots(Path("."))
