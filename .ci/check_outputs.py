@@ -9,8 +9,13 @@ from pathlib import Path
 from PIL import Image
 
 
+def _details(name: str) -> dict:
+    """A stage's whole result; reports/metrics/<name>.json holds only its headline."""
+    return json.loads(Path(f"reports/details/{name}.json").read_text())
+
+
 def check_prepare() -> None:
-    data = json.loads(Path("reports/metrics/data.json").read_text())
+    data = _details("data")
     assert data["classes"] == 46, data["classes"]
     assert data["test"] == 13_800, data["test"]
     assert data["train"] == 78_175, data["train"]
@@ -27,19 +32,15 @@ def check_prepare() -> None:
 CHECKS = {"prepare": check_prepare}
 
 
-def _metrics(name: str) -> dict:
-    return json.loads(Path(f"reports/metrics/{name}.json").read_text())
-
-
 def check_train_ocr() -> None:
-    ocr = _metrics("ocr")
+    ocr = _details("ocr")
     assert ocr["test_accuracy"] >= 0.99, f"judge test accuracy {ocr['test_accuracy']:.4f} < 0.99"
     assert len(ocr["per_class_accuracy"]) == 46
     assert Path("models/ocr/ood.safetensors").is_file(), "the judge's legibility statistics are missing"
 
 
 def check_train() -> None:
-    train = _metrics("train")
+    train = _details("train")
     assert train["steps"] == 300 and train["final_loss"] == train["final_loss"] and train["final_loss"] < 1.0, train
     assert Path("models/diffusion/unet/config.json").is_file()
     assert len(Path("reports/train/log.csv").read_text().splitlines()) > 5
@@ -55,7 +56,7 @@ def check_sample() -> None:
 
 
 def check_evaluate() -> None:
-    ev = _metrics("eval")
+    ev = _details("eval")
     for key in ("fid", "kid", "precision", "recall", "floor_fid", "floor_kid", "ocr_accuracy", "per_class_accuracy"):
         assert key in ev, key
     assert ev["floor_fid"] < ev["fid"], "a tiny 300-step model should be further from real data than real data is"

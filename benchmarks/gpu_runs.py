@@ -104,7 +104,7 @@ def train_flop_per_image(model_cfg: ModelConfig, image_size: int, batch: int = 8
 
 
 def run_config(name: str, raw: dict, work: Path, log) -> dict:  # type: ignore[no-untyped-def]
-    """Stages train/sample/evaluate in work/<name>; their metrics JSON merged with wall times."""
+    """Stages train/sample/evaluate in work/<name>; their whole results (reports/details/) merged with wall times."""
     folder = work / name
     shutil.rmtree(folder, ignore_errors=True)
     (folder / paths.PREPARED_DIR).parent.mkdir(parents=True)
@@ -123,7 +123,7 @@ def run_config(name: str, raw: dict, work: Path, log) -> dict:  # type: ignore[n
             out["failed"] = stage
             return out
     for metric in ("train", "sample", "eval"):
-        file = folder / paths.METRICS_DIR / f"{metric}.json"
+        file = folder / paths.DETAILS_DIR / f"{metric}.json"
         if file.is_file():
             out[metric] = json.loads(file.read_text(encoding="utf-8"))
     return out

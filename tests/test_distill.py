@@ -157,5 +157,6 @@ def test_the_stage_writes_only_a_note_when_off(tmp_path: Path, monkeypatch: pyte
     assert result.exit_code == 0, result.output
     assert json.loads(Path("models/distilled", STATUS_FILE).read_text()) == {"enabled": False, "steps": []}
     assert sorted(p.name for p in Path("models/distilled").iterdir()) == [STATUS_FILE]
-    assert json.loads(Path("reports/metrics/distill.json").read_text()) == {"enabled": False}
+    for folder in ("reports/metrics", "reports/details"):
+        assert json.loads(Path(folder, "distill.json").read_text()) == {"enabled": False}
     assert Path("reports/figures/distill.png").is_file()

@@ -49,7 +49,7 @@ def test_declared_outputs_match_library_paths() -> None:
 
 def test_style_space_is_a_stage_and_evaluate_reads_it() -> None:
     style, evaluate = STAGES["style_net"], STAGES["evaluate"]
-    assert _names(style["outs"]) == [str(paths.STYLE_NET_DIR)]
+    assert _names(style["outs"]) == [str(paths.STYLE_NET_DIR), str(paths.DETAILS_DIR / "style_net.json")]
     assert {"stages/style_net.py", "src/devagen/style_space.py", "src/devagen/ocr.py", "data/prepared"} <= set(
         style["deps"])
     assert {d for d in style["deps"] if not d.startswith("src/")} == {"stages/style_net.py", "data/prepared"}

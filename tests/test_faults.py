@@ -320,8 +320,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_archive: Path) -> Pat
     integrity.write_manifest(make_model_dir(root / "models/diffusion", image_size=32))
     (root / "samples").mkdir()
     np.savez(root / "samples/samples.npz", images=prepared.test.images, labels=prepared.test.labels)
-    (root / "reports/metrics").mkdir(parents=True)
-    (root / "reports/metrics/eval.json").write_text(json.dumps({"fid": 1.5, "ocr_accuracy": 0.5}))
+    (root / "reports/details").mkdir(parents=True)
+    (root / "reports/details/eval.json").write_text(json.dumps({"fid": 1.5, "ocr_accuracy": 0.5}))
     return root
 
 
@@ -348,7 +348,7 @@ INPUTS = [
     ("evaluate", "data/prepared/train.npz", "prepare"),
     ("style_net", "data/prepared/train.npz", "prepare"),
     ("evaluate", "data/prepared/test.npz", "prepare"),
-    ("report", "reports/metrics/eval.json", "evaluate"),
+    ("report", "reports/details/eval.json", "evaluate"),
 ]
 CASES = [(*case, damage) for case in INPUTS for damage in ("truncated", "tampered")] + \
         [(*case, "malformed") for case in INPUTS if case[1].endswith(".npz")]
@@ -444,7 +444,7 @@ def test_sigterm_to_the_stage_command_at_a_random_step(tmp_path: Path) -> None:
     assert _intact(tmp_path / "models/checkpoints" / f"step_{match.group(2)}")
     done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    metrics = json.loads((tmp_path / "reports/metrics/train.json").read_text())
+    metrics = json.loads((tmp_path / "reports/details/train.json").read_text())
     assert metrics["steps"] == steps and metrics["resumed_from_step"] == int(match.group(1))
     rows = (tmp_path / "reports/train/log.csv").read_text().splitlines()[1:]
     assert [int(row.split(",")[0]) for row in rows] == list(range(1, steps + 1))  # every step logged once

@@ -111,6 +111,7 @@ def test_the_vae_stage_writes_only_a_note_when_off(tmp_path: Path, monkeypatch: 
     result = CliRunner().invoke(cli, ["vae"])
     assert result.exit_code == 0, result.output
     assert [p.name for p in Path("models/vae").iterdir()] == ["latent.json"]
-    assert json.loads(Path("reports/metrics/vae.json").read_text()) == {"enabled": False}
+    for folder in ("reports/metrics", "reports/details"):
+        assert json.loads(Path(folder, "vae.json").read_text()) == {"enabled": False}
     with pytest.raises(DevagenError, match="no trained autoencoder.*latent.enabled"):
         latent.load_autoencoder(Path("models/vae"))

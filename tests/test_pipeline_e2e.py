@@ -14,6 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from devagen.commands.common import headline
 from dhcd_fixture import make_archive
 
 REPO = Path(__file__).parents[1]
@@ -57,8 +58,11 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     _run(["dvc", "init", "--no-scm", "-q"], tmp_path, env)
     _run(["dvc", "repro"], tmp_path, env)
 
-    metrics = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports/metrics").glob("*.json")}
+    metrics = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports/details").glob("*.json")}
     assert set(metrics) == {"data", "ocr", "style_net", "vae", "train", "distill", "sample", "eval"}
+    for stem, result in metrics.items():  # the DVC metrics files: only the headline of each whole result
+        assert json.loads((tmp_path / "reports/metrics" / f"{stem}.json").read_text()) == headline(stem, result)
+    assert {"steps_2_fid", "steps_1_ocr_accuracy"} <= set(headline("distill", metrics["distill"]))
     assert metrics["vae"] == {"enabled": False}
     with Image.open(tmp_path / "reports/figures/vae.png") as img:  # the banner that says latent diffusion is off
         assert img.width > 50 and img.height > 10
@@ -109,7 +113,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     params["sample"].update(sampler="distilled", steps=1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["dvc", "repro", "-s", "sample"], tmp_path, env)
-    sampled = json.loads((tmp_path / "reports/metrics/sample.json").read_text())
+    sampled = json.loads((tmp_path / "reports/details/sample.json").read_text())
     assert sampled["sampler"] == "distilled" and sampled["nfe"] == 1 and sampled["images"] == 92
 
     # latent.enabled: the vae stage trains the autoencoder and measures its reconstructions with the judge
@@ -118,7 +122,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     params["distill"].update(enabled=False)  # refused with latent diffusion (not built for it)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["dvc", "repro", "-s", "vae"], tmp_path, env)
-    vae = json.loads((tmp_path / "reports/metrics/vae.json").read_text())
+    vae = json.loads((tmp_path / "reports/details/vae.json").read_text())
     assert vae["enabled"] and vae["latent_shape"] == [2, 16, 16] and vae["psnr_db"] > 0
     assert 0 <= vae["ocr_accuracy_reconstructed"] <= 1 and (tmp_path / "models/vae/config.json").is_file()
 
@@ -137,7 +141,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
         assert npz["images"].shape == (92, 64, 64)
     with np.load(tmp_path / "data/prepared/test.npz") as npz:
         assert npz["images"].shape[1:] == (32, 32)
-    ev = json.loads((tmp_path / "reports/metrics/eval.json").read_text())
+    ev = json.loads((tmp_path / "reports/details/eval.json").read_text())
     assert ev["sample_side"] == 64 and ev["judged_side"] == 32 and np.isfinite(ev["fid"])
     assert json.loads((tmp_path / "models/diffusion/unet/config.json").read_text())["sample_size"] == 64
     assert "64×64 images" in (tmp_path / "reports/report.html").read_text()

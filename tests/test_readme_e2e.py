@@ -91,7 +91,7 @@ def test_readme_dvc_exp_run_lines_run_end_to_end(tmp_path: Path) -> None:
     for args in readme_commands():
         name = args[args.index("-n") + 1]
         run(tiny(args), repo, env)
-        ev = json.loads((repo / "reports/metrics/eval.json").read_text())
+        ev = json.loads((repo / "reports/details/eval.json").read_text())
         conditional = name != "seed-gpu"
         assert ev["conditional"] is conditional and ev["n_generated"] == 92
         assert ("per_class_accuracy" if conditional else "per_class_read_share") in ev

@@ -59,9 +59,9 @@ RUNS = [{"name": "exp-b", "run_id": "b" * 32, "start_time": 2, "metrics": {"ocr_
 
 
 def make_report_root(root: Path) -> Path:
-    """A repository-shaped folder: every metrics file, a train log, pixel figures, a GIF, then the charts."""
+    """A repository-shaped folder: every stage's details file, a train log, pixel figures, a GIF, then the charts."""
     for stage, values in METRICS.items():
-        write_json(values, root / paths.METRICS_DIR / f"{stage}.json")
+        write_json(values, root / paths.DETAILS_DIR / f"{stage}.json")
     write_csv([{"step": s, "loss": 0.05 + math.exp(-s / 500), "lr": 1e-3 * min(1.0, s / 200), "img_per_s": 30.0}
                for s in range(25, 3001, 25)], root / paths.TRAIN_LOG)
     cells = np.random.default_rng(0).integers(0, 256, (8, 32, 32), dtype=np.uint8)
@@ -134,7 +134,7 @@ def test_missing_metrics_say_not_run(tmp_path: Path) -> None:
 
 
 def test_corrupt_metrics_file_is_a_user_error(tmp_path: Path) -> None:
-    path = tmp_path / paths.METRICS_DIR / "eval.json"
+    path = tmp_path / paths.DETAILS_DIR / "eval.json"
     path.parent.mkdir(parents=True)
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(DevagenError, match="eval.json.*evaluate stage"):
@@ -221,7 +221,7 @@ def test_style_table_sets_each_measure_beside_its_floor(rendered) -> None:
 def test_unconditional_report_shows_what_the_model_draws(tmp_path: Path) -> None:
     shares = {name: (0.1 if i == 0 else 0.9 / 45) for i, name in enumerate(CLASS_NAMES)}
     ev = {"conditional": False, "n_generated": 92, "legible_share": 0.4, "per_class_read_share": shares}
-    write_json(ev, tmp_path / paths.METRICS_DIR / "eval.json")
+    write_json(ev, tmp_path / paths.DETAILS_DIR / "eval.json")
     assert set(render_plots(tmp_path)) == {"per_class"}
     md = build_report(load_report_inputs(tmp_path, {}, [], None))[1]
     assert "## Which characters the model draws" in md and "most as क 10.0 %" in md and "2.2 %" in md

@@ -42,7 +42,7 @@ def _record(ctx: click.Context, error: str, status: str = "FAILED") -> None:
     """A stage that stopped leaves its experiment's MLflow run FAILED/KILLED with the stage and error."""
     stage = (ctx.invoked_subcommand or "").replace("-", "_")
     if stage in STAGES:
-        from .commands.common import record_failure
+        from .commands.failure import record_failure
 
         record_failure(stage, error, status)
 

@@ -302,7 +302,7 @@ def summarize(metrics: Mapping[str, Mapping[str, Any]], params: Optional[Mapping
 # ---- sections ---------------------------------------------------------------------------------
 
 def _not_run(stage: str) -> Para:
-    return Para(f"Not run: reports/metrics/{stage}.json is missing (the {STAGE_OF[stage]} stage has not run).")
+    return Para(f"Not run: reports/details/{stage}.json is missing (the {STAGE_OF[stage]} stage has not run).")
 
 
 # (label, eval.json key, format, floor key, how to read)
@@ -690,10 +690,11 @@ def build_report(inputs: ReportInputs) -> tuple[str, str]:
 # ---- reading inputs and drawing the charts ------------------------------------------------------
 
 def read_metrics(root: Path) -> dict[str, dict]:
-    """reports/metrics/<stage>.json under root for each stage; {} for a stage that has not run."""
+    """reports/details/<stage>.json (a stage's whole result) under root for each stage; {} for a stage that has
+    not run."""
     out: dict[str, dict] = {}
     for stage, writer in {**STAGE_OF, **OPTIONAL_STAGE_OF}.items():
-        path = root / paths.METRICS_DIR / f"{stage}.json"
+        path = root / paths.DETAILS_DIR / f"{stage}.json"
         try:
             out[stage] = read_json(path) if path.is_file() else {}
         except ValueError as exc:  # JSONDecodeError; UnicodeDecodeError for binary garbage

@@ -5,7 +5,7 @@ One DVC experiment = one MLflow run. The run is found by a key: the DVC experime
 (DVC_EXP_NAME, set by `dvc exp run`, queued or not) or, outside experiments, the git commit,
 each with a hash of the whole params.yaml. Whichever tracked stage runs first creates the run with
 every param; DVC may skip a stage or restore it from its cache, so every stage logs the metrics
-files of all stages that exist, marks the run RUNNING while it works and FINISHED when it ends.
+files of all stages that exist (reports/details/*.json), marks the run RUNNING while it works and FINISHED when it ends.
 A stage that stops on an error leaves the run FAILED (KILLED on Ctrl-C) with the stage and the one-line
 error as tags and as the run's description, even when the error came before the stage opened its run.
 A run left RUNNING by a process that died (kill -9) is marked KILLED by the next stage this machine opens;

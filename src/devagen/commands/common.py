@@ -1,27 +1,42 @@
-"""What the commands share: the --params option, reading params.yaml, and opening, ending or failing a
-stage's MLflow run (with the prepared DHCD splits as its dataset inputs)."""
+"""What the commands share: the --params option, reading params.yaml, writing a stage's metrics and details,
+and opening or ending a stage's MLflow run (with the prepared DHCD splits as its dataset inputs)."""
 
 from __future__ import annotations
 
-import dataclasses
+from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import click
-import yaml
 
 from .. import lineage, paths, tracking
-from ..config import FetchConfig, Params, TrackingConfig, flatten, load_params
-from ..errors import DevagenError
+from ..config import Params, flatten, load_params
+from ..io import write_json
+
+# stem -> the keys of its result a person compares across experiments: reports/metrics/<stem>.json (DVC
+# `metrics:`, the columns of `dvc exp show`) holds only these; reports/details/<stem>.json holds the whole result.
+# fnmatch patterns, so distill's steps_<N>_* keys follow distill.student_steps. A key a run lacks is left out
+# (an unconditional model has no ocr_accuracy; a switched-off stage writes only `enabled`).
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "data": ("train", "test", "duplicates_removed"),
+    "ocr": ("test_accuracy", "train_seconds"),
+    "style_net": ("test_accuracy",),
+    "vae": ("enabled", "psnr_db", "ocr_accuracy_reconstructed", "stroke_width_ratio", "ink_mass_ratio"),
+    "train": ("final_loss", "steps", "img_per_s", "wall_s"),
+    "distill": ("enabled", "steps_*_ocr_accuracy", "steps_*_fid"),
+    "sample": ("images", "images_per_s", "nfe"),
+    "eval": ("ocr_accuracy", "legible_share", "class_coverage", "fid", "floor_fid", "precision", "recall",
+             "space_fid", "c2st_accuracy", "floor_c2st_accuracy", "style_stroke_width_ratio", "style_ink_mass_ratio"),
+}
 
 PARAMS_OPTION = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              type=click.Path(dir_okay=False), help="params.yaml to read")
-_READ_FROM = {"path": "params.yaml"}  # the params file this process's stage reads, for record_failure
+READ_FROM = {"path": "params.yaml"}  # the params file this process's stage reads, for record_failure
 
 
 def load(params_path: str) -> Params:
     """The validated params.yaml at `params_path`."""
-    _READ_FROM["path"] = params_path
+    READ_FROM["path"] = params_path
     return load_params(Path(params_path))
 
 
@@ -35,57 +50,23 @@ def start_run(params: Params, stage: str, tags: dict | None = None) -> tracking.
     return tracker
 
 
+def headline(stem: str, result: Mapping[str, Any]) -> dict[str, bool | int | float]:
+    """The HEADLINE[stem] keys of `result` that hold a number or a bool (no None, text, list or dict), in
+    HEADLINE's order."""
+    keys = [k for pattern in HEADLINE[stem] for k in result if fnmatchcase(k, pattern)]
+    return {k: result[k] for k in dict.fromkeys(keys)
+            if isinstance(result[k], (bool, int, float))}
+
+
+def write_metrics(stem: str, result: Mapping[str, Any]) -> None:
+    """`result` whole into reports/details/<stem>.json, its headline into reports/metrics/<stem>.json (in that
+    order: a metrics file never stands beside older details)."""
+    write_json(dict(result), paths.DETAILS_DIR / f"{stem}.json")
+    write_json(headline(stem, result), paths.METRICS_DIR / f"{stem}.json")
+
+
 def finish(tracker: tracking.Tracker, figures: Iterable[str] = ()) -> None:
-    """Log these reports/figures/ files, every stage's metrics file, and mark the run FINISHED."""
+    """Log these reports/figures/ files, every stage's details file (whole results), and mark the run FINISHED."""
     for name in figures:
         tracker.log_artifact(paths.FIGURES_DIR / name, "figures")
-    tracker.end_stage(paths.METRICS_FILES)
-
-
-def record_failure(stage: str, error: str, status: str = "FAILED") -> None:
-    """End this experiment's run FAILED/KILLED with `stage` and `error`; a stage that failed before it
-    opened the run (a refused params.yaml included) opens it first, so every failed experiment has one."""
-    if tracking.close_open_runs(status, stage, error):
-        return
-    try:
-        tracker = start_run(load_params(Path(_READ_FROM["path"])), stage)
-    except DevagenError:  # params.yaml refused: the run is keyed by its raw values
-        raw = _raw_params(Path(_READ_FROM["path"]))
-        if raw is None:
-            return
-        tracker = tracking.stage_run(_tracking_config(raw), _flat(raw), stage)
-        tracker.log_datasets(lineage.prepared_splits(paths.RAW_DIR, paths.PREPARED_DIR,
-                                                     _section(raw, "data").get("dedupe") is not False,
-                                                     str(_section(raw, "fetch").get("url", FetchConfig.url))))
-    tracker.fail(stage, error, status)
-
-
-def _raw_params(path: Path) -> dict[str, Any] | None:
-    """params.yaml as YAML says, unvalidated; None if it is missing or not a mapping."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return raw if isinstance(raw, dict) else None
-
-
-def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
-    """One section of an unvalidated params mapping ({} if it is missing or not a mapping)."""
-    section = raw.get(name)
-    return section if isinstance(section, dict) else {}
-
-
-def _flat(raw: dict[str, Any]) -> dict[str, Any]:
-    """`section.key` -> value of an unvalidated params mapping."""
-    return {f"{name}.{key}": value for name, section in raw.items() if isinstance(section, dict)
-            for key, value in section.items()}
-
-
-def _tracking_config(raw: dict[str, Any]) -> TrackingConfig:
-    """The tracking section of an unvalidated params mapping, its unusable values left at their defaults."""
-    section = _section(raw, "tracking")
-    known = {f.name for f in dataclasses.fields(TrackingConfig)}
-    try:
-        return TrackingConfig(**{k: v for k, v in section.items() if k in known})
-    except (TypeError, ValueError, DevagenError):
-        return TrackingConfig()
+    tracker.end_stage(paths.DETAILS_FILES)

@@ -6,8 +6,7 @@ import click
 
 from .. import paths
 from ..integrity import replace_dir
-from ..io import write_json
-from .common import PARAMS_OPTION, finish, load, start_run
+from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 
 FIGURE = "distill.png"
 FIGURE_CLASSES = 12  # classes shown per student in the figure
@@ -75,8 +74,8 @@ def distill(params_path: str) -> None:
         click.echo(f"distill: {steps} steps: OCR {quality['ocr_accuracy']:.1%}, judge FID {quality['fid']:.2f}, "
                    f"stroke width {quality['stroke_width_ratio']:.2f}x, {ms:.1f} ms/image")
     replace_dir(tmp, out)
-    flat = {f"steps_{row['steps']}_{key}": row[key] for row in rows for key in FLAT_KEYS}  # for dvc exp show, MLflow
-    write_json({"enabled": True, **flat, "students": rows}, paths.METRICS_DIR / "distill.json")
+    flat = {f"steps_{row['steps']}_{key}": row[key] for row in rows for key in FLAT_KEYS}  # top level: MLflow logs them
+    write_metrics("distill", {"enabled": True, **flat, "students": rows})
     figures.save_image(figures.labelled_rows(strips, scale=4, title="Distilled students (DDIM, no CFG pass), 4x"),
                        paths.FIGURES_DIR / FIGURE)
     finish(tracker, figures=(FIGURE,))

@@ -5,15 +5,15 @@ from __future__ import annotations
 import click
 
 from .. import paths
-from ..io import read_json, write_csv, write_json
-from .common import PARAMS_OPTION, finish, load, start_run
+from ..io import read_json, write_csv
+from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 
 
 @click.command()
 @PARAMS_OPTION
 def evaluate(params_path: str) -> None:
     """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy, legibility, pen style,
-    style-space FID and C2ST -> eval.json."""
+    style-space FID and C2ST -> reports/details/eval.json (its headline: reports/metrics/eval.json)."""
     from .. import cas, data, figures, legibility, ocr, style_space
     from ..classes import glyphs
     from ..evaluation import evaluate_samples, style_evaluation, style_space_metrics
@@ -43,7 +43,7 @@ def evaluate(params_path: str) -> None:
     ocr_metrics = paths.METRICS_DIR / "ocr.json"
     if ocr_metrics.is_file():
         result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]
-    write_json(result.metrics, paths.METRICS_DIR / "eval.json")
+    write_metrics("eval", result.metrics)
     write_csv(result.per_class_rows, paths.EVAL_PER_CLASS)
     figures.save_image(confusion_figure(result.confusion, glyphs(), axes=result.confusion_axes),
                        paths.FIGURES_DIR / "confusion.png")
@@ -52,7 +52,7 @@ def evaluate(params_path: str) -> None:
 
 
 def headline(m: dict) -> str:
-    """The one-line summary of eval.json printed at the end of the stage."""
+    """The one-line summary of the evaluation printed at the end of the stage."""
     first = (f"OCR {m['ocr_accuracy']:.4f}" if m["conditional"] else
              f"legible {m['legible_share']:.4f} (real {m['floor_legible_share']:.4f}), {m['class_coverage']}/46 classes")
     return (f"{first}, FID {m['fid']:.3f} (real floor {m['floor_fid']:.3f}), "

@@ -11,7 +11,7 @@ import click
 
 from .. import figures, paths, plots
 from ..integrity import replace_dir
-from ..io import write_json
+from .common import write_metrics
 
 
 def fresh_temp(out: Path) -> Path:
@@ -24,12 +24,12 @@ def fresh_temp(out: Path) -> Path:
 def write_off(stage: str, switch: str, out: Path, write_note: Callable[[Path], None], figure: str,
               says: str) -> None:
     """A switched-off stage's outputs in seconds (no model read, no MLflow run: the other stages log the
-    experiment): `out` holding only the note write_note(folder) writes, reports/metrics/<stage>.json saying
-    {"enabled": false}, and a figure that says the option is off."""
+    experiment): `out` holding only the note write_note(folder) writes, reports/metrics/<stage>.json and
+    reports/details/<stage>.json saying {"enabled": false}, and a figure that says the option is off."""
     tmp = fresh_temp(out)
     write_note(tmp)
     replace_dir(tmp, out)
-    write_json({"enabled": False}, paths.METRICS_DIR / f"{stage}.json")
+    write_metrics(stage, {"enabled": False})
     figures.save_image(plots.text_banner(f"{says} is off ({switch}: false in params.yaml)", 480),
                        paths.FIGURES_DIR / figure)
     click.echo(f"{stage}: off ({switch}: false)")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import paths
-from ..io import write_json
-from .common import PARAMS_OPTION, load
+from .common import PARAMS_OPTION, load, write_metrics
 
 
 @click.command()
@@ -25,7 +24,7 @@ def prepare(params_path: str) -> None:
     data.save_split(prepared.train, paths.TRAIN_NPZ)
     data.save_split(prepared.test, paths.TEST_NPZ)
     stats = data.data_stats(prepared)
-    write_json(stats, paths.METRICS_DIR / "data.json")
+    write_metrics("data", stats)
     rows = figures.class_rows(prepared.train.images, prepared.train.labels, glyphs(), per_class=12)
     figures.save_image(figures.labelled_rows(rows, title="DHCD train images, one row per class"),
                        paths.FIGURES_DIR / "dataset.png")

@@ -22,7 +22,7 @@ def report(params_path: str) -> None:
 
     params = load(params_path)
     tracker = start_run(params, "report")
-    tracker.log_metrics_files(paths.METRICS_FILES)  # this run's row in the comparison table has its numbers
+    tracker.log_metrics_files(paths.DETAILS_FILES)  # this run's row in the comparison table has its numbers
     reused = reused_stages(tracker.tag(tracking.STAGES_TAG))
     tracker.set_tags({"devagen.reused_stages": ",".join(reused) or "none"})
     runs = tracking.recent_runs(params.tracking, params.report.recent_runs)
@@ -50,7 +50,7 @@ def reused_stages(ran: str) -> list[str]:
     from its run cache): those with results that did not run in this run; vae and distill only when on."""
     out = []
     for stage, stem in TRACKED:
-        path = paths.METRICS_FILES[stem]
+        path = paths.DETAILS_FILES[stem]
         if stage not in ran.split(",") and path.is_file() and read_json(path).get("enabled", True):
             out.append(stage)
     return out

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import paths
-from ..io import write_json
-from .common import PARAMS_OPTION, finish, load, start_run
+from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 
 
 @click.command()
@@ -33,7 +32,7 @@ def sample(params_path: str) -> None:
     real = data.load_split(paths.TEST_NPZ) if meta.conditional else None  # read before minutes of sampling
     images, labels, stats = sampling.sample_set(pipeline, meta, cfg)
     save_samples(images, labels)
-    write_json(stats, paths.METRICS_DIR / "sample.json")
+    write_metrics("sample", stats)
     fig = sampling.samples_figure(images, labels, meta.glyphs, real=None if real is None else (real.images, real.labels))
     figures.save_image(fig, paths.FIGURES_DIR / "samples.png")
     label = 0 if meta.conditional else None

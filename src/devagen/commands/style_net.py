@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import paths
-from ..io import write_json
-from .common import PARAMS_OPTION, load
+from .common import PARAMS_OPTION, load, write_metrics
 
 
 @click.command("style-net")
@@ -20,6 +19,6 @@ def style_net(params_path: str) -> None:
     space, result = style_space.train_style_space(params.style_net, train.images, train.labels,
                                                   test.images, test.labels)
     style_space.save_style_space(space, paths.STYLE_NET_DIR, params.style_net, train.images.shape[-1])
-    write_json({k: v for k, v in result.items() if k != "per_class_accuracy"}, paths.METRICS_DIR / "style_net.json")
+    write_metrics("style_net", {k: v for k, v in result.items() if k != "per_class_accuracy"})
     click.echo(f"style-net: test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s "
                f"on {result['train_images']} images")

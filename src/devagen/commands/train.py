@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from .. import paths
-from ..io import append_jsonl, read_jsonl, write_csv, write_json
-from .common import PARAMS_OPTION, finish, load, start_run
+from ..io import append_jsonl, read_jsonl, write_csv
+from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 
 
 class StepLog:
@@ -60,7 +60,7 @@ def train(params_path: str) -> None:
                              split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen, judge=judge,
                              vae=vae)
     write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)
-    write_json(result, paths.METRICS_DIR / "train.json")
+    write_metrics("train", result)
     finish(tracker)
     rate = ("no step left to train (a checkpoint of this run already held them all; delete models/checkpoints "
             "to train from scratch)" if result["img_per_s"] is None else f"{result['img_per_s']:.1f} img/s")

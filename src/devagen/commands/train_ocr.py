@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from .. import paths
-from ..io import write_csv, write_json
-from .common import PARAMS_OPTION, load
+from ..io import write_csv
+from .common import PARAMS_OPTION, load, write_metrics
 
 
 @click.command("train-ocr")
@@ -23,6 +23,6 @@ def train_ocr(params_path: str) -> None:
     legibility.save_ood(legibility.fit_judge_ood(judge, train.images, train.labels, params.train_ocr.ood_holdout,
                                                  params.train_ocr.seed), paths.OCR_DIR)
     ocr.save_judge(judge, paths.OCR_DIR, params.train_ocr, train.images.shape[-1])  # its manifest covers both
-    write_json(result, paths.METRICS_DIR / "ocr.json")
+    write_metrics("ocr", result)
     write_csv(per_class_rows(result["per_class_accuracy"]), paths.OCR_PER_CLASS)
     click.echo(f"train-ocr: judge test accuracy {result['test_accuracy']:.4f} in {result['train_seconds']:.0f} s")

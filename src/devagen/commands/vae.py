@@ -6,8 +6,7 @@ import click
 
 from .. import paths
 from ..integrity import replace_dir
-from ..io import write_json
-from .common import PARAMS_OPTION, finish, load, start_run
+from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 
 FIGURE = "vae.png"
 SHOWN = 24  # random test images in the figure, each above its reconstruction
@@ -50,7 +49,7 @@ def vae(params_path: str) -> None:
               "ocr_accuracy_real": metrics.ocr_accuracy(probs_real, test.labels)["accuracy"],
               "stroke_width_ratio": ratio["stroke_width"], "ink_mass_ratio": ratio["ink_mass"]}
     replace_dir(tmp, out)
-    write_json(result, paths.METRICS_DIR / "vae.json")
+    write_metrics("vae", result)
     pick = np.random.default_rng(cfg.seed).choice(len(test.images), SHOWN, replace=False)
     grid = figures.labelled_rows([("real", test.images[pick]), ("recon", recon[pick])], scale=4)
     title = "Random test images (top) and their autoencoder reconstructions (bottom), 4x"
