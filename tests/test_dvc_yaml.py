@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 import yaml
 
-from devagen import paths
 from devagen.cli import cli
-from devagen.config import Params
+from devagen.core import paths
+from devagen.core.config import Params
 
 REPO = Path(__file__).parents[1]
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]

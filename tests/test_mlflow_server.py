@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from devagen import tracking
-from devagen.config import Params, TrackingConfig, flatten
+from devagen.core import tracking
+from devagen.core.config import Params, TrackingConfig, flatten
 
 COMPARED = ("ocr_accuracy", "fid", "kid", "img_per_s")
 

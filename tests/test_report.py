@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from devagen import figures, paths, plots, report
-from devagen.classes import CLASS_NAMES, glyphs
-from devagen.errors import DevagenError
-from devagen.io import write_csv, write_json
-from devagen.report import ReportInputs, build_report, compare_runs, load_report_inputs, render_plots, summarize
+from devagen.core import paths
+from devagen.core.classes import CLASS_NAMES, glyphs
+from devagen.core.errors import DevagenError
+from devagen.core.io import write_csv, write_json
+from devagen.report import figures, plots
+from devagen.report import pages as report
+from devagen.report.pages import ReportInputs, build_report, compare_runs, load_report_inputs, render_plots, summarize
 
 PARAMS = {"model.preset": "cpu_small", "model.conditional": True, "diffusion.prediction_type": "v_prediction",
           "diffusion.beta_schedule": "cosine", "diffusion.min_snr_gamma": 5.0, "train.lr": 0.001,

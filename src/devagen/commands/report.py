@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from .. import paths, tracking
-from ..config import flatten
-from ..io import read_json, write_json, write_text
+from ..core import paths, tracking
+from ..core.config import flatten
+from ..core.io import read_json, write_json, write_text
 from .common import PARAMS_OPTION, finish, load, start_run
 
 
@@ -16,9 +16,9 @@ from .common import PARAMS_OPTION, finish, load, start_run
 @PARAMS_OPTION
 def report(params_path: str) -> None:
     """Render reports/report.html and reports/report.md and log them to the MLflow run."""
-    from .. import report as rep
-    from ..modelcard import write_model_card
-    from ..pyfunc_model import log_model
+    from ..report import pages as rep
+    from ..report.modelcard import write_model_card
+    from ..serving.pyfunc_model import log_model
 
     params = load(params_path)
     tracker = start_run(params, "report")
