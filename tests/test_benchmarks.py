@@ -103,7 +103,7 @@ def test_judge_probe_trains_each_setting_per_seed_and_refuses_unknown_fields() -
     setting = judge_probe.parse_setting("epochs=3,hard_share=0.25,random_share=0.25", "train_ocr")
     assert setting == {"epochs": 3, "hard_share": 0.25, "random_share": 0.25}
     row = judge_probe.run(base, AugmentConfig(), setting, 2, split, split)
-    assert row["seed"] == 2 and 0 <= row["test_accuracy"] <= 1 and row["train_seconds"] > 0
+    assert row["seed"] == 2 and 0 <= row["test_accuracy"] <= 1 and row["train_seconds"] >= 0  # rounded to 0.1 s: a tiny run can read 0.0
     assert row["images_trained"] == (184 // 32 + 2 * (92 // 32)) * 32  # epoch 1 all, then half of the images
     assert "| epochs=3, hard_share=0.25, random_share=0.25 | 2 |" in judge_probe.table([row])
     with pytest.raises(Exception, match="no widht"):

@@ -48,12 +48,17 @@ def report(params_path: str) -> None:
 def reused_stages(ran: str) -> list[str]:
     """The tracked stages whose results this run reuses (DVC skipped them as unchanged or restored them
     from its run cache): those with results that did not run in this run; vae and distill only when on."""
-    out = []
-    for stage, stem in TRACKED:
-        path = paths.DETAILS_FILES[stem]
-        if stage not in ran.split(",") and path.is_file() and read_json(path).get("enabled", True):
-            out.append(stage)
-    return out
+    return [stage for stage, stem in TRACKED if stage not in ran.split(",") and _enabled(paths.DETAILS_FILES[stem])]
+
+
+def _enabled(path: Path) -> bool:
+    """Whether a stage's results exist and say it was on (unreadable ones count as on: the report names them)."""
+    if not path.is_file():
+        return False
+    try:
+        return read_json(path).get("enabled", True) is not False
+    except (ValueError, AttributeError):
+        return True
 
 
 TRACKED = (("vae", "vae"), ("train", "train"), ("distill", "distill"), ("sample", "sample"), ("evaluate", "eval"))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -247,8 +248,12 @@ def close_open_runs(status: str, stage: str = "", error: str = "") -> int:
 
 
 def _client(cfg: TrackingConfig) -> Any:
+    """An MLflow client on the configured store; MLflow's and alembic's INFO lines (store creation,
+    migrations) are kept off stderr, where a stage's output and its one-line errors go."""
     from mlflow.tracking import MlflowClient
 
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=tracking_uri(cfg))
 
 
