@@ -33,7 +33,8 @@ from devagen.judges import legibility
 from devagen.judges.ocr import build_judge, save_judge
 from devagen.pen.conditions import measure_pen
 from devagen.training import loop as training
-from devagen.training.loop import DAMAGED_DIR, META_NAME, list_checkpoints, train_diffusion
+from devagen.training.checkpoints import DAMAGED_DIR, META_NAME, list_checkpoints
+from devagen.training.loop import train_diffusion
 from devagen.training.preemption import Preempted, StopRequests
 
 REPO = Path(__file__).parents[1]

@@ -22,7 +22,8 @@ from devagen.core.errors import DevagenError
 from devagen.diffusion.unet import build_unet
 from devagen.sampling.folder import read_meta
 from devagen.sampling.pipeline import load_pipeline
-from devagen.training.loop import batch_indices, list_checkpoints, resolve_mixed_precision, total_steps, train_diffusion
+from devagen.training.checkpoints import list_checkpoints
+from devagen.training.loop import batch_indices, resolve_mixed_precision, total_steps, train_diffusion
 
 TINY = ModelConfig(preset="tiny", conditional=True)
 

@@ -21,7 +21,6 @@ ACCELERATE_USE_CPU=true forces that on a GPU machine too).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import hashlib
@@ -29,98 +28,48 @@ import json
 import logging
 import math
 import os
-import re
-import shutil
 import signal
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
-from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ..core.classes import CLASS_NAMES, NUM_CLASSES, glyphs
+from ..core.classes import NUM_CLASSES
 from ..core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 from ..core.device import cpu_bf16, cpu_info, use_math_attention
 from ..core.errors import DevagenError
-from ..core.integrity import file_checksums, find_damage, full_disk_guard, move_aside, one_line, write_manifest
 from ..core.loss_meter import LossMeter
-from ..core.off_notes import write_no_autoencoder
 from ..core.presets import patch_size
 from ..data.archive import to_model_range
 from ..data.augment import augment_batch
-from ..diffusion.autoencoder import encode, latent_downsample, save_autoencoder
+from ..diffusion.autoencoder import encode, latent_downsample
 from ..diffusion.aux_losses import frozen
 from ..diffusion.objective import diffusion_loss
 from ..diffusion.patches import to_patches
-from ..diffusion.unet import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
-from ..pen.conditions import PenStyle, pen_style, training_codes
-from ..sampling.folder import GUIDE_FOLDER, VAE_FOLDER, ModelMeta, write_meta, write_model_index
+from ..diffusion.unet import build_noise_scheduler, build_unet, count_parameters
+from ..pen.conditions import pen_style, training_codes
+from .checkpoints import resume, save_checkpoint, save_guide, sealed_on_exit
+from .output import save_trained_model
 from .preemption import Preempted, StopRequests
+from .state import Checkpoints, TrainRun
 
 log = logging.getLogger(__name__)
 
 LogFn = Callable[[dict, int], None]
-CHECKPOINT_RE = re.compile(r"^step_(\d{7})$")
-META_NAME = "devagen_checkpoint.json"  # written last, inside the temp dir, before the rename
-GUIDE_META = "devagen_guide.json"  # step and run fingerprint of the guide snapshot in the checkpoint dir
 NOT_FINGERPRINTED = ("checkpoint_every", "keep_checkpoints", "log_every", "compile")  # do not change the weights
-DAMAGED_DIR = "damaged"  # checkpoints that fail their checksums are moved here, never deleted
 STOP_CHECK_EVERY = 5  # several processes: ranks agree on a SIGTERM/SIGINT every this many steps
 # `dvc repro` / `dvc exp run` delete a stage's outputs before running it, so a setting refused at the start has
 # already cost the last model: the refusal says how to get it back (dvc.lock still records it).
 RESTORE = "(DVC removed train's outputs before this check: `dvc checkout train` restores the last model)"
-_SEALER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devagen-checkpoint")  # hashing overlaps training
-
-
-@dataclass
-class _Run:
-    """What one training run holds: configs, prepared objects, the data on the device."""
-
-    cfg: TrainConfig
-    diffusion_cfg: DiffusionConfig
-    augment_cfg: AugmentConfig
-    accelerator: Accelerator
-    model: UNet2DModel  # the bare module (EMA and saving use it)
-    unet: torch.nn.Module  # the prepared module (DDP-wrapped under several processes)
-    optimizer: Any
-    lr_scheduler: Any
-    ema: Optional[EMAModel]
-    noise_scheduler: DDPMScheduler
-    images: torch.Tensor  # (N, S, S) uint8 on the device
-    labels: Optional[torch.Tensor]  # (N,) int64 on the device; None for an unconditional model
-    styles: Optional[torch.Tensor]  # (N, 2) pen codes (devagen.pen.conditions.codes) on the device; None unless style-conditioned
-    total_steps: int
-    judge_body: Optional[torch.nn.Sequential] = None  # the frozen judge's feature stack (perceptual loss) on the device
-    vae: Optional[torch.nn.Module] = None  # latent diffusion: the frozen autoencoder whose latents the UNet learns
-    patch: int = 1  # a patch preset's patch side: x0 is denoised as devagen.diffusion.patches.to_patches(x0, patch)
-
-    @property
-    def global_batch(self) -> int:
-        """Images per optimizer step, over all processes and micro-steps."""
-        return self.cfg.batch_size * self.cfg.grad_accum * self.accelerator.num_processes
-
-
-@dataclass
-class _Checkpoints:
-    """Where this run's checkpoints go, what identifies them, and the newest one written or loaded."""
-
-    directory: Path
-    fingerprint: str
-    facts: dict  # what the fingerprint hashes, stored readable in each checkpoint
-    last: Optional[Path] = None
-    step: int = 0  # optimizer steps the newest one holds
-    loss: float = math.nan  # smoothed loss when it was written
-    sealing: Optional[Future] = None  # main process: the newest one's checksums, metadata and rename
 
 
 # ---------------------------------------------------------------- setup
@@ -192,7 +141,7 @@ def _check_data(images: np.ndarray, labels: np.ndarray, conditional: bool) -> No
 
 def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig, augment_cfg: AugmentConfig,
            images: np.ndarray, labels: np.ndarray, pen: Optional[np.ndarray],
-           judge: Optional[torch.nn.Module] = None, vae: Optional[torch.nn.Module] = None) -> _Run:
+           judge: Optional[torch.nn.Module] = None, vae: Optional[torch.nn.Module] = None) -> TrainRun:
     """Accelerator, seeded UNet, AdamW, warmup+cosine lr, EMA, the data as device tensors and, for the
     perceptual loss, the judge's feature stack frozen on the device; for latent diffusion, the autoencoder."""
     precision = resolve_mixed_precision(cfg.mixed_precision)
@@ -222,7 +171,7 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     styles_t = torch.from_numpy(training_codes(pen, labels)).to(device) if model_cfg.style_conditioning else None
     judge_body = _judge_body(judge, side).to(device) if diffusion_cfg.needs_judge else None
     vae = None if vae is None else frozen(vae).to(device)
-    return _Run(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
+    return TrainRun(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
                 build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body, vae,
                 patch_size(model_cfg.preset))
 
@@ -237,7 +186,7 @@ def _judge_body(judge: torch.nn.Module, side: int) -> torch.nn.Sequential:
     return torch.nn.Sequential(torch.nn.AvgPool2d(side // judge.image_size), *body)
 
 
-def run_fingerprint(run: _Run, model_cfg: ModelConfig, images: np.ndarray, labels: np.ndarray) -> tuple[str, dict]:
+def run_fingerprint(run: TrainRun, model_cfg: ModelConfig, images: np.ndarray, labels: np.ndarray) -> tuple[str, dict]:
     """(short hash, facts) of everything that shapes the weights: configs, data bytes, process count."""
     data = hashlib.blake2b(np.ascontiguousarray(images).tobytes(), digest_size=16)
     data.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
@@ -287,7 +236,7 @@ def _generator(device: torch.device, seed: int, position: int, rank: int) -> tor
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
+def _draw_batch(run: TrainRun, position: int) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
                                                   torch.Generator]:
     """This rank's share of global micro-batch `position`: x0 (b, 1, S, S) in [-1, 1] (a latent model's latents, a
     patch model's patches), labels (b,) or None, pen codes (b, 2) or None."""
@@ -307,7 +256,7 @@ def _draw_batch(run: _Run, position: int) -> tuple[torch.Tensor, Optional[torch.
     return x0, labels, None if run.styles is None else run.styles[mine], generator
 
 
-def _optimizer_step(run: _Run, step: int) -> torch.Tensor:
+def _optimizer_step(run: TrainRun, step: int) -> torch.Tensor:
     """grad_accum micro-batches and one update; returns this rank's loss averaged over micro-batches, a scalar
     tensor on the device (never read here: no host sync in the hot loop; LossMeter checks it at log time)."""
     acc, cfg, total = run.accelerator, run.cfg, None
@@ -332,249 +281,7 @@ def _optimizer_step(run: _Run, step: int) -> torch.Tensor:
 # ---------------------------------------------------------------- checkpoints
 
 
-def _remove_dir(path: Path) -> None:
-    """Delete a directory so that a kill midway never leaves it looking complete (rename, then delete)."""
-    trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
-    path.rename(trash)
-    shutil.rmtree(trash)
-
-
-def _swap_in(tmp: Path, final: Path) -> None:
-    """Rename the finished directory `tmp` to `final`, replacing what was there."""
-    if final.exists():
-        _remove_dir(final)
-    tmp.rename(final)
-
-
-def _clear_leftovers(directory: Path) -> None:
-    """Delete temp and trash directories that a killed run left behind."""
-    for path in directory.glob(".*"):
-        if path.is_dir() and path.name.startswith((".tmp-", ".trash-")):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def list_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path, str]]:
-    """Complete checkpoints as (step, path, fingerprint), oldest first."""
-    found = []
-    for path in checkpoint_dir.glob("step_*"):
-        match = CHECKPOINT_RE.match(path.name)
-        meta = _read_checkpoint_meta(path) if match else None
-        if meta is not None:
-            found.append((int(match.group(1)), path, meta.get("fingerprint", "")))
-    return sorted(found)
-
-
-def _read_checkpoint_meta(path: Path) -> Optional[dict]:
-    """A checkpoint's metadata, or None if it is missing or unreadable."""
-    try:
-        return json.loads((path / META_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _state_bytes(run: _Run, checkpoint: bool, copies: int = 2) -> int:
-    """About the bytes a save writes: `copies` copies of the weights (a model save), or weights + optimizer +
-    EMA (checkpoint)."""
-    tensors = list(run.model.state_dict().values())
-    if checkpoint:
-        tensors += [v for s in run.optimizer.state_dict()["state"].values() for v in s.values() if torch.is_tensor(v)]
-        tensors += run.ema.shadow_params if run.ema is not None else []
-    return sum(t.numel() * t.element_size() for t in tensors) * (1 if checkpoint else copies)
-
-
-def _seal(ckpt: _Checkpoints, tmp: Path, final: Path, meta: dict, keep: int, kept: str) -> None:
-    """Main process, in the background: file checksums into the metadata (written last), rename, prune."""
-    with full_disk_guard(final, 1 << 20, tmp, kept):
-        meta["files"] = file_checksums(tmp)
-        (tmp / META_NAME).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    _swap_in(tmp, final)
-    found = list_checkpoints(ckpt.directory)
-    ours = [path for _, path, fp in found if fp == ckpt.fingerprint]
-    stale = [path for _, path, fp in found if fp != ckpt.fingerprint]
-    for path in stale + ours[:-keep]:
-        _remove_dir(path)
-
-
-def _wait_sealed(ckpt: _Checkpoints) -> None:
-    """Wait until the newest checkpoint is sealed (renamed into place); re-raise what sealing raised."""
-    sealing, ckpt.sealing = ckpt.sealing, None
-    if sealing is not None:
-        sealing.result()
-
-
-@contextlib.contextmanager
-def _sealed_on_exit(ckpt: _Checkpoints) -> Iterator[None]:
-    """However the block ends, the newest checkpoint is complete on disk afterwards."""
-    try:
-        yield
-    finally:
-        _wait_sealed(ckpt)
-
-
-def _save_checkpoint(run: _Run, ckpt: _Checkpoints, step: int, loss: float) -> None:
-    """Write ckpt.directory/step_XXXXXXX via a temp dir; keep this run's newest `keep_checkpoints`.
-
-    The state is written here; checksums, metadata, rename and pruning overlap the next steps (a thread).
-    """
-    acc = run.accelerator
-    final = ckpt.directory / f"step_{step:07d}"
-    tmp = ckpt.directory / f".tmp-{final.name}"
-    kept = f"{ckpt.last} is intact" if ckpt.last else "no earlier checkpoint"
-    if acc.is_main_process:
-        _wait_sealed(ckpt)
-        shutil.rmtree(tmp, ignore_errors=True)
-    acc.wait_for_everyone()
-    with full_disk_guard(final, _state_bytes(run, True), tmp if acc.is_main_process else None, kept):
-        acc.save_state(str(tmp))  # weights, optimizer, lr schedule, EMA, RNG states of every rank
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        meta = {"step": step, "total_steps": run.total_steps, "loss": loss, "fingerprint": ckpt.fingerprint,
-                "facts": ckpt.facts}
-        ckpt.sealing = _SEALER.submit(_seal, ckpt, tmp, final, meta, run.cfg.keep_checkpoints, kept)
-    ckpt.last, ckpt.step, ckpt.loss = final, step, loss
-
-
-def _checkpoint_damage(path: Path, meta: Optional[dict]) -> Optional[str]:
-    """Why a checkpoint is damaged (meta: its metadata, None if unreadable), or None if it looks intact."""
-    if meta is None:
-        return f"{META_NAME} is missing or unreadable"
-    if "files" not in meta:
-        return None  # written before checkpoints carried checksums: loading will tell
-    try:
-        return find_damage(path, meta["files"])
-    except (KeyError, TypeError, AttributeError):
-        return f"{META_NAME} holds malformed checksums"
-
-
-def _set_aside_damaged(ckpt: _Checkpoints) -> None:
-    """Newest first, move this run's damaged checkpoints into damaged/ (one warning each) until an intact one."""
-    moved = False
-    for path in sorted(ckpt.directory.glob("step_*"), reverse=True):
-        meta = _read_checkpoint_meta(path)
-        if not CHECKPOINT_RE.match(path.name) or (meta is not None and meta.get("fingerprint") != ckpt.fingerprint):
-            continue  # not a checkpoint, or another run's (deleted when this run writes its first one)
-        why = _checkpoint_damage(path, meta)
-        if why is None:
-            return
-        target = move_aside(path, ckpt.directory / DAMAGED_DIR)
-        log.warning("train: checkpoint %s is damaged (%s); moved to %s", path, why, target)
-        moved = True
-    if moved:
-        log.warning("train: no intact checkpoint of this run is left in %s; starting fresh", ckpt.directory)
-
-
-def _load_checkpoint(run: _Run, path: Path) -> None:
-    """Load a checkpoint into the run; one that fails to load is moved into damaged/ and the run stops."""
-    acc = run.accelerator
-    try:
-        acc.load_state(str(path))
-    except Exception as exc:  # torch, pickle and safetensors raise many types for damage no checksum covered
-        target = path.parent / DAMAGED_DIR / path.name
-        if acc.is_main_process:
-            target = move_aside(path, path.parent / DAMAGED_DIR)
-        raise DevagenError(f"train: checkpoint {path} does not load ({one_line(exc)}); moved to {target}; "
-                           "re-run to resume from the checkpoint before it") from None
-    if run.ema is not None:
-        run.ema.to(acc.device)  # accelerate loads custom state onto the CPU
-
-
-def _resume(run: _Run, ckpt: _Checkpoints) -> None:
-    """Load this run's newest intact checkpoint, if any, into the run and record it in ckpt."""
-    acc = run.accelerator
-    if acc.is_main_process:
-        ckpt.directory.mkdir(parents=True, exist_ok=True)
-        _clear_leftovers(ckpt.directory)
-        _set_aside_damaged(ckpt)
-    acc.wait_for_everyone()
-    found = list_checkpoints(ckpt.directory)
-    ours = [(step, path) for step, path, fp in found if fp == ckpt.fingerprint]
-    if len(ours) < len(found) and acc.is_main_process:
-        log.warning("train: %s holds checkpoints written with different params; starting fresh "
-                    "(they are deleted when this run writes its first checkpoint)", ckpt.directory)
-    if not ours:
-        return
-    ckpt.step, ckpt.last = ours[-1]
-    _load_checkpoint(run, ckpt.last)
-    ckpt.loss = json.loads((ckpt.last / META_NAME).read_text(encoding="utf-8")).get("loss", math.nan)
-    if acc.is_main_process:
-        log.warning("train: resuming from %s (step %d of %d)", ckpt.last, ckpt.step, run.total_steps)
-
-
 # ---------------------------------------------------------------- output
-
-
-def model_meta(model_cfg: ModelConfig, image_size: int) -> ModelMeta:
-    """What devagen.json tells loaders beside the diffusers folders (the pen goes to pen.json: hub.write_pen)."""
-    return ModelMeta(class_names=CLASS_NAMES, glyphs=tuple(glyphs()), image_size=image_size,
-                     conditional=model_cfg.conditional, null_label=NULL_LABEL if model_cfg.conditional else None,
-                     preset=model_cfg.preset,
-                     patch_size=patch_size(model_cfg.preset))
-
-
-def _network_copy(run: _Run, ema: bool) -> UNet2DModel:
-    """A standalone copy of the network: its EMA weights when ema is True and there is an EMA, else the raw ones."""
-    net = type(run.model).from_config(run.model.config)
-    net.load_state_dict(run.model.state_dict())
-    if ema and run.ema is not None:
-        run.ema.copy_to(net.parameters())
-    return net
-
-
-def _save_guide(run: _Run, ckpt: _Checkpoints, step: int) -> None:
-    """Snapshot the (EMA) network at `step` as ckpt.directory/guide: the weak model autoguidance guides by."""
-    if run.accelerator.is_main_process:
-        final = ckpt.directory / GUIDE_FOLDER
-        tmp = ckpt.directory / f".tmp-{GUIDE_FOLDER}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        with full_disk_guard(final, _state_bytes(run, False, copies=1), tmp, "the checkpoints are intact"):
-            _network_copy(run, ema=True).save_pretrained(tmp)
-            meta = {"step": step, "fingerprint": ckpt.fingerprint}
-            (tmp / GUIDE_META).write_text(json.dumps(meta), encoding="utf-8")
-        _swap_in(tmp, final)
-    run.accelerator.wait_for_everyone()
-
-
-def _guide_for_run(ckpt: _Checkpoints, guide_step: int) -> Path:
-    """This run's guide snapshot in the checkpoint dir, or DevagenError saying how to get one."""
-    path = ckpt.directory / GUIDE_FOLDER
-    try:
-        meta = json.loads((path / GUIDE_META).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = {}
-    if meta.get("fingerprint") != ckpt.fingerprint or meta.get("step") != guide_step:
-        raise DevagenError(f"train: {path} holds no guide snapshot of this run at train.guide_step={guide_step}; "
-                           f"delete {ckpt.directory} and re-run `dvc repro train`")
-    return path
-
-
-def save_trained_model(run: _Run, ckpt: _Checkpoints, model_cfg: ModelConfig, out_dir: Path,
-                       pen: Optional[PenStyle] = None) -> None:
-    """Write out_dir/{unet (EMA, else raw), unet_raw, guide (if any), scheduler, devagen.json, model_index.json,
-    pen.json, checksums.json} via a temp dir."""
-    acc = run.accelerator
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        guide = _guide_for_run(ckpt, run.cfg.guide_step) if run.cfg.guide_step else None
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir.with_name(f".tmp-{out_dir.name}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        with full_disk_guard(out_dir, _state_bytes(run, False, copies=3 if guide else 2), tmp,
-                             "the checkpoints are intact"):
-            _network_copy(run, ema=False).save_pretrained(tmp / "unet_raw")
-            _network_copy(run, ema=True).save_pretrained(tmp / "unet")
-            if guide is not None:
-                shutil.copytree(guide, tmp / GUIDE_FOLDER, ignore=shutil.ignore_patterns(GUIDE_META))
-            if run.vae is not None:
-                save_autoencoder(run.vae, tmp / VAE_FOLDER)
-            else:  # a pixel model: vae/ holds a note (the train stage's outs are the folder's parts, all present)
-                write_no_autoencoder(tmp / VAE_FOLDER)
-            run.noise_scheduler.save_pretrained(tmp / "scheduler")
-            write_meta(model_meta(model_cfg, int(run.images.shape[-1])), tmp)
-            write_model_index(tmp, model_cfg.conditional, pen, vae=run.vae is not None,
-                              patch_size=run.patch)
-            write_manifest(tmp)  # last: a folder without it was never finished (or predates checksums)
-        _swap_in(tmp, out_dir)
-    acc.wait_for_everyone()
 
 
 # ---------------------------------------------------------------- the loop
@@ -587,16 +294,16 @@ def _nan_error(loss: float, step: int, last: Optional[Path], lr: float) -> Devag
                         "or set train.grad_clip, then re-run")
 
 
-def _preempted(run: _Run, ckpt: _Checkpoints, step: int, loss: float, signum: int) -> Preempted:
+def _preempted(run: TrainRun, ckpt: Checkpoints, step: int, loss: float, signum: int) -> Preempted:
     """Checkpoint step `step` (unless one holds it already); the one-line message that says how to resume."""
     if ckpt.step < step:
-        _save_checkpoint(run, ckpt, step, loss)
+        save_checkpoint(run, ckpt, step, loss)
     return Preempted(f"train: stopped by {signal.Signals(signum).name} after step {step} of {run.total_steps}, "
                      f"saved in {ckpt.last}; resume with `dvc repro` (or `dvc exp run`, or this command again)",
                      signum)
 
 
-def _read_loss(run: _Run, meter: LossMeter, ckpt: _Checkpoints) -> float:
+def _read_loss(run: TrainRun, meter: LossMeter, ckpt: Checkpoints) -> float:
     """The smoothed loss over all ranks (the loop's one host sync); stops training on a non-finite loss.
 
     Read before anything is saved, so a checkpoint never holds weights updated by a non-finite loss.
@@ -607,7 +314,7 @@ def _read_loss(run: _Run, meter: LossMeter, ckpt: _Checkpoints) -> float:
     return reading.smoothed
 
 
-def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress: bool,
+def _run_steps(run: TrainRun, ckpt: Checkpoints, log_fn: Optional[LogFn], progress: bool,
                stop: StopRequests) -> tuple[float, Optional[float]]:
     """Optimizer steps ckpt.step+1 .. total with logging, checkpoints and a stop when `stop` says so;
     returns (smoothed loss, img/s; None when the checkpoint it resumed already held every step).
@@ -638,9 +345,9 @@ def _run_steps(run: _Run, ckpt: _Checkpoints, log_fn: Optional[LogFn], progress:
                 if log_fn is not None and acc.is_main_process:
                     log_fn(stats, step)
             if step == cfg.guide_step:
-                _save_guide(run, ckpt, step)
+                save_guide(run, ckpt, step)
             if step % cfg.checkpoint_every == 0:
-                _save_checkpoint(run, ckpt, step, smoothed)
+                save_checkpoint(run, ckpt, step, smoothed)
             signum = stop.agreed(step)  # after log_fn: a signal that arrives while logging stops at this step
             if signum is not None and step < run.total_steps:
                 raise _preempted(run, ckpt, step, _read_loss(run, meter, ckpt), signum)
@@ -677,10 +384,10 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     if params_train.guide_step >= run.total_steps:
         raise DevagenError(f"params.yaml: train.guide_step: {params_train.guide_step} is not below the run's "
                            f"{run.total_steps} steps; the guide is an early snapshot (0 disables it)")
-    ckpt = _Checkpoints(Path(checkpoint_dir), *run_fingerprint(run, model_cfg, images, labels))
-    _resume(run, ckpt)
+    ckpt = Checkpoints(Path(checkpoint_dir), *run_fingerprint(run, model_cfg, images, labels))
+    resume(run, ckpt)
     start = ckpt.step
-    with StopRequests(run.accelerator.num_processes, STOP_CHECK_EVERY) as stop, _sealed_on_exit(ckpt):
+    with StopRequests(run.accelerator.num_processes, STOP_CHECK_EVERY) as stop, sealed_on_exit(ckpt):
         loss, img_per_s = _run_steps(run, ckpt, log_fn, progress, stop)
     style = pen_style(pen, labels, params_train.seed) if model_cfg.style_conditioning else None
     save_trained_model(run, ckpt, model_cfg, Path(out_dir), style)
