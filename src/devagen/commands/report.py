@@ -16,8 +16,10 @@ from .common import PARAMS_OPTION, finish, load, start_run
 @PARAMS_OPTION
 def report(params_path: str) -> None:
     """Render reports/report.html and reports/report.md and log them to the MLflow run."""
-    from ..report import pages as rep
+    from ..report.charts import render_plots
+    from ..report.inputs import load_report_inputs, read_metrics
     from ..report.modelcard import write_model_card
+    from ..report.pages import build_report
     from ..serving.pyfunc_model import log_model
 
     params = load(params_path)
@@ -27,11 +29,11 @@ def report(params_path: str) -> None:
     tracker.set_tags({"devagen.reused_stages": ",".join(reused) or "none"})
     runs = tracking.recent_runs(params.tracking, params.report.recent_runs)
     current = next((r["name"] for r in runs if r["run_id"] == tracker.run_id), None)
-    rep.render_plots(Path("."))
-    html, markdown = rep.build_report(rep.load_report_inputs(Path("."), flatten(params), runs, current))
+    render_plots(Path("."))
+    html, markdown = build_report(load_report_inputs(Path("."), flatten(params), runs, current))
     write_text(html, paths.REPORT_HTML)
     write_text(markdown, paths.REPORT_MD)
-    card = write_model_card(paths.DIFFUSION_DIR, flatten(params), rep.read_metrics(Path(".")),
+    card = write_model_card(paths.DIFFUSION_DIR, flatten(params), read_metrics(Path(".")),
                             paths.FIGURES_DIR / "samples.png", current or "devagen")
     for path in (paths.REPORT_HTML, paths.REPORT_MD, card):
         tracker.log_artifact(path, "report")

@@ -14,7 +14,10 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from ..core.classes import CLASS_NAMES
-from .pages import Block, Figure, Heading, Para, Table, eval_table, fmt_duration, fmt_num, summarize, to_markdown
+from .blocks import Block, Figure, Heading, Para, Table
+from .pages import eval_table
+from .render import to_markdown
+from .sentences import fmt_duration, fmt_num, summarize
 
 CARD = "README.md"
 GRID = "samples.png"  # copied beside the card from reports/figures/samples.png

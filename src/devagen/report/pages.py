@@ -8,36 +8,32 @@ the metrics files, so the text cannot drift from the numbers.
 
 from __future__ import annotations
 
-import base64
-import csv
-import html
-import math
-import os
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence
 
-from PIL import Image
-
-from ..core import paths
 from ..core.classes import CLASS_GLYPHS, CLASS_NAMES
-from ..core.errors import DevagenError
-from ..core.integrity import one_line, rerun
-from ..core.io import read_json
-from . import plots
-from .figures import save_image
+from .blocks import MISSING, Block, Figure, Heading, Para, Table
+from .inputs import STAGE_OF, ReportInputs, per_class_values
+from .render import to_html, to_markdown
+from .sentences import (
+    DIFF_UNITS,
+    PEN_WORDS,
+    STYLE_ROWS,
+    as_float,
+    class_ratio,
+    fmt_classes,
+    fmt_cpu,
+    fmt_duration,
+    fmt_num,
+    fmt_pct,
+    kv_table,
+    off_sentence,
+    summarize,
+    times_text,
+)
 
-STAGE_OF = {"data": "prepare", "ocr": "train_ocr", "train": "train", "sample": "sample", "eval": "evaluate"}
-OPTIONAL_STAGE_OF = {"vae": "vae", "distill": "distill"}  # read when present; no section (not "not run") otherwise
-FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", "process", "per_class", "confusion",
-           "style", "vae", "distill")
 KEY_PARAMS = ("model.preset", "model.conditional", "model.scale_shift", "diffusion.prediction_type", "diffusion.beta_schedule",
               "diffusion.min_snr_gamma", "train.lr", "train.batch_size", "train.max_steps",
               "sample.sampler", "sample.steps", "sample.guidance_scale")
-KEY_METRICS = ("ocr_accuracy", "legible_share", "fid", "space_fid", "c2st_accuracy", "kid", "precision", "recall",
-               "inception_fid", "final_loss", "img_per_s")
-MISSING = "—"
 CAPTIONS = {
     "dataset": "Real DHCD training images drawn at random (seeded), one row per class.",
     "augment": "Each row: an original training image, then 8 augmented copies as the model sees them.",
@@ -61,243 +57,10 @@ UNCONDITIONAL_CAPTIONS = {
 }
 
 
-@dataclass(frozen=True)
-class ReportInputs:
-    """Everything the report shows; built by load_report_inputs or by hand in tests."""
-
-    params: dict[str, Any]  # flattened params.yaml: "train.lr" -> 0.001
-    metrics: dict[str, dict]  # "data" | "ocr" | "train" | "sample" | "eval" -> that stage's JSON, {} if not run
-    train_log: list[dict]  # rows of reports/train/log.csv: step, loss, lr, img_per_s (str or float)
-    figures: dict[str, Path]  # figure name -> existing .png/.gif
-    runs: list[dict]  # tracking.recent_runs(...) output, newest first
-    run_name: Optional[str]
-    date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M"))
-    report_dir: Path = paths.REPORT_MD.parent  # where report.md lives; its image links are relative to it
-    compare_metrics: tuple[str, ...] = KEY_METRICS  # MLflow metric names in the runs table
-
-
-@dataclass(frozen=True)
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass(frozen=True)
-class Para:
-    text: str
-
-
-@dataclass(frozen=True)
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass(frozen=True)
-class Figure:
-    name: str
-    caption: str
-
-
-Block = Union[Heading, Para, Table, Figure]
-
-
 # ---- numbers as text -------------------------------------------------------------------------
-
-def _float(value: Any) -> Optional[float]:
-    """A finite float from a number or numeric string, else None (bools are not numbers here)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def fmt_num(value: Any, digits: int = 3) -> str:
-    """3 significant digits ('0.0341', '12.3', '1,234'), ints with separators, bools yes/no, '—' if absent."""
-    if value is None or value == "":
-        return MISSING
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    number = _float(value)
-    if number is None:
-        return str(value)
-    return f"{number:,.0f}" if abs(number) >= 10 ** digits else f"{number:.{digits}g}"
-
-
-def fmt_pct(value: Any) -> str:
-    """A share in [0, 1] as '93.1 %', '—' if absent."""
-    number = _float(value)
-    return MISSING if number is None else f"{100 * number:.1f} %"
-
-
-def fmt_classes(value: Any) -> str:
-    """A class count as '41 / 46', '—' if absent."""
-    number = _float(value)
-    return MISSING if number is None else f"{int(number)} / {len(CLASS_NAMES)}"
-
-
-def fmt_duration(value: Any) -> str:
-    """Seconds as '42 s', '12.5 min' or '3.2 h'."""
-    s = _float(value)
-    if s is None:
-        return MISSING
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
-
-
-def _kv_table(values: Mapping[str, Any], spec: Sequence[tuple[str, str, Callable[[Any], str]]]) -> Table:
-    """Two-column table of (label, formatted value) for the spec's keys present in `values`."""
-    rows = [[label, fmt(values[key])] for label, key, fmt in spec if values.get(key) is not None]
-    return Table(["quantity", "value"], rows)
 
 
 # ---- the plain-English reading ----------------------------------------------------------------
-
-def _quality_sentence(ev: Mapping[str, Any], confidence: Any) -> str:
-    """What the judge makes of the samples: OCR accuracy (conditional) or legibility/coverage."""
-    n = f"{ev['n_generated']:,} " if isinstance(ev.get("n_generated"), int) else ""
-    if ev.get("conditional", "ocr_accuracy" in ev) and _float(ev.get("ocr_accuracy")) is not None:
-        text = (f"The judge reads {fmt_pct(ev['ocr_accuracy'])} of the {n}generated characters "
-                "as the class they were asked for")
-        if _float(ev.get("judge_test_accuracy")) is not None:
-            text += f" (it reads {fmt_pct(ev['judge_test_accuracy'])} of real test characters correctly)"
-        return text + "."
-    parts = []
-    if _float(ev.get("legible_share")) is not None:
-        sure = f"judge confidence at least {fmt_num(confidence)} and " if _float(confidence) is not None else ""
-        real = (f"; {fmt_pct(ev['floor_legible_share'])} of real test characters pass the same test"
-                if _float(ev.get("floor_legible_share")) is not None else "")
-        parts.append(f"{fmt_pct(ev['legible_share'])} of the {n}generated characters are legible "
-                     f"({sure}features where real characters' lie{real})")
-    if _float(ev.get("class_coverage")) is not None:
-        parts.append(f"they cover {int(ev['class_coverage'])} of the {len(CLASS_NAMES)} classes")
-    if _float(ev.get("class_entropy_norm")) is not None:
-        parts.append(f"with a class balance of {fmt_num(ev['class_entropy_norm'], 2)} (1 = all classes equally often)")
-    text = ", ".join(parts)
-    return text[:1].upper() + text[1:] + "." if text else ""
-
-
-def _side_sentence(ev: Mapping[str, Any]) -> str:
-    """How a model larger than DHCD's images is measured; '' when samples are already at the judge's side."""
-    side, judged = ev.get("sample_side"), ev.get("judged_side")
-    if not isinstance(side, int) or not isinstance(judged, int) or side == judged:
-        return ""
-    return (f"The model draws {side}×{side} images; every measure here reads them resized (bicubic, antialiased) "
-            f"to DHCD's own {judged}×{judged}, the side the judge, the style network and the real images have.")
-
-
-def _distance_sentence(ev: Mapping[str, Any]) -> str:
-    """FID and precision/recall in judge features, each beside its real-vs-real floor."""
-    text = ""
-    fid, floor = _float(ev.get("fid")), _float(ev.get("floor_fid"))
-    if fid is not None:
-        text = f"FID in judge features (blind to pen width by design) is {fmt_num(fid)}"
-        if floor is not None:
-            text += f" against {fmt_num(floor)} between two sets of real images"
-            text += f", {fid / floor:.1f} times that floor" if floor > 0 else ""
-        text += " (lower is better)."
-    p, r = _float(ev.get("precision")), _float(ev.get("recall"))
-    if p is not None and r is not None:
-        fp, fr = ev.get("floor_precision"), ev.get("floor_recall")
-        text += (f" Precision {fmt_num(p, 2)} (real: {fmt_num(fp, 2)}) is the share of samples that land among "
-                 f"real characters; recall {fmt_num(r, 2)} (real: {fmt_num(fr, 2)}) is the share of real variety "
-                 "they reach.")
-    return (text + " " + _space_sentence(ev)).strip()
-
-
-def _space_sentence(ev: Mapping[str, Any]) -> str:
-    """Style-space FID and the C2ST, each beside its real-vs-real floor; '' when neither was computed."""
-    parts = []
-    if _float(ev.get("space_fid")) is not None:
-        parts.append(f"in the style space, which sees pen width, FID is {fmt_num(ev['space_fid'])} "
-                     f"(real: {fmt_num(ev.get('floor_space_fid'))})")
-    if _float(ev.get("c2st_accuracy")) is not None:
-        parts.append(f"a CNN tells samples from real characters {fmt_pct(ev['c2st_accuracy'])} of the time "
-                     f"(real from real: {fmt_pct(ev.get('floor_c2st_accuracy'))}; 50 % = indistinguishable)")
-    text = "; ".join(parts)
-    return text[:1].upper() + text[1:] + "." if text else ""
-
-
-def _inception_sentence(ev: Mapping[str, Any]) -> str:
-    """Inception FID, or why it was skipped."""
-    if _float(ev.get("inception_fid")) is not None:
-        return f"The usual Inception FID is {fmt_num(ev['inception_fid'])}."
-    status = ev.get("inception_status")
-    return f"Inception FID was not computed ({status})." if status else ""
-
-
-def _cost_sentence(tr: Mapping[str, Any], sa: Mapping[str, Any]) -> str:
-    """What training and sampling cost."""
-    text = ""
-    if _float(tr.get("steps")) is not None:
-        text = f"Training ran {fmt_num(tr['steps'])} steps"
-        text += f" in {fmt_duration(tr['wall_s'])}" if _float(tr.get("wall_s")) is not None else ""
-        text += f" at {fmt_num(tr['img_per_s'])} images/s" if _float(tr.get("img_per_s")) is not None else ""
-        text += f" on {tr['device']}" if tr.get("device") else ""
-        text += f", ending at loss {fmt_num(tr['final_loss'])}." if _float(tr.get("final_loss")) is not None else "."
-    if _float(sa.get("ms_per_image")) is not None:
-        nfe = f" ({fmt_num(sa['nfe'])} network evaluations)" if _float(sa.get("nfe")) is not None else ""
-        text += f" Sampling takes {fmt_num(sa['ms_per_image'])} ms per image{nfe}."
-    return text.strip()
-
-
-# (measure in eval.json's style block, words for the summary, label in the table, how to read)
-STYLE_ROWS = (
-    ("stroke_width", "strokes {r} as wide as real", "stroke width (px)", "ink mass / skeleton length"),
-    ("ink_mass", "ink mass {r}", "ink mass (px)", "sum of pixels / 255"),
-    ("ink_coverage", "ink coverage {r}", "ink coverage", "share of pixels > 127"),
-    ("ink_intensity", "pen intensity {r}", "pen intensity", "mean of the pixels > 127, 0–1"),
-    ("edge_softness", "edge softness {r}", "edge softness", "grey share of the glyph's pixels; higher = blurrier"),
-    ("glyph_width", "", "glyph width (px)", "bounding box of the ink"),
-    ("glyph_height", "", "glyph height (px)", "bounding box of the ink"),
-    ("centre_x", "", "centre x (px)", "bounding-box centre"),
-    ("centre_y", "", "centre y (px)", "bounding-box centre"),
-    ("background", "", "background (grey level)", "mean of the pixels ≥ 3 px from ink, 0–255; real DHCD is black "
-     "there; a haze the eye sees at 4×; compared by difference"),
-    ("slant", "", "slant (°)", "from ink moments; + = top leans right; compared by difference"),
-)
-DIFF_UNITS = {"slant": "°", "background": ""}  # measures compared by difference, and their unit
-
-
-def _times(value: Any) -> str:
-    """A ratio as '1.21×', '—' if absent."""
-    number = _float(value)
-    return MISSING if number is None else f"{number:.2f}×"
-
-
-def _style_sentence(ev: Mapping[str, Any]) -> str:
-    """Generated pen style against real, in words: medians over classes of gen/real ratios, with the floor."""
-    block = ev.get("style") or {}
-    parts = []
-    for key, words, _, _ in STYLE_ROWS:
-        m = block.get(key) or {}
-        if words and _float(m.get("ratio_median")) is not None:
-            floor = f" (real vs real {_times(m['floor_ratio_median'])})" if key in ("stroke_width", "ink_mass") else ""
-            parts.append(words.format(r=_times(m["ratio_median"])) + floor)
-    if not parts:
-        return ""
-    slant = _float((block.get("slant") or {}).get("diff_median"))
-    tail = f"; slant differs by {slant:+.1f}°" if slant is not None else ""
-    haze = _float((block.get("background") or {}).get("diff_median"))
-    tail += f"; the background is {haze:+.1f} grey levels off real's black" if haze is not None else ""
-    if _float(ev.get("style_off_classes")) is not None:
-        tail += (f"; per class, {ev['style_off_classes']} class(es) write a pen beyond what a real set of the same size "
-                 f"strays to (a second real set: {ev.get('style_off_classes_real', MISSING)})")
-    return "Pen style, median over classes of generated / real: " + ", ".join(parts) + tail + "."
-
-
-def summarize(metrics: Mapping[str, Mapping[str, Any]], params: Optional[Mapping[str, Any]] = None) -> str:
-    """One plain-English paragraph reading the headline numbers; every number comes from `metrics`."""
-    ev, tr, sa = metrics.get("eval") or {}, metrics.get("train") or {}, metrics.get("sample") or {}
-    quality = (_quality_sentence(ev, (params or {}).get("evaluate.confidence")) if ev
-               else "The evaluate stage has not run, so there is no quality reading yet.")
-    parts = [quality, _side_sentence(ev), _style_sentence(ev), _distance_sentence(ev), _inception_sentence(ev),
-             _cost_sentence(tr, sa)]
-    return " ".join(p for p in parts if p)
 
 
 # ---- sections ---------------------------------------------------------------------------------
@@ -356,7 +119,7 @@ def style_table(block: Mapping[str, Any]) -> Table:
             continue
         diff = key in DIFF_UNITS
         unit = DIFF_UNITS.get(key, "")
-        rel = (lambda v, u=unit: MISSING if _float(v) is None else f"{_float(v):+.1f}{u}") if diff else _times
+        rel = (lambda v, u=unit: MISSING if as_float(v) is None else f"{as_float(v):+.1f}{u}") if diff else times_text
         rows.append([label, fmt_num(m.get("gen_median")), fmt_num(m.get("real_median")),
                      rel(m.get("diff_median" if diff else "ratio_median")),
                      rel(m.get("floor_diff_median" if diff else "floor_ratio_median")),
@@ -366,38 +129,13 @@ def style_table(block: Mapping[str, Any]) -> Table:
 
 
 CLASS_ROWS_SHOWN = 5  # classes per pen measure in the per-class table, furthest from real first
-PEN_WORDS = {"stroke_width": "stroke width", "ink_mass": "ink mass"}
-
-
-def _class_ratio(row: Mapping[str, Any], band: Mapping[str, Any]) -> str:
-    """'भ 1.17×', with ' (outside)' where the ratio lies beyond the band."""
-    ratio, low, high = _float(row.get("ratio")), _float(band.get("low")), _float(band.get("high"))
-    outside = ratio is not None and low is not None and high is not None and not low <= ratio <= high
-    return f"{row.get('glyph', row.get('class'))} {_times(ratio)}" + (" (outside)" if outside else "")
-
-
-def _off_sentence(block: Mapping[str, Any]) -> str:
-    """How many classes' pen lies beyond what a real set of the same size strays to, and which; '' if not judged."""
-    bands = block.get("class_band") or {}
-    if not bands:
-        return ""
-    off = block.get("off_classes") or []
-    real = {c for band in bands.values() for c in band.get("real_outside") or []}
-    ranges = ", ".join(f"{PEN_WORDS.get(m, m)} {_times(b.get('low'))}–{_times(b.get('high'))}" for m, b in bands.items())
-    named = "; ".join(f"{row.get('glyph', row.get('class'))} {PEN_WORDS.get(row.get('measure'), row.get('measure'))} "
-                      f"{_times(row.get('ratio'))}" for row in off)
-    classes = len({row.get("class") for row in off})
-    found = f"{classes} class(es) lie outside it ({named})" if off else "no class lies outside it"
-    return (f"Class by class, against all other real test images of the class: a real set of the samples' class sizes "
-            f"strays as far as {ranges}; {found}, and a second real set of those sizes has {len(real)} outside. "
-            "A count near the real set's is within chance at this many samples per class.")
 
 
 def _class_table(block: Mapping[str, Any]) -> Optional[Table]:
     """Pen measure | band | the classes furthest from real (glyph and ratio), None before a conditional run."""
     bands = block.get("class_band") or {}
-    rows = [[PEN_WORDS.get(m, m), f"{_times(b.get('low'))}–{_times(b.get('high'))}",
-             ", ".join(_class_ratio(row, b) for row in (b.get("ratios") or [])[:CLASS_ROWS_SHOWN])]
+    rows = [[PEN_WORDS.get(m, m), f"{times_text(b.get('low'))}–{times_text(b.get('high'))}",
+             ", ".join(class_ratio(row, b) for row in (b.get("ratios") or [])[:CLASS_ROWS_SHOWN])]
             for m, b in bands.items()]
     header = ["per class", "real set's range", f"furthest from real ({CLASS_ROWS_SHOWN} classes)"]
     return Table(header, rows) if rows else None
@@ -415,16 +153,8 @@ def _style_blocks(ev: Mapping[str, Any]) -> list[Block]:
             f"{fmt_num(n.get('classes'))} class(es). The floor compares another random real set the same way: "
             "what a generator that writes like DHCD's writers would score.")
     table = _class_table(block)
-    per_class = [Para(_off_sentence(block)), table] if table else []
+    per_class = [Para(off_sentence(block)), table] if table else []
     return [Heading("Pen style", 3), Para(text), style_table(block), *per_class, _figure("style")]
-
-
-def fmt_cpu(cpu: Any) -> str:
-    """'AMD EPYC, 2 cores (avx2, avx512f, avx512_bf16)' from train.json's cpu entry."""
-    if not isinstance(cpu, Mapping):
-        return str(cpu)
-    flags = ", ".join(cpu.get("flags") or []) or "no AVX2"
-    return f"{cpu.get('model', '?')}, {cpu.get('cores', '?')} cores ({flags})"
 
 
 def _metrics_section(inputs: ReportInputs) -> list[Block]:
@@ -433,7 +163,7 @@ def _metrics_section(inputs: ReportInputs) -> list[Block]:
                            *_style_blocks(ev), Heading("OCR judge", 3)]
     spec = [("test accuracy on real images", "test_accuracy", fmt_pct),
             ("training time", "train_seconds", fmt_duration), ("precision", "precision", str)]
-    return blocks + [_kv_table(ocr, spec) if ocr else _not_run("ocr")]
+    return blocks + [kv_table(ocr, spec) if ocr else _not_run("ocr")]
 
 
 def _figure(name: str) -> Figure:
@@ -445,13 +175,13 @@ def _data_section(inputs: ReportInputs) -> list[Block]:
     spec = [("train images", "train", fmt_num), ("test images", "test", fmt_num), ("classes", "classes", fmt_num),
             ("duplicates removed", "duplicates_removed", fmt_num), ("pixel mean (0–1)", "pixel_mean", fmt_num),
             ("pixel std (0–1)", "pixel_std", fmt_num)]
-    return [Heading("Data"), _kv_table(data, spec) if data else _not_run("data"),
+    return [Heading("Data"), kv_table(data, spec) if data else _not_run("data"),
             _figure("dataset"), _figure("augment")]
 
 
 def _loss_sentence(log: Sequence[Mapping[str, Any]]) -> list[Block]:
     """'Loss went from a at step s0 to b at step s1 over n logged points', from the train log."""
-    pts = [(_float(r.get("step")), _float(r.get("loss"))) for r in log]
+    pts = [(as_float(r.get("step")), as_float(r.get("loss"))) for r in log]
     pts = [(s, v) for s, v in pts if s is not None and v is not None]
     if not pts:
         return []
@@ -466,7 +196,7 @@ def _training_section(inputs: ReportInputs) -> list[Block]:
             ("images / s", "img_per_s", fmt_num), ("wall time", "wall_s", fmt_duration),
             ("parameters", "params", fmt_num), ("device", "device", str), ("precision", "mixed_precision", str),
             ("CPU", "cpu", fmt_cpu)]
-    return [Heading("Training"), _kv_table(tr, spec) if tr else _not_run("train"),
+    return [Heading("Training"), kv_table(tr, spec) if tr else _not_run("train"),
             *_loss_sentence(inputs.train_log), _figure("loss_curve")]
 
 
@@ -475,7 +205,7 @@ def _samples_section(inputs: ReportInputs) -> list[Block]:
     spec = [("sampler", "sampler", str), ("steps", "steps", fmt_num), ("network evaluations", "nfe", fmt_num),
             ("guidance scale", "guidance_scale", fmt_num), ("images / s", "images_per_s", fmt_num),
             ("ms / image", "ms_per_image", fmt_num)]
-    return [Heading("Samples"), _kv_table(sa, spec) if sa else _not_run("sample"),
+    return [Heading("Samples"), kv_table(sa, spec) if sa else _not_run("sample"),
             _figure("samples"), _figure("steps"),
             Heading("Denoising"), _figure("denoising"), _figure("process")]
 
@@ -484,8 +214,8 @@ def distill_table(students: Sequence[Mapping[str, Any]], ev: Mapping[str, Any], 
     """One row per distilled student, under the sample stage's own row (when evaluated) for comparison."""
     def row(name: str, nfe: Any, ms: Any, m: Mapping[str, Any]) -> list[str]:
         return [name, fmt_num(nfe), fmt_num(ms), fmt_pct(m.get("ocr_accuracy")), fmt_pct(m.get("legible_share")),
-                fmt_num(m.get("fid")), _times(m.get("stroke_width_ratio", m.get("style_stroke_width_ratio"))),
-                _times(m.get("ink_mass_ratio", m.get("style_ink_mass_ratio")))]
+                fmt_num(m.get("fid")), times_text(m.get("stroke_width_ratio", m.get("style_stroke_width_ratio"))),
+                times_text(m.get("ink_mass_ratio", m.get("style_ink_mass_ratio")))]
     rows = [row(f"sample stage: {sa.get('sampler', '?')}, {fmt_num(sa.get('steps'))} steps", sa.get("nfe"),
                 sa.get("ms_per_image"), ev)] if ev and sa else []
     rows += [row(f"student, {s.get('steps')} DDIM step{'s' if s.get('steps') != 1 else ''}", s.get("nfe"),
@@ -504,13 +234,13 @@ def _vae_section(inputs: ReportInputs) -> list[Block]:
             ("PSNR of test reconstructions", "psnr_db", lambda v: f"{fmt_num(v)} dB"),
             ("judge reads the reconstructions", "ocr_accuracy_reconstructed", fmt_pct),
             ("judge reads the originals", "ocr_accuracy_real", fmt_pct),
-            ("stroke width, reconstructed / real", "stroke_width_ratio", _times),
-            ("ink mass, reconstructed / real", "ink_mass_ratio", _times),
+            ("stroke width, reconstructed / real", "stroke_width_ratio", times_text),
+            ("ink mass, reconstructed / real", "ink_mass_ratio", times_text),
             ("training time", "seconds", fmt_duration), ("parameters", "params", fmt_num)]
     return [Heading("Latent diffusion: the autoencoder"),
             Para("The UNet of this run learned this autoencoder's latents; every sample above went through its "
                  "decoder. What it loses on real test images bounds what the samples can show."),
-            _kv_table(vae, spec), _figure("vae")]
+            kv_table(vae, spec), _figure("vae")]
 
 
 def _distill_section(inputs: ReportInputs) -> list[Block]:
@@ -524,15 +254,6 @@ def _distill_section(inputs: ReportInputs) -> list[Block]:
     return [Heading("Distilled students"), note,
             distill_table(students, inputs.metrics.get("eval") or {}, inputs.metrics.get("sample") or {}),
             _figure("distill")]
-
-
-def per_class_values(raw: Any) -> dict[str, Optional[float]]:
-    """per_class_accuracy as {class_name: float or None}, from a dict or a list in class order."""
-    if isinstance(raw, Mapping):
-        return {str(k): _float(v) for k, v in raw.items()}
-    if isinstance(raw, (list, tuple)) and len(raw) == len(CLASS_NAMES):
-        return {name: _float(v) for name, v in zip(CLASS_NAMES, raw)}
-    return {}
 
 
 def _drawn_classes_section(shares: dict[str, Optional[float]]) -> list[Block]:
@@ -603,83 +324,6 @@ def report_blocks(inputs: ReportInputs) -> list[Block]:
 
 # ---- rendering ----------------------------------------------------------------------------------
 
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans", "Noto Sans Devanagari", sans-serif;
-       max-width: 1000px; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.5; }
-h1 { margin-bottom: 0.2em; }
-h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.95em; }
-th, td { border: 1px solid #ddd; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
-th { background: #f5f5f5; }
-figure { margin: 1.2em 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-img.pixel { image-rendering: pixelated; }
-figcaption, .missing { color: #666; font-size: 0.9em; }
-.missing { font-style: italic; }
-"""
-MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
-CHARTS = ("loss_curve", "per_class")  # smooth charts; the rest are pixel grids shown crisp
-
-
-def _missing_figure(name: str) -> str:
-    return f"figure {name} not available (the stage that draws it has not run)"
-
-
-def data_uri(path: Path) -> str:
-    """The file as a base64 data URI (image/png, image/gif or image/jpeg by suffix)."""
-    mime = MIME.get(path.suffix.lower(), "application/octet-stream")
-    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def _html_block(block: Block, figures: Mapping[str, Path]) -> str:
-    e = html.escape
-    if isinstance(block, Heading):
-        return f"<h{block.level}>{e(block.text)}</h{block.level}>"
-    if isinstance(block, Para):
-        return f"<p>{e(block.text)}</p>"
-    if isinstance(block, Table):
-        head = "".join(f"<th>{e(h)}</th>" for h in block.header)
-        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in block.rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    path = figures.get(block.name)
-    if path is None or not Path(path).is_file():
-        return f'<p class="missing">{e(_missing_figure(block.name))}</p>'
-    css = "" if block.name in CHARTS else ' class="pixel"'
-    return (f'<figure><img{css} src="{data_uri(Path(path))}" alt="{e(block.name)}">'
-            f"<figcaption>{e(block.caption)}</figcaption></figure>")
-
-
-def to_html(blocks: Sequence[Block], figures: Mapping[str, Path], title: str) -> str:
-    """A self-contained HTML page: inline CSS, images as data URIs, no external references."""
-    body = "\n".join(_html_block(b, figures) for b in blocks)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_block(block: Block, figures: Mapping[str, Path], report_dir: Path) -> str:
-    if isinstance(block, Heading):
-        return "#" * block.level + " " + block.text
-    if isinstance(block, Para):
-        return block.text
-    if isinstance(block, Table):
-        lines = [block.header, ["---"] * len(block.header), *block.rows]
-        return "\n".join("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in lines)
-    path = figures.get(block.name)
-    if path is None or not Path(path).is_file():
-        return f"*({_missing_figure(block.name)})*"
-    link = Path(os.path.relpath(Path(path).resolve(), report_dir.resolve())).as_posix()
-    return f"![{block.name}]({link})\n\n*{block.caption}*"
-
-
-def to_markdown(blocks: Sequence[Block], figures: Mapping[str, Path], report_dir: Path) -> str:
-    """The same blocks as Markdown; images linked by path relative to `report_dir`."""
-    return "\n\n".join(_md_block(b, figures, report_dir) for b in blocks) + "\n"
-
 
 def build_report(inputs: ReportInputs) -> tuple[str, str]:
     """(html, markdown) of the whole report; pure apart from reading the figure files."""
@@ -690,92 +334,4 @@ def build_report(inputs: ReportInputs) -> tuple[str, str]:
 
 # ---- reading inputs and drawing the charts ------------------------------------------------------
 
-def read_metrics(root: Path) -> dict[str, dict]:
-    """reports/details/<stage>.json (a stage's whole result) under root for each stage; {} for a stage that has
-    not run."""
-    out: dict[str, dict] = {}
-    for stage, writer in {**STAGE_OF, **OPTIONAL_STAGE_OF}.items():
-        path = root / paths.DETAILS_DIR / f"{stage}.json"
-        try:
-            out[stage] = read_json(path) if path.is_file() else {}
-        except ValueError as exc:  # JSONDecodeError; UnicodeDecodeError for binary garbage
-            raise DevagenError(f"{path}: not valid JSON ({one_line(exc)}); {rerun(writer)}") from None
-    return out
 
-
-def read_train_log(root: Path) -> list[dict]:
-    """Rows of reports/train/log.csv under root (values as strings); [] when training has not run."""
-    path = root / paths.TRAIN_LOG
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def load_report_inputs(root: Path, params: dict, runs: list[dict], run_name: Optional[str]) -> ReportInputs:
-    """Collect metrics, the train log and the figures that exist under root; missing files are tolerated."""
-    figures: dict[str, Path] = {}
-    for name in FIGURES:
-        found = [p for p in (root / paths.FIGURES_DIR / f"{name}{ext}" for ext in (".png", ".gif")) if p.is_file()]
-        if found:
-            figures[name] = found[0]
-    return ReportInputs(params=dict(params), metrics=read_metrics(root), train_log=read_train_log(root),
-                        figures=figures, runs=list(runs), run_name=run_name, report_dir=root / paths.REPORT_MD.parent)
-
-
-def _smooth(values: Sequence[float], window: int) -> list[float]:
-    """Centred moving average (no lag); the window shrinks at the ends so the length is kept."""
-    half = window // 2
-    return [sum(values[max(0, i - half):i + half + 1]) / len(values[max(0, i - half):i + half + 1])
-            for i in range(len(values))]
-
-
-def loss_figure(log: Sequence[Mapping[str, Any]]) -> Optional[Image.Image]:
-    """Loss (log y, plus a moving average when there are 20+ points) above the learning rate, or None without data."""
-    rows = [(_float(r.get("step")), _float(r.get("loss")), _float(r.get("lr"))) for r in log]
-    rows = [r for r in rows if r[0] is not None and r[1] is not None]
-    if not rows:
-        return None
-    steps, loss, lr = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-    series = {"loss": loss, **({"loss, smoothed": _smooth(loss, max(3, len(loss) // 15))} if len(loss) >= 20 else {})}
-    panels = [plots.line_plot(steps, series, "Training loss", "step", "loss", log_y=True)]
-    if any(v is not None for v in lr):
-        panels.append(plots.line_plot(steps, {"learning rate": lr}, "Learning rate", "step", "lr"))
-    return plots.stack_vertical(panels)
-
-
-def per_class_figure(ev: Mapping[str, Any], ocr: Mapping[str, Any]) -> Optional[Image.Image]:
-    """Per-class OCR accuracy of samples as glyph bars, the judge's real-test accuracy as ticks (unconditional
-    models: drawn_classes_figure); None without data."""
-    values = per_class_values(ev.get("per_class_accuracy"))
-    if not any(v is not None for v in values.values()):
-        return drawn_classes_figure(ev)
-    real = per_class_values(ocr.get("per_class_accuracy"))
-    reference = [real.get(n) for n in values] if real else None
-    return plots.bar_plot([CLASS_GLYPHS.get(n, n) for n in values], list(values.values()),
-                          "Per-class OCR accuracy of generated samples", reference=reference)
-
-
-def drawn_classes_figure(ev: Mapping[str, Any]) -> Optional[Image.Image]:
-    """Unconditional samples: the share read as each class as glyph bars, the even 1/46 as ticks; None without data."""
-    shares = per_class_values(ev.get("per_class_read_share"))
-    known = [v for v in shares.values() if v is not None]
-    if not known:
-        return None
-    even = 1 / len(CLASS_NAMES)
-    return plots.bar_plot([CLASS_GLYPHS.get(n, n) for n in shares], list(shares.values()),
-                          "Which characters the unconditional samples are (judge's reading, legible samples)",
-                          reference=[even] * len(shares), ylabel="share", ymax=max(known + [2 * even]))
-
-
-def render_plots(inputs_root: Path) -> dict[str, Path]:
-    """Write reports/figures/loss_curve.png and per_class.png under the root when their data exist."""
-    metrics = read_metrics(inputs_root)
-    drawn = {"loss_curve": loss_figure(read_train_log(inputs_root)),
-             "per_class": per_class_figure(metrics["eval"], metrics["ocr"])}
-    written: dict[str, Path] = {}
-    for name, image in drawn.items():
-        if image is not None:
-            written[name] = inputs_root / paths.FIGURES_DIR / f"{name}.png"
-            save_image(image, written[name])
-    return written
