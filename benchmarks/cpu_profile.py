@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from devagen.core import device as dev
-from devagen.core.config import load_params
+from devagen.core.params import load_params
 from devagen.core.presets import patch_size
 from devagen.data.augment import augment_batch
 from devagen.diffusion.objective import diffusion_loss

@@ -26,8 +26,8 @@ import click
 import numpy as np
 
 from devagen.core import paths
-from devagen.core.config import load_params
 from devagen.core.device import cpu_info, precision_name
+from devagen.core.params import load_params
 from devagen.data import archive as data
 from devagen.judges import legibility, ocr
 from devagen.judges.evaluation import headline_quality

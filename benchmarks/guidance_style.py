@@ -32,7 +32,8 @@ from accelerate.state import AcceleratorState
 from diffusers import UNet2DModel
 
 from devagen.core.classes import glyphs
-from devagen.core.config import Params, params_from_dict
+from devagen.core.config import Params
+from devagen.core.params import params_from_dict
 from devagen.data import archive as data
 from devagen.judges import metrics, ocr
 from devagen.pen import measures as style

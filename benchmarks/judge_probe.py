@@ -26,7 +26,8 @@ from devagen.core import (
     device,
     paths,  # noqa: E402
 )
-from devagen.core.config import AugmentConfig, OcrConfig, load_params  # noqa: E402
+from devagen.core.config import AugmentConfig, OcrConfig
+from devagen.core.params import load_params  # noqa: E402
 from devagen.data import archive as data
 from devagen.judges import ocr
 

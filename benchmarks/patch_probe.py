@@ -29,7 +29,7 @@ from devagen.core import (
     paths,
     presets,  # noqa: E402
 )
-from devagen.core.config import load_params  # noqa: E402
+from devagen.core.params import load_params  # noqa: E402
 from devagen.data import archive as data
 from devagen.judges import ocr
 from devagen.sampling.generate import generate  # noqa: E402

@@ -23,7 +23,7 @@ import click
 import numpy as np
 import yaml
 
-from devagen.core.config import load_params
+from devagen.core.params import load_params
 from devagen.data import archive as data
 from devagen.judges import metrics, ocr
 from devagen.pen import measures as style

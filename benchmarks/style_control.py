@@ -37,7 +37,7 @@ from control import faithfulness, pooled_spread
 from PIL import Image, ImageDraw
 
 from devagen.core.classes import glyphs
-from devagen.core.config import load_params
+from devagen.core.params import load_params
 from devagen.pen.conditions import measure_pen, relative_slant
 from devagen.pen.shear import shear_to_slant
 from devagen.report.figures import glyph_font, labelled_rows, save_image

@@ -127,7 +127,7 @@ def test_gpu_runs_measure_the_readme_commands(experiment: str, config: str) -> N
     """benchmarks/gpu_runs.py measured what README tells GPU users to run (sample.count only sizes the FID set)."""
     import yaml
 
-    from devagen.core.config import params_from_dict
+    from devagen.core.params import params_from_dict
 
     gpu_runs = _load_script("gpu_runs")
     measured = gpu_runs.CONFIGS[config]
@@ -146,7 +146,7 @@ def test_gpu_runs_row_and_table() -> None:
     """Share of peak = FLOP per image × img/s ÷ measured peak; the table shows OCR as a percentage."""
     import yaml
 
-    from devagen.core.config import params_from_dict
+    from devagen.core.params import params_from_dict
 
     gpu_runs = _load_script("gpu_runs")
     base = yaml.safe_load((SCRIPT.parents[1] / "params.yaml").read_text(encoding="utf-8"))
@@ -227,7 +227,7 @@ def fast_path():
 
 
 def _fast_path_params() -> Params:
-    from devagen.core.config import params_from_dict
+    from devagen.core.params import params_from_dict
 
     return params_from_dict({
         "data": {"image_size": 16}, "model": {"preset": "tiny", "conditional": True, "style_conditioning": False},
@@ -337,7 +337,7 @@ def test_readme_gpu_fast_command_is_the_measured_recipe(fast_path) -> None:  # t
     """README's `gpu-fast` line trains what gpu_fast_path.py timed: the recommended configuration plus TTQ."""
     import yaml
 
-    from devagen.core.config import params_from_dict
+    from devagen.core.params import params_from_dict
 
     gpu_runs = sys.modules["gpu_runs"]
     measured = {**gpu_runs.RECOMMENDED, **fast_path.TTQ}

@@ -12,9 +12,10 @@ import torch
 from click.testing import CliRunner
 from diffusers import DDIMScheduler, DiffusionPipeline
 
-from devagen.core.config import DISTILL_STEPS, DistillConfig, params_from_dict
+from devagen.core.config import DISTILL_STEPS, DistillConfig
 from devagen.core.errors import DevagenError
 from devagen.core.off_notes import DISTILL_STATUS as STATUS_FILE
+from devagen.core.params import params_from_dict
 from devagen.diffusion.unet import NULL_LABEL
 from devagen.sampling.pipeline import load_pipeline
 from devagen.sampling.samplers import build_sampler

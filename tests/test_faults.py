@@ -25,9 +25,10 @@ from test_training import DATA_CODE, IMAGES, LABELS, TINY, _assert_same_weights
 
 from devagen import cli
 from devagen.core import integrity
-from devagen.core.config import AugmentConfig, DiffusionConfig, OcrConfig, TrainConfig, load_params
+from devagen.core.config import AugmentConfig, DiffusionConfig, OcrConfig, TrainConfig
 from devagen.core.errors import DevagenError
 from devagen.core.io import read_jsonl
+from devagen.core.params import load_params
 from devagen.data import archive as data
 from devagen.judges import legibility
 from devagen.judges.ocr import build_judge, save_judge

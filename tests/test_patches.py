@@ -10,8 +10,9 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline
 
-from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig, params_from_dict
+from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 from devagen.core.errors import DevagenError
+from devagen.core.params import params_from_dict
 from devagen.core.presets import downsample_factor, patch_size
 from devagen.diffusion.patches import from_patches, to_patches
 from devagen.diffusion.unet import build_unet

@@ -15,8 +15,9 @@ import torch
 from click.testing import CliRunner
 
 from devagen.cli import cli
-from devagen.core.config import DiffusionConfig, ModelConfig, SampleConfig, TrainConfig, params_from_dict
+from devagen.core.config import DiffusionConfig, ModelConfig, SampleConfig, TrainConfig
 from devagen.core.errors import DevagenError
+from devagen.core.params import params_from_dict
 from devagen.diffusion.objective import diffusion_loss
 from devagen.diffusion.unet import (
     NULL_LABEL,

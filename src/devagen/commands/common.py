@@ -10,8 +10,9 @@ from typing import Any, Iterable, Mapping
 import click
 
 from ..core import paths, tracking
-from ..core.config import Params, flatten, load_params
+from ..core.config import Params
 from ..core.io import write_json
+from ..core.params import flatten, load_params
 from ..data import lineage
 
 # stem -> the keys of its result a person compares across experiments: reports/metrics/<stem>.json (DVC

@@ -11,8 +11,9 @@ from typing import Any
 import yaml
 
 from ..core import paths, tracking
-from ..core.config import FetchConfig, TrackingConfig, load_params
+from ..core.config import FetchConfig, TrackingConfig
 from ..core.errors import DevagenError
+from ..core.params import load_params
 from ..data import lineage
 from .common import READ_FROM, start_run
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from ..core import paths, tracking
-from ..core.config import flatten
 from ..core.io import read_json, write_json, write_text
+from ..core.params import flatten
 from .common import PARAMS_OPTION, finish, load, start_run
 
 

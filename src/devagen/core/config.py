@@ -7,17 +7,11 @@ Values are cast to the declared type, because `dvc exp run -S train.lr=5e-5` wri
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any, Optional
-
-import yaml
+from typing import Optional
 
 from .errors import DevagenError
-from .presets import PRESETS, downsample_factor, patch_size
+from .presets import PRESETS
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
@@ -30,7 +24,7 @@ PRECISIONS = ("auto", "fp32", "bf16")  # CPU autocast settings (devagen.core.dev
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # train.compile
 
 
-def _check(ok: bool, key: str, why: str) -> None:
+def check(ok: bool, key: str, why: str) -> None:
     if not ok:
         raise DevagenError(f"params.yaml: {key}: {why}")
 
@@ -44,9 +38,9 @@ class FetchConfig:
     timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
-        _check(self.url.startswith(("http://", "https://")), "fetch.url", "must be an http(s) URL")
-        _check(self.retries >= 1, "fetch.retries", "must be >= 1")
-        _check(self.timeout_s > 0, "fetch.timeout_s", "must be > 0")
+        check(self.url.startswith(("http://", "https://")), "fetch.url", "must be an http(s) URL")
+        check(self.retries >= 1, "fetch.retries", "must be >= 1")
+        check(self.timeout_s > 0, "fetch.timeout_s", "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -57,7 +51,7 @@ class DataConfig:
     dedupe: bool = True
 
     def __post_init__(self) -> None:
-        _check(8 <= self.image_size <= 256, "data.image_size", "must be in [8, 256]")
+        check(8 <= self.image_size <= 256, "data.image_size", "must be in [8, 256]")
 
 
 @dataclass(frozen=True)
@@ -82,12 +76,12 @@ class AugmentConfig:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name.endswith("_p"):
-                _check(0.0 <= v <= 1.0, f"augment.{f.name}", "probability must be in [0, 1]")
+                check(0.0 <= v <= 1.0, f"augment.{f.name}", "probability must be in [0, 1]")
             elif f.name != "enabled":
-                _check(v >= 0, f"augment.{f.name}", "strength must be >= 0")
-        _check(self.rotate_deg <= 45, "augment.rotate_deg", "must be <= 45 (larger turns change the letter)")
-        _check(self.scale < 0.5, "augment.scale", "must be < 0.5")
-        _check(self.translate < 0.5, "augment.translate", "must be < 0.5")
+                check(v >= 0, f"augment.{f.name}", "strength must be >= 0")
+        check(self.rotate_deg <= 45, "augment.rotate_deg", "must be <= 45 (larger turns change the letter)")
+        check(self.scale < 0.5, "augment.scale", "must be < 0.5")
+        check(self.translate < 0.5, "augment.translate", "must be < 0.5")
 
 
 @dataclass(frozen=True)
@@ -111,18 +105,18 @@ class OcrConfig:
     precision: str = "fp32"  # auto: bf16 autocast where the CPU computes bf16 natively (devagen.core.device.cpu_bf16)
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "train_ocr.epochs", "must be >= 1")
-        _check(self.precision in PRECISIONS, "train_ocr.precision", f"must be one of {', '.join(PRECISIONS)}")
-        _check(0 < self.ood_holdout < 1, "train_ocr.ood_holdout", "must be in (0, 1)")
-        _check(self.batch_size >= 1, "train_ocr.batch_size", "must be >= 1")
-        _check(self.lr > 0, "train_ocr.lr", "must be > 0")
-        _check(self.weight_decay >= 0, "train_ocr.weight_decay", "must be >= 0")
-        _check(self.width >= 4, "train_ocr.width", "must be >= 4")
-        _check(0 <= self.label_smoothing < 1, "train_ocr.label_smoothing", "must be in [0, 1)")
-        _check(0 <= self.dropout < 1, "train_ocr.dropout", "must be in [0, 1)")
-        _check(0 < self.warmup < 1, "train_ocr.warmup", "must be in (0, 1)")
-        _check(0 < self.hard_share <= 1, "train_ocr.hard_share", "must be in (0, 1]")
-        _check(0 <= self.random_share <= 1, "train_ocr.random_share", "must be in [0, 1]")
+        check(self.epochs >= 1, "train_ocr.epochs", "must be >= 1")
+        check(self.precision in PRECISIONS, "train_ocr.precision", f"must be one of {', '.join(PRECISIONS)}")
+        check(0 < self.ood_holdout < 1, "train_ocr.ood_holdout", "must be in (0, 1)")
+        check(self.batch_size >= 1, "train_ocr.batch_size", "must be >= 1")
+        check(self.lr > 0, "train_ocr.lr", "must be > 0")
+        check(self.weight_decay >= 0, "train_ocr.weight_decay", "must be >= 0")
+        check(self.width >= 4, "train_ocr.width", "must be >= 4")
+        check(0 <= self.label_smoothing < 1, "train_ocr.label_smoothing", "must be in [0, 1)")
+        check(0 <= self.dropout < 1, "train_ocr.dropout", "must be in [0, 1)")
+        check(0 < self.warmup < 1, "train_ocr.warmup", "must be in (0, 1)")
+        check(0 < self.hard_share <= 1, "train_ocr.hard_share", "must be in (0, 1]")
+        check(0 <= self.random_share <= 1, "train_ocr.random_share", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -137,11 +131,11 @@ class StyleNetConfig:
     lr: float = 0.4  # peak of the one-cycle schedule (SGD with Nesterov momentum)
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "style_net.epochs", "must be >= 1")
-        _check(self.train_images >= 0, "style_net.train_images", "must be >= 0 (0 = the whole train split)")
-        _check(self.width >= 4, "style_net.width", "must be >= 4")
-        _check(self.batch_size >= 1, "style_net.batch_size", "must be >= 1")
-        _check(self.lr > 0, "style_net.lr", "must be > 0")
+        check(self.epochs >= 1, "style_net.epochs", "must be >= 1")
+        check(self.train_images >= 0, "style_net.train_images", "must be >= 0 (0 = the whole train split)")
+        check(self.width >= 4, "style_net.width", "must be >= 4")
+        check(self.batch_size >= 1, "style_net.batch_size", "must be >= 1")
+        check(self.lr > 0, "style_net.lr", "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -156,11 +150,11 @@ class C2stConfig:
     repeats: int = 3  # seeds seed, seed+1, ...: the median is reported (one CNN can fail to train)
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "c2st.epochs", "must be >= 1")
-        _check(self.repeats >= 1, "c2st.repeats", "must be >= 1")
-        _check(self.width >= 4, "c2st.width", "must be >= 4")
-        _check(self.batch_size >= 1, "c2st.batch_size", "must be >= 1")
-        _check(self.lr > 0, "c2st.lr", "must be > 0")
+        check(self.epochs >= 1, "c2st.epochs", "must be >= 1")
+        check(self.repeats >= 1, "c2st.repeats", "must be >= 1")
+        check(self.width >= 4, "c2st.width", "must be >= 4")
+        check(self.batch_size >= 1, "c2st.batch_size", "must be >= 1")
+        check(self.lr > 0, "c2st.lr", "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -174,8 +168,8 @@ class ModelConfig:
                               # features (diffusers' resnet_time_scale_shift="scale_shift"), not only a bias added
 
     def __post_init__(self) -> None:
-        _check(self.preset in PRESETS, "model.preset", f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        _check(self.conditional or not self.style_conditioning, "model.style_conditioning",
+        check(self.preset in PRESETS, "model.preset", f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        check(self.conditional or not self.style_conditioning, "model.style_conditioning",
                "needs model.conditional: true (the style rides on the class embedding)")
 
 
@@ -196,14 +190,14 @@ class LatentConfig:
     precision: str = "auto"  # CPU autocast of the autoencoder's training (devagen.core.device); fp32 weights
 
     def __post_init__(self) -> None:
-        _check(self.downsample in (2, 4), "latent.downsample", "must be 2 or 4")
-        _check(self.channels >= 1, "latent.channels", "must be >= 1")
-        _check(self.width >= 8 and self.width % 8 == 0, "latent.width", "must be a multiple of 8, at least 8")
-        _check(self.steps >= 1, "latent.steps", "must be >= 1")
-        _check(self.batch_size >= 1, "latent.batch_size", "must be >= 1")
-        _check(self.lr > 0, "latent.lr", "must be > 0")
-        _check(self.kl_weight >= 0, "latent.kl_weight", "must be >= 0")
-        _check(self.precision in PRECISIONS, "latent.precision", f"must be one of {', '.join(PRECISIONS)}")
+        check(self.downsample in (2, 4), "latent.downsample", "must be 2 or 4")
+        check(self.channels >= 1, "latent.channels", "must be >= 1")
+        check(self.width >= 8 and self.width % 8 == 0, "latent.width", "must be a multiple of 8, at least 8")
+        check(self.steps >= 1, "latent.steps", "must be >= 1")
+        check(self.batch_size >= 1, "latent.batch_size", "must be >= 1")
+        check(self.lr > 0, "latent.lr", "must be > 0")
+        check(self.kl_weight >= 0, "latent.kl_weight", "must be >= 0")
+        check(self.precision in PRECISIONS, "latent.precision", f"must be one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -224,15 +218,15 @@ class DiffusionConfig:
         return self.perceptual_weight > 0
 
     def __post_init__(self) -> None:
-        _check(self.num_train_timesteps >= 2, "diffusion.num_train_timesteps", "must be >= 2")
-        _check(self.beta_schedule in BETA_SCHEDULES, "diffusion.beta_schedule",
+        check(self.num_train_timesteps >= 2, "diffusion.num_train_timesteps", "must be >= 2")
+        check(self.beta_schedule in BETA_SCHEDULES, "diffusion.beta_schedule",
                f"unknown schedule {self.beta_schedule!r}; choose one of linear, cosine, sigmoid")
-        _check(self.prediction_type in PREDICTION_TYPES, "diffusion.prediction_type",
+        check(self.prediction_type in PREDICTION_TYPES, "diffusion.prediction_type",
                f"unknown {self.prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
-        _check(self.offset_noise >= 0, "diffusion.offset_noise", "must be >= 0")
-        _check(self.min_snr_gamma >= 0, "diffusion.min_snr_gamma", "must be >= 0 (0 disables)")
-        _check(self.ssim_weight >= 0, "diffusion.ssim_weight", "must be >= 0 (0 disables)")
-        _check(self.perceptual_weight >= 0, "diffusion.perceptual_weight", "must be >= 0 (0 disables)")
+        check(self.offset_noise >= 0, "diffusion.offset_noise", "must be >= 0")
+        check(self.min_snr_gamma >= 0, "diffusion.min_snr_gamma", "must be >= 0 (0 disables)")
+        check(self.ssim_weight >= 0, "diffusion.ssim_weight", "must be >= 0 (0 disables)")
+        check(self.perceptual_weight >= 0, "diffusion.perceptual_weight", "must be >= 0 (0 disables)")
 
     @property
     def diffusers_beta_schedule(self) -> str:
@@ -264,25 +258,25 @@ class TrainConfig:
     compile: str = "off"  # torch.compile the UNet on CUDA: off | default | reduce-overhead | max-autotune
 
     def __post_init__(self) -> None:
-        _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
-        _check(self.lr > 0, "train.lr", "must be > 0")
-        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
-        _check(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
-        _check(self.epochs >= 0 and self.max_steps >= 0, "train.max_steps", "epochs and max_steps must be >= 0")
-        _check(self.epochs > 0 or self.max_steps > 0, "train.max_steps", "set max_steps > 0 or epochs > 0")
-        _check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
-        _check(self.compile in COMPILE_MODES, "train.compile", f"choose one of {', '.join(COMPILE_MODES)}")
-        _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables)")
-        _check(self.mixed_precision in MIXED_PRECISION, "train.mixed_precision",
+        check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        check(self.lr > 0, "train.lr", "must be > 0")
+        check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        check(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+        check(self.epochs >= 0 and self.max_steps >= 0, "train.max_steps", "epochs and max_steps must be >= 0")
+        check(self.epochs > 0 or self.max_steps > 0, "train.max_steps", "set max_steps > 0 or epochs > 0")
+        check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
+        check(self.compile in COMPILE_MODES, "train.compile", f"choose one of {', '.join(COMPILE_MODES)}")
+        check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables)")
+        check(self.mixed_precision in MIXED_PRECISION, "train.mixed_precision",
                f"choose one of {', '.join(MIXED_PRECISION)}")
-        _check(0 <= self.ema_decay < 1, "train.ema_decay", "must be in [0, 1)")
-        _check(0 <= self.cond_drop_prob < 1, "train.cond_drop_prob", "must be in [0, 1)")
-        _check(0 <= self.style_drop_prob < 1, "train.style_drop_prob", "must be in [0, 1)")
-        _check(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
-        _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
-        _check(self.log_every >= 1, "train.log_every", "must be >= 1")
-        _check(self.guide_step >= 0, "train.guide_step", "must be >= 0 (0 disables)")
-        _check(self.max_steps == 0 or self.guide_step < self.max_steps, "train.guide_step",
+        check(0 <= self.ema_decay < 1, "train.ema_decay", "must be in [0, 1)")
+        check(0 <= self.cond_drop_prob < 1, "train.cond_drop_prob", "must be in [0, 1)")
+        check(0 <= self.style_drop_prob < 1, "train.style_drop_prob", "must be in [0, 1)")
+        check(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
+        check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
+        check(self.log_every >= 1, "train.log_every", "must be >= 1")
+        check(self.guide_step >= 0, "train.guide_step", "must be >= 0 (0 disables)")
+        check(self.max_steps == 0 or self.guide_step < self.max_steps, "train.guide_step",
                f"must be below train.max_steps ({self.max_steps}): the guide is an early snapshot")
 
 
@@ -306,20 +300,20 @@ class SampleConfig:
     black_point: int = 8  # grey level (0-255) mapped to black, the rest stretched back to 0-255 (devagen.sampling.pipeline)
 
     def __post_init__(self) -> None:
-        _check(self.sampler in SAMPLERS, "sample.sampler", f"choose one of {', '.join(SAMPLERS)}")
-        _check(0 <= self.black_point <= 128, "sample.black_point", "must be in [0, 128] (0 = off)")
-        _check(self.precision in PRECISIONS, "sample.precision", f"must be one of {', '.join(PRECISIONS)}")
-        _check(self.steps >= 1, "sample.steps", "must be >= 1")
-        _check(self.sampler != "distilled" or self.steps in DISTILL_STEPS, "sample.steps",
+        check(self.sampler in SAMPLERS, "sample.sampler", f"choose one of {', '.join(SAMPLERS)}")
+        check(0 <= self.black_point <= 128, "sample.black_point", "must be in [0, 128] (0 = off)")
+        check(self.precision in PRECISIONS, "sample.precision", f"must be one of {', '.join(PRECISIONS)}")
+        check(self.steps >= 1, "sample.steps", "must be >= 1")
+        check(self.sampler != "distilled" or self.steps in DISTILL_STEPS, "sample.steps",
                f"sample.sampler: distilled needs the steps of a distilled student: one of {', '.join(map(str, DISTILL_STEPS))}")
-        _check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
-        _check(self.guidance in GUIDANCE, "sample.guidance", f"choose one of {', '.join(GUIDANCE)}")
-        _check(0 <= self.guidance_parallel <= 1, "sample.guidance_parallel", "must be in [0, 1] (1 = plain guidance)")
-        _check(0 <= self.guidance_t_min <= self.guidance_t_max, "sample.guidance_t_max",
+        check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
+        check(self.guidance in GUIDANCE, "sample.guidance", f"choose one of {', '.join(GUIDANCE)}")
+        check(0 <= self.guidance_parallel <= 1, "sample.guidance_parallel", "must be in [0, 1] (1 = plain guidance)")
+        check(0 <= self.guidance_t_min <= self.guidance_t_max, "sample.guidance_t_max",
                "need 0 <= guidance_t_min <= guidance_t_max (timesteps)")
-        _check(self.per_class >= 1, "sample.per_class", "must be >= 1")
-        _check(self.count >= 1, "sample.count", "must be >= 1")
-        _check(self.batch_size >= 1, "sample.batch_size", "must be >= 1")
+        check(self.per_class >= 1, "sample.per_class", "must be >= 1")
+        check(self.count >= 1, "sample.count", "must be >= 1")
+        check(self.batch_size >= 1, "sample.batch_size", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -343,19 +337,19 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         allowed = ", ".join(map(str, DISTILL_STEPS))
-        _check(self.start_steps in DISTILL_STEPS, "distill.start_steps", f"must be one of {allowed}")
-        _check(self.min_steps in DISTILL_STEPS and self.min_steps <= self.start_steps, "distill.min_steps",
+        check(self.start_steps in DISTILL_STEPS, "distill.start_steps", f"must be one of {allowed}")
+        check(self.min_steps in DISTILL_STEPS and self.min_steps <= self.start_steps, "distill.min_steps",
                f"must be one of {allowed} and at most distill.start_steps ({self.start_steps})")
-        _check(self.steps_per_round >= 1, "distill.steps_per_round", "must be >= 1")
-        _check(self.batch_size >= 1, "distill.batch_size", "must be >= 1")
-        _check(self.lr > 0, "distill.lr", "must be > 0")
-        _check(self.warmup_steps >= 0, "distill.warmup_steps", "must be >= 0")
-        _check(self.grad_clip >= 0, "distill.grad_clip", "must be >= 0 (0 disables)")
-        _check(self.guidance_scale >= 0, "distill.guidance_scale", "must be >= 0")
-        _check(0 <= self.guidance_t_min <= self.guidance_t_max, "distill.guidance_t_max",
+        check(self.steps_per_round >= 1, "distill.steps_per_round", "must be >= 1")
+        check(self.batch_size >= 1, "distill.batch_size", "must be >= 1")
+        check(self.lr > 0, "distill.lr", "must be > 0")
+        check(self.warmup_steps >= 0, "distill.warmup_steps", "must be >= 0")
+        check(self.grad_clip >= 0, "distill.grad_clip", "must be >= 0 (0 disables)")
+        check(self.guidance_scale >= 0, "distill.guidance_scale", "must be >= 0")
+        check(0 <= self.guidance_t_min <= self.guidance_t_max, "distill.guidance_t_max",
                "need 0 <= guidance_t_min <= guidance_t_max (timesteps)")
-        _check(self.precision in PRECISIONS, "distill.precision", f"must be one of {', '.join(PRECISIONS)}")
-        _check(self.per_class >= 1, "distill.per_class", "must be >= 1")
+        check(self.precision in PRECISIONS, "distill.precision", f"must be one of {', '.join(PRECISIONS)}")
+        check(self.per_class >= 1, "distill.per_class", "must be >= 1")
 
     @property
     def student_steps(self) -> tuple[int, ...]:
@@ -380,14 +374,14 @@ class EvaluateConfig:
     cas_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _check(0 < self.confidence < 1, "evaluate.confidence", "must be in (0, 1)")
-        _check(0 < self.ood_quantile <= 1, "evaluate.ood_quantile", "must be in (0, 1]")
-        _check(self.cas_epochs >= 1, "evaluate.cas_epochs", "must be >= 1")
-        _check(self.cas_batch_size >= 1, "evaluate.cas_batch_size", "must be >= 1")
-        _check(self.kid_subset_size >= 2, "evaluate.kid_subset_size", "must be >= 2")
-        _check(self.kid_subsets >= 1, "evaluate.kid_subsets", "must be >= 1")
-        _check(self.prc_neighborhood >= 1, "evaluate.prc_neighborhood", "must be >= 1")
-        _check(self.batch_size >= 1, "evaluate.batch_size", "must be >= 1")
+        check(0 < self.confidence < 1, "evaluate.confidence", "must be in (0, 1)")
+        check(0 < self.ood_quantile <= 1, "evaluate.ood_quantile", "must be in (0, 1]")
+        check(self.cas_epochs >= 1, "evaluate.cas_epochs", "must be >= 1")
+        check(self.cas_batch_size >= 1, "evaluate.cas_batch_size", "must be >= 1")
+        check(self.kid_subset_size >= 2, "evaluate.kid_subset_size", "must be >= 2")
+        check(self.kid_subsets >= 1, "evaluate.kid_subsets", "must be >= 1")
+        check(self.prc_neighborhood >= 1, "evaluate.prc_neighborhood", "must be >= 1")
+        check(self.batch_size >= 1, "evaluate.batch_size", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -397,7 +391,7 @@ class ReportConfig:
     recent_runs: int = 5  # MLflow runs in the comparison table
 
     def __post_init__(self) -> None:
-        _check(self.recent_runs >= 1, "report.recent_runs", "must be >= 1")
+        check(self.recent_runs >= 1, "report.recent_runs", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -431,110 +425,3 @@ class Params:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
-def _cast(value: Any, typ: Any, key: str) -> Any:
-    """Cast one YAML value to the declared field type, or raise naming the key."""
-    origin = typing.get_origin(typ)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(typ) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
-            return None
-        return _cast(value, args[0], key)
-    try:
-        if typ is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            _check(text in ("true", "false", "1", "0", "yes", "no"), key, f"expected true/false, got {value!r}")
-            return text in ("true", "1", "yes")
-        if typ is int:
-            number = float(value)
-            _check(number == int(number), key, f"expected an integer, got {value!r}")
-            return int(number)
-        if typ is float:
-            return float(value)
-        if typ is str:
-            _check(value is not None, key, "must not be empty")
-            if isinstance(value, bool):  # YAML 1.1 reads an unquoted off/no/false (on/yes/true) as a boolean
-                return "on" if value else "off"
-            return str(value)
-    except (TypeError, ValueError):
-        raise DevagenError(f"params.yaml: {key}: expected {typ.__name__}, got {value!r}") from None
-    return value
-
-
-def section_from_dict(cls: type, raw: Any, section: str) -> Any:
-    """Build one section's dataclass from its YAML mapping; reject unknown keys."""
-    raw = raw or {}
-    _check(isinstance(raw, dict), section, "must be a mapping of key: value")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    for key in raw:
-        _check(key in known, f"{section}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-    values = {k: _cast(v, hints[k], f"{section}.{k}") for k, v in raw.items()}
-    return cls(**values)
-
-
-def params_from_dict(raw: Any) -> Params:
-    """Build the whole Params from a parsed params.yaml mapping."""
-    raw = raw or {}
-    _check(isinstance(raw, dict), "(top level)", "must be a mapping of sections")
-    hints = typing.get_type_hints(Params)
-    for name in raw:
-        _check(name in hints, name, f"unknown section (known: {', '.join(hints)})")
-    params = Params(**{n: section_from_dict(hints[n], raw.get(n), n) for n in hints if n in raw})
-    check_consistency(params)
-    return params
-
-
-def check_consistency(params: Params) -> None:
-    """Cross-section checks that no single section can make alone."""
-    factor = downsample_factor(params.model.preset)
-    _check(params.data.image_size % factor == 0, "data.image_size",
-           f"{params.data.image_size} is not a multiple of {factor}, the downsampling of preset {params.model.preset!r}")
-    if patch_size(params.model.preset) > 1:  # the network sees pixel patches (devagen.diffusion.patches)
-        for key, off, why in (
-                ("latent.enabled", not params.latent.enabled, "latent diffusion"),
-                ("diffusion.ssim_weight", params.diffusion.ssim_weight == 0, "the auxiliary losses, which compare pixels"),
-                ("diffusion.perceptual_weight", not params.diffusion.needs_judge,
-                 "the auxiliary losses, which compare pixels")):
-            _check(off, key, f"preset {params.model.preset!r} works on pixel patches and is not built for {why}; "
-                             f"turn it off or use preset cpu_conv")
-    if params.latent.enabled:
-        side = params.data.image_size // params.latent.downsample
-        _check(params.data.image_size % params.latent.downsample == 0 and side % factor == 0, "latent.downsample",
-               f"{params.data.image_size}x{params.data.image_size} images / {params.latent.downsample} give {side}x{side} "
-               f"latents, which preset {params.model.preset!r} (downsampling {factor}) cannot take")
-        _check(not params.diffusion.needs_judge and params.diffusion.ssim_weight == 0, "latent.enabled",
-               "the auxiliary losses (diffusion.ssim_weight, perceptual_weight) compare pixels; set them to 0 "
-               "for latent diffusion")
-        _check(not params.distill.enabled, "distill.enabled",
-               "distilling a latent model is not built (the students learn in pixel space); set it false with "
-               "latent.enabled: true")
-    _check(not (params.model.style_conditioning and params.train.augment), "train.augment",
-           "must be false with model.style_conditioning: augmentation changes the stroke width and slant "
-           "each image is labelled with (measured once, in prepare)")
-    if params.sample.sampler == "distilled":
-        _check(params.distill.enabled and params.sample.steps in params.distill.student_steps, "sample.sampler",
-               f"distilled needs distill.enabled: true and a student with sample.steps ({params.sample.steps}) steps "
-               f"(distill makes {', '.join(map(str, params.distill.student_steps))}); set them or use sde-dpmpp")
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml."""
-    path = Path(path)
-    if not path.is_file():
-        raise DevagenError(f"{path}: not found; run from the repository root or pass --params PATH")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DevagenError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return params_from_dict(raw)
-
-
-def flatten(params: Params) -> dict[str, Any]:
-    """`section.key` → value, for MLflow params and reports."""
-    out: dict[str, Any] = {}
-    for name, section in dataclasses.asdict(params).items():
-        for key, value in section.items():
-            out[f"{name}.{key}"] = value
-    return out
