@@ -8,7 +8,7 @@ needed), so the ratios compare like with like on the machine that runs it:
 
 - train step: the default UNet (params.yaml's model), one diffusion_loss + backward + AdamW step at
   train.batch_size; fp32 with torch's SDPA attention (the old path) against bf16 autocast with the
-  matmul attention (devagen.device.use_math_attention). The header says which of the two `auto` picks here.
+  matmul attention (devagen.core.device.use_math_attention). The header says which of the two `auto` picks here.
 - sampler pass: one batched UNet forward at sample.batch_size x 2 (CFG's two predictions), fp32 vs bf16.
 - judge step: the OCR judge's forward + backward + SGD at train_ocr.batch_size with augmentation,
   fp32 NCHW (the old path) against bf16 channels-last, both normalising before they pool.
@@ -34,14 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from devagen import device as dev
-from devagen.augment import augment_batch
-from devagen.config import load_params
-from devagen.diffusion import diffusion_loss
-from devagen.model import build_noise_scheduler, build_unet, condition
-from devagen.ocr import build_judge
-from devagen.patches import to_patches
-from devagen.presets import patch_size
+from devagen.core import device as dev
+from devagen.core.params import load_params
+from devagen.core.presets import patch_size
+from devagen.data.augment import augment_batch
+from devagen.diffusion.objective import diffusion_loss
+from devagen.diffusion.patches import to_patches
+from devagen.diffusion.unet import build_noise_scheduler, build_unet, condition
+from devagen.judges.ocr import build_judge
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu_profile"
 TOP_OPS = 8

@@ -6,7 +6,7 @@
 Rows: params.yaml's sampler (DPM-Solver++ for the SDE, CFG from sample.*) at 10, 20 and 50 steps; the guided
 teacher under DDIM at 16 steps with distill.*'s guidance (what round 1's student learns to match, two of its steps
 in one); then each student in models/distilled (DDIM, one pass per step, the guidance in its weights). Every row samples the
-same classes with the same seeds and is scored with devagen.evaluation.headline_quality: OCR accuracy,
+same classes with the same seeds and is scored with devagen.judges.evaluation.headline_quality: OCR accuracy,
 legibility, FID / precision / recall in judge features, stroke width and ink mass against real test images.
 NFE counts network passes per character (a guided step is two); ms per character is the wall time of
 sampling alone, each row timed in turn in this one process, so the ratios compare like with like on the
@@ -25,13 +25,18 @@ from typing import Any
 import click
 import numpy as np
 
-from devagen import data, legibility, ocr, paths, sampling, students
-from devagen.config import load_params
-from devagen.device import cpu_info, precision_name
-from devagen.evaluation import headline_quality
-from devagen.figures import labelled_rows, random_per_class, save_image
-from devagen.pipeline import DevagenPipeline, load_pipeline, read_meta
-from devagen.plots import line_plot, stack_vertical, text_banner
+from devagen.core import paths
+from devagen.core.device import cpu_info, precision_name
+from devagen.core.params import load_params
+from devagen.data import archive as data
+from devagen.judges import legibility, ocr
+from devagen.judges.evaluation import headline_quality
+from devagen.report.figures import labelled_rows, random_per_class, save_image
+from devagen.report.plots import line_plot, stack_vertical, text_banner
+from devagen.sampling import generate as sampling
+from devagen.sampling import students
+from devagen.sampling.folder import read_meta
+from devagen.sampling.pipeline import DevagenPipeline, load_pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results" / "distill"
 TEACHER_STEPS = (10, 20, 50)

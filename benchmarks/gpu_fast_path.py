@@ -11,7 +11,7 @@ One process, parts in the order of what they decide, each skipped (and said so) 
    timed and subtracted). After training, each snapshot from --eval-from on is sampled like the sample stage
    (20 per class, the configuration's sampler and guidance) and judged like the evaluate stage (OCR
    accuracy, FID in judge features against the test split, its real floor, legibility, precision/recall)
-   and by devagen.style's stroke-width and ink ratios. Training time at a snapshot = wall time since the
+   and by devagen.pen.measures's stroke-width and ink ratios. Training time at a snapshot = wall time since the
    loop's first step minus snapshot copies minus the warm-up (set-up + compilation: the first logged
    window's excess over the steady step time), reported apart.
 2. Eager throughput of that UNet at --batches, bf16: img/s, TFLOP/s and % of the matmul peak measured here.
@@ -49,14 +49,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_runs  # noqa: E402  (sibling script: the README's GPU configurations)
 import train_throughput  # noqa: E402  (sibling script: the plain loop)
 
-from devagen import data, legibility, ocr, training  # noqa: E402
-from devagen.classes import glyphs  # noqa: E402
-from devagen.config import ModelConfig, Params, params_from_dict  # noqa: E402
-from devagen.evaluation import evaluate_samples, style_evaluation  # noqa: E402
-from devagen.figures import save_image  # noqa: E402
-from devagen.model import build_unet, condition  # noqa: E402
-from devagen.pipeline import load_pipeline  # noqa: E402
-from devagen.sampling import generate  # noqa: E402
+from devagen.core.classes import glyphs  # noqa: E402
+from devagen.core.config import ModelConfig, Params
+from devagen.core.params import params_from_dict  # noqa: E402
+from devagen.data import archive as data
+from devagen.diffusion.unet import build_unet, condition  # noqa: E402
+from devagen.judges import legibility, ocr
+from devagen.judges.evaluation import evaluate_samples, style_evaluation  # noqa: E402
+from devagen.report.figures import save_image  # noqa: E402
+from devagen.sampling.generate import generate  # noqa: E402
+from devagen.sampling.pipeline import load_pipeline  # noqa: E402
+from devagen.training import loop as training  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BAR = {"ocr_accuracy": 0.98, "fid": 1.5}  # issue 11's quality bar (style targets reported beside it)

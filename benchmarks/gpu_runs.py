@@ -32,9 +32,10 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from devagen import paths
-from devagen.config import ModelConfig, Params, params_from_dict
-from devagen.model import build_unet
+from devagen.core import paths
+from devagen.core.config import ModelConfig, Params
+from devagen.core.params import params_from_dict
+from devagen.diffusion.unet import build_unet
 
 REPO = Path(__file__).resolve().parents[1]
 

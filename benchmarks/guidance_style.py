@@ -3,10 +3,10 @@
     python benchmarks/guidance_style.py --configs cpu_default,gpu_recommended --out benchmarks/results/guidance
 
 For each configuration (params.yaml plus the overrides below) the script trains the model in-process
-with `devagen.training.train_diffusion`, keeping checkpoints every `--snapshot-every` steps so that
+with `devagen.training.loop.train_diffusion`, keeping checkpoints every `--snapshot-every` steps so that
 the EMA weights at several early steps can serve as autoguidance guides. It then samples the same
 labels (`sample.per_class` per class) under each guidance setting and measures, against the real
-test split: OCR accuracy (the judge), the style ratios of `devagen.style` (stroke width, ink mass,
+test split: OCR accuracy (the judge), the style ratios of `devagen.pen.measures` (stroke width, ink mass,
 ink coverage; median over classes of generated/real medians) and FID in judge features. The real
 images compared with are a random draw of the same per-class size (style.disjoint_real_sets), so the
 floor column is what real handwriting scores against itself.
@@ -31,13 +31,17 @@ import yaml
 from accelerate.state import AcceleratorState
 from diffusers import UNet2DModel
 
-from devagen import data, metrics, ocr, style
-from devagen.classes import glyphs
-from devagen.config import Params, params_from_dict
-from devagen.figures import save_image
-from devagen.pipeline import COMMON_OPTIONS, SAMPLER_CLASSES, SAMPLER_OPTIONS, load_pipeline
-from devagen.sampling import generate, samples_figure
-from devagen.training import train_diffusion
+from devagen.core.classes import glyphs
+from devagen.core.config import Params
+from devagen.core.params import params_from_dict
+from devagen.data import archive as data
+from devagen.judges import metrics, ocr
+from devagen.pen import measures as style
+from devagen.report.figures import save_image
+from devagen.sampling.generate import generate, samples_figure
+from devagen.sampling.pipeline import load_pipeline
+from devagen.sampling.samplers import COMMON_OPTIONS, SAMPLER_CLASSES, SAMPLER_OPTIONS
+from devagen.training.loop import train_diffusion
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_RECOMMENDED = {  # README's recommended GPU configuration

@@ -22,8 +22,14 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipe_probe import markdown, parse_setting, setting_text  # noqa: E402  (sibling script)
 
-from devagen import data, device, ocr, paths  # noqa: E402
-from devagen.config import AugmentConfig, OcrConfig, load_params  # noqa: E402
+from devagen.core import (
+    device,
+    paths,  # noqa: E402
+)
+from devagen.core.config import AugmentConfig, OcrConfig
+from devagen.core.params import load_params  # noqa: E402
+from devagen.data import archive as data
+from devagen.judges import ocr
 
 
 def run(base: OcrConfig, augment: AugmentConfig, setting: dict[str, Any], seed: int, train: data.Split,

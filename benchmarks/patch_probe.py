@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/patch_probe.py --out /tmp/patch2 --steps 3400       # ~9 min on 2 cores (bf16)
     .venv/bin/python benchmarks/patch_probe.py --out /tmp/patch2 --steps 2000 --compare /tmp/cpu_conv_model
 
-Each 32x32 image becomes 4 x 16 x 16 (devagen.patches, lossless) and a UNet with no 32x32 level (--channels per
+Each 32x32 image becomes 4 x 16 x 16 (devagen.diffusion.patches, lossless) and a UNet with no 32x32 level (--channels per
 level, default 64,128: the cpu_patch preset) learns the diffusion there; samples go back through pixel_shuffle.
 This is how cpu_patch was chosen (benchmarks/README.md, "Patches"; it first ran as a scratch script that fed the
 patches through training's latent-diffusion hook, the same arithmetic). It measures like `recipe_probe.py` (OCR,
@@ -25,11 +25,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import recipe_probe  # noqa: E402  (benchmarks/ is not a package)
 
-from devagen import data, ocr, paths, presets  # noqa: E402
-from devagen.config import load_params  # noqa: E402
-from devagen.pipeline import load_pipeline  # noqa: E402
-from devagen.sampling import generate  # noqa: E402
-from devagen.training import train_diffusion  # noqa: E402
+from devagen.core import (
+    paths,
+    presets,  # noqa: E402
+)
+from devagen.core.params import load_params  # noqa: E402
+from devagen.data import archive as data
+from devagen.judges import ocr
+from devagen.sampling.generate import generate  # noqa: E402
+from devagen.sampling.pipeline import load_pipeline  # noqa: E402
+from devagen.training.loop import train_diffusion  # noqa: E402
 
 PRESET = "patch_probe"
 

@@ -6,7 +6,7 @@
 For every model and every setting (sample-section overrides of params.yaml) it draws per_class images of
 each class with the same seeds and measures what the default's targets are written in: OCR accuracy (the
 judge in --judge), FID in judge features against as many real test images (a seeded per-class draw),
-the stroke-width and ink-mass ratios of devagen.style (median over classes, against a disjoint real draw:
+the stroke-width and ink-mass ratios of devagen.pen.measures (median over classes, against a disjoint real draw:
 the style issue's measures) and sampling time. Rows go to <out>/recipe_probe.jsonl (appended) and the
 table to stdout. FID at 460 images reads higher than the evaluate stage's at 920: compare rows of one probe.
 """
@@ -23,10 +23,12 @@ import click
 import numpy as np
 import yaml
 
-from devagen import data, metrics, ocr, style
-from devagen.config import load_params
-from devagen.pipeline import load_pipeline
-from devagen.sampling import generate
+from devagen.core.params import load_params
+from devagen.data import archive as data
+from devagen.judges import metrics, ocr
+from devagen.pen import measures as style
+from devagen.sampling.generate import generate
+from devagen.sampling.pipeline import load_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,12 +13,15 @@ from pathlib import Path
 import click
 import numpy as np
 
-from devagen import data, metrics, ocr, paths, plots
-from devagen.config import EvaluateConfig, SampleConfig
-from devagen.figures import save_image
-from devagen.io import write_csv, write_text
-from devagen.pipeline import load_pipeline
-from devagen.sampling import generate
+from devagen.core import paths
+from devagen.core.config import EvaluateConfig, SampleConfig
+from devagen.core.io import write_csv, write_text
+from devagen.data import archive as data
+from devagen.judges import metrics, ocr
+from devagen.report import plots
+from devagen.report.figures import save_image
+from devagen.sampling.generate import generate
+from devagen.sampling.pipeline import load_pipeline
 
 GUIDANCE = 3.0  # the default sample.guidance_scale
 # (sampler, steps, guidance): DPM-Solver++ over steps at the default guidance, the other guidance

@@ -5,7 +5,7 @@ same classes in the same rows, real DHCD test images first.
         --out benchmarks/results/aux_losses/side_by_side.png
 
 Each --samples is NAME=PATH of a sample-stage file (samples.npz: uint8 images, int labels). Real and
-generated images are drawn per class with seeded RNGs (devagen.figures.random_per_class), never the first
+generated images are drawn per class with seeded RNGs (devagen.report.figures.random_per_class), never the first
 ones of a class (DHCD's file order is not random in style).
 """
 
@@ -16,11 +16,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from devagen.classes import glyphs
-from devagen.data import NATIVE_SIZE as REAL_SIDE
-from devagen.figures import labelled_rows, random_per_class, save_image
-from devagen.plots import stack_vertical, text_banner
-from devagen.text import parse_text
+from devagen.core.classes import glyphs
+from devagen.data.archive import NATIVE_SIZE as REAL_SIDE
+from devagen.report.figures import labelled_rows, random_per_class, save_image
+from devagen.report.plots import stack_vertical, text_banner
+from devagen.sampling.text import parse_text
 
 
 def panel(images: np.ndarray, labels: np.ndarray, classes: list[int], per_class: int, seed: int, title: str):

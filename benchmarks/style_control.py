@@ -3,17 +3,17 @@ for, and does one word keep one hand?
 
     python benchmarks/style_control.py --model models/diffusion --out benchmarks/results/style_control
 
-Sampling uses params.yaml's sample section (sampler, steps, guidance). Measured with devagen.pen.measure_pen
+Sampling uses params.yaml's sample section (sampler, steps, guidance). Measured with devagen.pen.conditions.measure_pen
 (the style measures' stroke width and slant), stroke as a multiple of the model's training median width.
 
 1. Stroke sweep and slant sweep: --per-value images of each of --classes at each asked value (the other
    control drawn from real training images of the class): Pearson r (over images and over the medians
    per asked value) and the median error. Figures: one row per class, one column per asked value, 4x.
    The slant is measured twice on the same images: as the network drew them (slant_shear off) and as
-   `devagen generate` returns them (sheared by the rest, devagen.shear; slant_sweep_network.png shows the former).
+   `devagen generate` returns them (sheared by the rest, devagen.pen.shear; slant_sweep_network.png shows the former).
 2. `devagen generate --text "क ख ग"` at --stroke 0.7 and 1.4, --seeds seeds: measured width ratio.
 3. One hand per word: --words words of 4 random classes, each written with one pen drawn per word
-   (devagen.text.word_pens; with and without the slant shear), against the same characters with a pen drawn
+   (devagen.sampling.text.word_pens; with and without the slant shear), against the same characters with a pen drawn
    per character: the spread (pooled std within words vs std over all) of the measured stroke and slant.
 4. A word at three stroke widths and three slants (figure).
 
@@ -24,26 +24,26 @@ slant_sweep_network.png, word.png.
 from __future__ import annotations
 
 import datetime
-from dataclasses import replace
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
+from control import faithfulness, pooled_spread
 from PIL import Image, ImageDraw
 
-from devagen.classes import glyphs
-from devagen.config import load_params
-from devagen.control import faithfulness, pooled_spread
-from devagen.figures import glyph_font, labelled_rows, save_image
-from devagen.pen import measure_pen, relative_slant
-from devagen.pipeline import load_pipeline
-from devagen.shear import shear_to_slant
-from devagen.sampling import generate
-from devagen.text import parse_text, word_pens
+from devagen.core.classes import glyphs
+from devagen.core.params import load_params
+from devagen.pen.conditions import measure_pen, relative_slant
+from devagen.pen.shear import shear_to_slant
+from devagen.report.figures import glyph_font, labelled_rows, save_image
+from devagen.sampling.generate import generate
+from devagen.sampling.pipeline import load_pipeline
+from devagen.sampling.text import parse_text, word_pens
 
 REPO = Path(__file__).resolve().parents[1]
 STROKES = (0.6, 0.8, 1.0, 1.2, 1.4, 1.6)

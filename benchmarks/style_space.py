@@ -24,8 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from devagen import c2st, data, metrics, ocr, paths, style_space
-from devagen.config import C2stConfig, EvaluateConfig
+from devagen.core import paths
+from devagen.core.config import C2stConfig, EvaluateConfig
+from devagen.data import archive as data
+from devagen.judges import c2st, metrics, ocr, style_space
 
 PER_CLASS = 20  # the evaluate stage's 920 images
 C2ST_ROW = "C2ST (CNN from scratch)"

@@ -1,4 +1,4 @@
-"""Training throughput: our loop (`devagen.training.train_diffusion`) against the plain loop of the source document.
+"""Training throughput: our loop (`devagen.training.loop.train_diffusion`) against the plain loop of the source document.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_throughput.py --preset cpu_small --batch 64 --steps 20
 
@@ -45,12 +45,14 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from PIL import Image
 from torchvision import datasets, transforms
 
-from devagen import paths, training
-from devagen.classes import CLASS_NAMES
-from devagen.config import ModelConfig, Params, load_params
-from devagen.data import ROOT, load_split
-from devagen.model import build_unet
-from devagen.presets import PRESETS, patch_size
+from devagen.core import paths
+from devagen.core.classes import CLASS_NAMES
+from devagen.core.config import ModelConfig, Params
+from devagen.core.params import load_params
+from devagen.core.presets import PRESETS, patch_size
+from devagen.data.archive import ROOT, load_split
+from devagen.diffusion.unet import build_unet
+from devagen.training import loop as training
 
 # The source document's recipe for the plain loop.
 PLAIN_LR = 1e-4
@@ -133,7 +135,7 @@ def summarize(loop: str, bench: Bench, stamps: list[float], timer: PhaseTimer) -
     """img/s over the timed window and % of the profiled step per phase; stamps[i] ends step i+1."""
     if len(stamps) != bench.total or set(timer.seconds) != set(TIMED):
         raise RuntimeError(f"{loop}: saw {len(stamps)} of {bench.total} steps and phases {sorted(timer.seconds)}; "
-                           "did devagen.training change what _optimizer_step calls?")
+                           "did devagen.training.loop change what _optimizer_step calls?")
     window = stamps[bench.warmup + bench.steps - 1] - stamps[bench.warmup - 1]
     step_s = stamps[-1] - stamps[-2]
     seconds = dict(timer.seconds, optimizer=step_s - sum(timer.seconds.values()))

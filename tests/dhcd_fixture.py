@@ -10,9 +10,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from devagen.classes import CLASS_NAMES, glyphs
-from devagen.data import ROOT
-from devagen.figures import glyph_font
+from devagen.core.classes import CLASS_NAMES, glyphs
+from devagen.data.archive import ROOT
+from devagen.report.figures import glyph_font
 
 
 def glyph_image(index: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Optional
 
 import yaml
-
 from dhcd_fixture import make_archive
 
 REPO = Path(__file__).parents[1]

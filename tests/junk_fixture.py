@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from model_fixture import make_model_dir
 
 
@@ -39,7 +38,7 @@ def untrained_samples(tmp: Path, n: int, size: int, steps: int = 3, seed: int = 
     """uint8 (n, size, size) from a random-weight unconditional `tiny` UNet, DPM-Solver++ for `steps` steps."""
     import torch
 
-    from devagen.pipeline import load_pipeline
+    from devagen.sampling.pipeline import load_pipeline
 
     pipeline = load_pipeline(make_model_dir(tmp / "untrained", conditional=False, image_size=size), device="cpu")
     return pipeline(batch_size=n, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed))

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import torch
 
-from devagen.classes import CLASS_NAMES, NUM_CLASSES, glyphs
-from devagen.config import DiffusionConfig, ModelConfig
-from devagen.hub import write_model_index
-from devagen.model import NULL_LABEL, build_noise_scheduler, build_unet
-from devagen.pen import PenStyle
-from devagen.pipeline import ModelMeta, write_meta
-
+from devagen.core.classes import CLASS_NAMES, NUM_CLASSES, glyphs
+from devagen.core.config import DiffusionConfig, ModelConfig
+from devagen.diffusion.unet import NULL_LABEL, build_noise_scheduler, build_unet
+from devagen.pen.conditions import PenStyle
+from devagen.sampling.folder import ModelMeta, write_meta, write_model_index
 
 # A made-up pen summary for style-conditioned fixtures: strokes 0.5-1.8x the median, slant -20..30 degrees.
 FIXTURE_PEN = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0),

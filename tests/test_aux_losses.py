@@ -1,4 +1,4 @@
-"""Auxiliary losses on the clean-image estimate: SSIM and the judge-feature distance (devagen.aux_losses),
+"""Auxiliary losses on the clean-image estimate: SSIM and the judge-feature distance (devagen.diffusion.aux_losses),
 and how the diffusion objective and the training loop use them."""
 
 from __future__ import annotations
@@ -8,16 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from devagen.aux_losses import frozen, perceptual_distance, ssim, stage_features
-from devagen.config import AugmentConfig, DiffusionConfig, ModelConfig, OcrConfig, TrainConfig, params_from_dict
-from devagen.diffusion import diffusion_loss, training_target
-from devagen.pipeline import predicted_x0
-from devagen.errors import DevagenError
-from devagen.model import build_noise_scheduler, build_unet
-from devagen.ocr import build_judge
-from devagen.training import _judge_body, train_diffusion
 from test_style import bar
+
+from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, OcrConfig, TrainConfig
+from devagen.core.errors import DevagenError
+from devagen.core.params import params_from_dict
+from devagen.diffusion.aux_losses import frozen, perceptual_distance, ssim, stage_features
+from devagen.diffusion.guidance import predicted_x0
+from devagen.diffusion.objective import diffusion_loss, training_target
+from devagen.diffusion.unet import build_noise_scheduler, build_unet
+from devagen.judges.ocr import build_judge
+from devagen.training.loop import _judge_body, train_diffusion
 
 
 def glyphs(n: int = 4) -> torch.Tensor:

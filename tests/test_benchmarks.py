@@ -11,8 +11,8 @@ import click
 import numpy as np
 import pytest
 
-from devagen.classes import CLASS_NAMES
-from devagen.config import Params
+from devagen.core.classes import CLASS_NAMES
+from devagen.core.config import Params
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 
@@ -62,8 +62,8 @@ def test_png_layout_round_trips(throughput, tmp_path: Path) -> None:
 
 def test_sampler_quality_measures_one_setting(tiny_model_dir: Path) -> None:
     sampler_quality = _load_script("sampler_quality")
-    from devagen.config import OcrConfig
-    from devagen.ocr import build_judge
+    from devagen.core.config import OcrConfig
+    from devagen.judges.ocr import build_judge
 
     judge = build_judge(OcrConfig(width=4), 16).eval()
     labels = np.arange(46, dtype=np.int64)
@@ -75,9 +75,9 @@ def test_sampler_quality_measures_one_setting(tiny_model_dir: Path) -> None:
 
 def test_recipe_probe_measures_each_setting_on_the_same_labels(tiny_model_dir: Path) -> None:
     recipe_probe = _load_script("recipe_probe")
-    from devagen.config import OcrConfig
-    from devagen.data import Split
-    from devagen.ocr import build_judge
+    from devagen.core.config import OcrConfig
+    from devagen.data.archive import Split
+    from devagen.judges.ocr import build_judge
 
     judge = build_judge(OcrConfig(width=4), 16).eval()
     rng = np.random.default_rng(0)
@@ -94,8 +94,8 @@ def test_recipe_probe_measures_each_setting_on_the_same_labels(tiny_model_dir: P
 
 def test_judge_probe_trains_each_setting_per_seed_and_refuses_unknown_fields() -> None:
     judge_probe = _load_script("judge_probe")
-    from devagen.config import AugmentConfig, OcrConfig
-    from devagen.data import Split
+    from devagen.core.config import AugmentConfig, OcrConfig
+    from devagen.data.archive import Split
 
     rng = np.random.default_rng(0)
     split = Split(rng.integers(0, 256, (46 * 4, 16, 16), dtype=np.uint8), np.repeat(np.arange(46), 4))
@@ -103,7 +103,7 @@ def test_judge_probe_trains_each_setting_per_seed_and_refuses_unknown_fields() -
     setting = judge_probe.parse_setting("epochs=3,hard_share=0.25,random_share=0.25", "train_ocr")
     assert setting == {"epochs": 3, "hard_share": 0.25, "random_share": 0.25}
     row = judge_probe.run(base, AugmentConfig(), setting, 2, split, split)
-    assert row["seed"] == 2 and 0 <= row["test_accuracy"] <= 1 and row["train_seconds"] > 0
+    assert row["seed"] == 2 and 0 <= row["test_accuracy"] <= 1 and row["train_seconds"] >= 0  # rounded to 0.1 s: a tiny run can read 0.0
     assert row["images_trained"] == (184 // 32 + 2 * (92 // 32)) * 32  # epoch 1 all, then half of the images
     assert "| epochs=3, hard_share=0.25, random_share=0.25 | 2 |" in judge_probe.table([row])
     with pytest.raises(Exception, match="no widht"):
@@ -127,7 +127,7 @@ def test_gpu_runs_measure_the_readme_commands(experiment: str, config: str) -> N
     """benchmarks/gpu_runs.py measured what README tells GPU users to run (sample.count only sizes the FID set)."""
     import yaml
 
-    from devagen.config import params_from_dict
+    from devagen.core.params import params_from_dict
 
     gpu_runs = _load_script("gpu_runs")
     measured = gpu_runs.CONFIGS[config]
@@ -146,7 +146,7 @@ def test_gpu_runs_row_and_table() -> None:
     """Share of peak = FLOP per image × img/s ÷ measured peak; the table shows OCR as a percentage."""
     import yaml
 
-    from devagen.config import params_from_dict
+    from devagen.core.params import params_from_dict
 
     gpu_runs = _load_script("gpu_runs")
     base = yaml.safe_load((SCRIPT.parents[1] / "params.yaml").read_text(encoding="utf-8"))
@@ -190,7 +190,7 @@ def test_style_control_benchmark_runs_and_an_untrained_model_fails_its_targets(t
 def test_cpu_profile_times_old_and_new_paths() -> None:
     import dataclasses
 
-    from devagen.config import DataConfig, ModelConfig, OcrConfig, SampleConfig, TrainConfig
+    from devagen.core.config import DataConfig, ModelConfig, OcrConfig, SampleConfig, TrainConfig
 
     profile = _load_script("cpu_profile")
     params = dataclasses.replace(Params(), data=DataConfig(image_size=16), model=ModelConfig(preset="tiny"),
@@ -227,7 +227,7 @@ def fast_path():
 
 
 def _fast_path_params() -> Params:
-    from devagen.config import params_from_dict
+    from devagen.core.params import params_from_dict
 
     return params_from_dict({
         "data": {"image_size": 16}, "model": {"preset": "tiny", "conditional": True, "style_conditioning": False},
@@ -238,7 +238,7 @@ def _fast_path_params() -> Params:
 @pytest.fixture(scope="module")
 def fast_path_run(fast_path, tmp_path_factory: pytest.TempPathFactory):
     """One timed 8-step run of the tiny UNet on a random DHCD-shaped split, logged every 2 steps, snapshotted every 4."""
-    from devagen.data import Split
+    from devagen.data.archive import Split
 
     rng = np.random.default_rng(0)
     split = Split(rng.integers(0, 256, (46 * 4, 16, 16), dtype=np.uint8), np.repeat(np.arange(46), 4))
@@ -250,7 +250,7 @@ def fast_path_run(fast_path, tmp_path_factory: pytest.TempPathFactory):
 def test_fast_path_timed_train_stamps_and_snapshots_each_log_line(fast_path_run) -> None:
     import torch
 
-    from devagen.pipeline import load_pipeline
+    from devagen.sampling.pipeline import load_pipeline
 
     trained, _ = fast_path_run
     stamps = [trained.stamps[s] for s in (2, 4, 6, 8)]
@@ -270,10 +270,10 @@ def test_fast_path_judges_a_snapshot_like_the_evaluate_stage(fast_path, fast_pat
     import torch
     from PIL import Image
 
-    from devagen.config import OcrConfig
-    from devagen.data import Split
-    from devagen.legibility import fit_judge_ood
-    from devagen.ocr import build_judge
+    from devagen.core.config import OcrConfig
+    from devagen.data.archive import Split
+    from devagen.judges.legibility import fit_judge_ood
+    from devagen.judges.ocr import build_judge
 
     trained, train = fast_path_run
     judge = build_judge(OcrConfig(width=4), 16).eval()
@@ -337,7 +337,7 @@ def test_readme_gpu_fast_command_is_the_measured_recipe(fast_path) -> None:  # t
     """README's `gpu-fast` line trains what gpu_fast_path.py timed: the recommended configuration plus TTQ."""
     import yaml
 
-    from devagen.config import params_from_dict
+    from devagen.core.params import params_from_dict
 
     gpu_runs = sys.modules["gpu_runs"]
     measured = {**gpu_runs.RECOMMENDED, **fast_path.TTQ}
@@ -377,8 +377,8 @@ def test_side_by_side_draws_one_panel_per_set_and_refuses_a_bad_spec(tmp_path: P
 
 
 def test_distill_curve_counts_guided_passes_and_writes_its_table_and_plots(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from devagen.config import SampleConfig
-    from devagen.pipeline import load_pipeline
+    from devagen.core.config import SampleConfig
+    from devagen.sampling.pipeline import load_pipeline
 
     curve = _load_script("distill_curve")
     pipeline = load_pipeline(tiny_model_dir, "sde-dpmpp", device="cpu")
@@ -402,11 +402,11 @@ def test_patch_probe_trains_a_patch_preset_of_the_asked_widths_and_draws_full_si
                                                                                          cpu_one_thread) -> None:
     import dataclasses
 
-    from devagen.config import SampleConfig
-    from devagen.pipeline import load_pipeline
-    from devagen.presets import patch_size
-    from devagen.sampling import generate
-    from devagen.training import train_diffusion
+    from devagen.core.config import SampleConfig
+    from devagen.core.presets import patch_size
+    from devagen.sampling.generate import generate
+    from devagen.sampling.pipeline import load_pipeline
+    from devagen.training.loop import train_diffusion
 
     probe = _load_script("patch_probe")
     params = Params()

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from devagen import c2st
-from devagen.config import C2stConfig
-from devagen.errors import DevagenError
+from devagen.core.config import C2stConfig
+from devagen.core.errors import DevagenError
+from devagen.judges import c2st
 
 SIZE = 16
 CFG = C2stConfig(epochs=6, width=4, batch_size=16, lr=0.05)

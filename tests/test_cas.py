@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from devagen.cas import cas_config, cas_metrics, matched_real
-from devagen.classes import NUM_CLASSES
-from devagen.config import AugmentConfig, OcrConfig
-from devagen.data import Split
-from devagen.errors import DevagenError
+from devagen.core.classes import NUM_CLASSES
+from devagen.core.config import AugmentConfig, OcrConfig
+from devagen.core.errors import DevagenError
+from devagen.data.archive import Split
+from devagen.judges.cas import cas_config, cas_metrics, matched_real
 
 TINY = OcrConfig(seed=0, batch_size=32, lr=0.2, width=8, label_smoothing=0.0, augment=False)
 

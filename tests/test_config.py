@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from devagen.config import Params, flatten, load_params, params_from_dict
-from devagen.errors import DevagenError
+from devagen.core.config import Params
+from devagen.core.errors import DevagenError
+from devagen.core.params import flatten, load_params, params_from_dict
 
 REPO = Path(__file__).parents[1]
 
@@ -68,7 +69,7 @@ def test_flatten_has_every_section_key() -> None:
 
 def test_unquoted_off_in_yaml_reads_as_the_string_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """YAML 1.1 turns `compile: off` into False; a string field takes it back as "off"."""
-    from devagen.config import params_from_dict
+    from devagen.core.params import params_from_dict
 
     assert params_from_dict({"train": {"compile": False}}).train.compile == "off"
     assert params_from_dict({"train": {"compile": "default"}}).train.compile == "default"

@@ -1,11 +1,15 @@
-"""Faithfulness and in-word spread measures of devagen.control."""
+"""Faithfulness and in-word spread measures of benchmarks/control.py (the style_control study's maths)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from devagen.control import faithfulness, pooled_spread
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from control import faithfulness, pooled_spread  # noqa: E402
 
 
 def test_faithfulness_of_a_perfect_and_a_deaf_model() -> None:

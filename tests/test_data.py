@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from dhcd_fixture import glyph_image, make_archive, png_bytes, write_zip
-from devagen import data
+
 from devagen.cli import cli
-from devagen.data import ROOT
-from devagen.errors import DevagenError
+from devagen.core.errors import DevagenError
+from devagen.data import archive as data
+from devagen.data.archive import ROOT
 
 KA = f"{ROOT}/Train/character_1_ka"
 
@@ -74,8 +74,8 @@ def test_fetch_cli_bad_input_exits_nonzero_and_writes_nothing(tmp_path: Path, mo
 
 
 def test_fetch_without_source_or_network_says_how_to_supply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from devagen.config import FetchConfig
-    from devagen.fetch import fetch_archive
+    from devagen.core.config import FetchConfig
+    from devagen.data.fetch import fetch_archive
 
     monkeypatch.delenv("DHCD_ARCHIVE", raising=False)
     cfg = FetchConfig(url="http://127.0.0.1:9/none.zip", retries=1, timeout_s=1)
@@ -85,8 +85,8 @@ def test_fetch_without_source_or_network_says_how_to_supply(tmp_path: Path, monk
 
 
 def test_fetch_unwraps_outer_zip_and_uses_env(tmp_path: Path, tiny_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from devagen.config import FetchConfig
-    from devagen.fetch import ARCHIVE_NAME, fetch_archive
+    from devagen.core.config import FetchConfig
+    from devagen.data.fetch import ARCHIVE_NAME, fetch_archive
 
     outer = write_zip(tmp_path / "uci.zip", {"DevanagariHandwrittenCharacterDataset.zip": tiny_archive.read_bytes()})
     monkeypatch.setenv("DHCD_ARCHIVE", str(outer))
@@ -96,7 +96,7 @@ def test_fetch_unwraps_outer_zip_and_uses_env(tmp_path: Path, tiny_archive: Path
 
 
 def test_missing_local_copy_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    from devagen.fetch import resolve_source
+    from devagen.data.fetch import resolve_source
 
     monkeypatch.setenv("DHCD_ARCHIVE", "/nowhere/dhcd.zip")
     with pytest.raises(DevagenError, match="DHCD_ARCHIVE=/nowhere/dhcd.zip: no such file"):

@@ -1,4 +1,4 @@
-"""devagen.device: the CPU description, where bf16 autocast is used, and the CPU attention processor."""
+"""devagen.core.device: the CPU description, where bf16 autocast is used, and the CPU attention processor."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from devagen import device
-from devagen.config import ModelConfig
-from devagen.model import build_unet
-from devagen.training import resolve_mixed_precision
+from devagen.core import device
+from devagen.core.config import ModelConfig
+from devagen.diffusion.unet import build_unet
+from devagen.training.loop import resolve_mixed_precision
 
 CPUINFO = """processor\t: 0
 model name\t: AMD EPYC 9R14

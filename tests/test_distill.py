@@ -1,4 +1,4 @@
-"""Progressive distillation (devagen.distill), the student folders (devagen.students), the distill stage's
+"""Progressive distillation (devagen.training.distill), the student folders (devagen.sampling.students), the distill stage's
 off switch and `sample.sampler: distilled`."""
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import torch
 from click.testing import CliRunner
 from diffusers import DDIMScheduler, DiffusionPipeline
 
-from devagen import distill as D
-from devagen.config import DISTILL_STEPS, DistillConfig, params_from_dict
-from devagen.errors import DevagenError
-from devagen.model import NULL_LABEL
-from devagen.pipeline import build_sampler, load_pipeline
-from devagen.off_notes import DISTILL_STATUS as STATUS_FILE
-from devagen.students import load_student, student_dir, write_student
+from devagen.core.config import DISTILL_STEPS, DistillConfig
+from devagen.core.errors import DevagenError
+from devagen.core.off_notes import DISTILL_STATUS as STATUS_FILE
+from devagen.core.params import params_from_dict
+from devagen.diffusion.unet import NULL_LABEL
+from devagen.sampling.pipeline import load_pipeline
+from devagen.sampling.samplers import build_sampler
+from devagen.sampling.students import load_student, student_dir, write_student
+from devagen.training import distill as D
 
 SCHEDULE = build_sampler({"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
                           "prediction_type": "v_prediction"}, "ddim")

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from devagen import tracking
-from devagen.config import TrackingConfig
 from dvc_repo import TINY, make_repo, run
+
+from devagen.core import tracking
+from devagen.core.config import TrackingConfig
 
 SWEEP = {"lr-a": "0.001", "lr-b": "0.003", "lr-c": "0.004"}  # not params.yaml's own value
 

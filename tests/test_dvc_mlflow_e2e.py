@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from devagen.config import TrackingConfig, flatten, load_params
 from dvc_repo import TINY, make_repo, run
+
+from devagen.core.config import TrackingConfig
+from devagen.core.params import flatten, load_params
 
 LRS = {"q1": "0.001", "q2": "0.003", "q3": "0.004"}  # not params.yaml's 0.002: that experiment would reproduce nothing
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from dvc_repo import TINY, make_repo, run
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 import yaml
 
-from devagen import paths
 from devagen.cli import cli
-from devagen.config import Params
+from devagen.core import paths
+from devagen.core.config import Params
 
 REPO = Path(__file__).parents[1]
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -50,12 +50,12 @@ def test_declared_outputs_match_library_paths() -> None:
 def test_style_space_is_a_stage_and_evaluate_reads_it() -> None:
     style, evaluate = STAGES["style_net"], STAGES["evaluate"]
     assert _names(style["outs"]) == [str(paths.STYLE_NET_DIR), str(paths.DETAILS_DIR / "style_net.json")]
-    assert {"stages/style_net.py", "src/devagen/style_space.py", "src/devagen/ocr.py", "data/prepared"} <= set(
+    assert {"stages/style_net.py", "src/devagen/judges/style_space.py", "src/devagen/judges/ocr.py", "data/prepared"} <= set(
         style["deps"])
     assert {d for d in style["deps"] if not d.startswith("src/")} == {"stages/style_net.py", "data/prepared"}
     assert set(_names(style["params"])) == {"style_net"}  # DHCD's 32x32, whatever side the UNet works at
-    assert {str(paths.STYLE_NET_DIR), "src/devagen/style_space.py", "src/devagen/c2st.py",
-            "src/devagen/ocr.py"} <= set(evaluate["deps"])
+    assert {str(paths.STYLE_NET_DIR), "src/devagen/judges/style_space.py", "src/devagen/judges/c2st.py",
+            "src/devagen/judges/ocr.py"} <= set(evaluate["deps"])
     assert {"evaluate", "c2st"} <= set(_names(evaluate["params"]))
     order = list(STAGES)
     assert order.index("prepare") < order.index("style_net") < order.index("evaluate")

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from devagen import tracking
 from devagen.cli import cli
-from devagen.config import TrackingConfig
+from devagen.core import tracking
+from devagen.core.config import TrackingConfig
 
 REPO = Path(__file__).parents[1]
 

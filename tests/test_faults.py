@@ -20,18 +20,23 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
-from devagen import cli, data, integrity, training
-from devagen.config import AugmentConfig, DiffusionConfig, OcrConfig, TrainConfig, load_params
-from devagen.errors import DevagenError
-from devagen.io import read_jsonl
-from devagen import legibility
-from devagen.ocr import build_judge, save_judge
-from devagen.preemption import Preempted, StopRequests
-from devagen.pen import measure_pen
-from devagen.training import DAMAGED_DIR, META_NAME, list_checkpoints, train_diffusion
 from model_fixture import make_model_dir
 from test_training import DATA_CODE, IMAGES, LABELS, TINY, _assert_same_weights
+
+from devagen import cli
+from devagen.core import integrity
+from devagen.core.config import AugmentConfig, DiffusionConfig, OcrConfig, TrainConfig
+from devagen.core.errors import DevagenError
+from devagen.core.io import read_jsonl
+from devagen.core.params import load_params
+from devagen.data import archive as data
+from devagen.judges import legibility
+from devagen.judges.ocr import build_judge, save_judge
+from devagen.pen.conditions import measure_pen
+from devagen.training import loop as training
+from devagen.training.checkpoints import DAMAGED_DIR, META_NAME, list_checkpoints
+from devagen.training.loop import train_diffusion
+from devagen.training.preemption import Preempted, StopRequests
 
 REPO = Path(__file__).parents[1]
 
@@ -383,9 +388,9 @@ SCRIPT = """
 import os, sys, time
 from pathlib import Path
 import numpy as np
-from devagen import training
-from devagen.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
-from devagen.errors import DevagenError
+from devagen.training import loop as training
+from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from devagen.core.errors import DevagenError
 {data}
 ck, out, steps, delay = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 rank = int(os.environ.get("RANK", "0"))

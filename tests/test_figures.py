@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from devagen import figures
-from devagen.classes import glyphs
-from devagen.sampling import samples_figure
+from devagen.core.classes import glyphs
+from devagen.report import figures
+from devagen.sampling.generate import samples_figure
 
 FIRST, LATER, GENERATED = 0, 200, 90  # pixel value of the first 10 real images per class / of the rest / of samples
 

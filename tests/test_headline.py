@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from devagen import paths
-from devagen.commands.common import HEADLINE, headline, write_metrics
-from devagen.io import read_json
 from dvc_repo import make_repo, run
+
+from devagen.commands.common import HEADLINE, headline, write_metrics
+from devagen.core import paths
+from devagen.core.io import read_json
 
 REPO = Path(__file__).parents[1]
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from model_fixture import FIXTURE_PEN
 
-from devagen.errors import DevagenError
-from devagen.hub import MODEL_INDEX, model_index
-from devagen.pipeline import PEN_FILE, DevagenPipeline, load_pipeline, read_pen
+from devagen.core.errors import DevagenError
+from devagen.sampling.folder import MODEL_INDEX, PEN_FILE, model_index, read_pen
+from devagen.sampling.pipeline import DevagenPipeline, load_pipeline
 
 REPO = Path(__file__).parents[1]
 
@@ -37,7 +37,7 @@ out["uncond"] = [type(pipeline).__name__, len(images), images[0].mode, list(imag
 
 # The same weights through devagen's pipeline and the same scheduler give the same pixels (without the black
 # point, which diffusers' DDPMPipeline does not have).
-from devagen.pipeline import DevagenPipeline
+from devagen.sampling.pipeline import DevagenPipeline
 ours = DevagenPipeline(unet=pipeline.unet, scheduler=DPMSolverMultistepScheduler())
 again = ours(batch_size=4, generator=torch.Generator().manual_seed(0), num_inference_steps=10, black_point=0)
 out["uncond_max_diff"] = int(np.abs(np.stack([np.asarray(i, np.int16) for i in images]) - again.astype(np.int16)).max())
@@ -45,7 +45,7 @@ out["uncond_max_diff"] = int(np.abs(np.stack([np.asarray(i, np.int16) for i in i
 # README's one-line load of a conditional model.
 pipe = DiffusionPipeline.from_pretrained(cond, trust_remote_code=True).use_sampler("dpmpp")
 drawn = pipe(labels=[0, 33], guidance_scale=2.0, num_inference_steps=3, generator=torch.manual_seed(1))
-from devagen.pipeline import load_pipeline
+from devagen.sampling.pipeline import load_pipeline
 ref = load_pipeline(cond, "dpmpp", device="cpu")(labels=[0, 33], guidance_scale=2.0, num_inference_steps=3,
                                                  generator=torch.manual_seed(1))
 out["cond"] = [type(pipe).__module__ + "." + type(pipe).__name__, list(drawn.shape), bool((drawn == ref).all())]
@@ -70,7 +70,7 @@ def test_diffusers_loads_both_kinds_offline(tiny_model_dir: Path, tiny_uncond_mo
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert result["uncond"] == ["DDPMPipeline", 4, "L", [16, 16]]
     assert result["uncond_max_diff"] <= 1  # rounding to uint8 only
-    assert result["cond"] == ["devagen.pipeline.DevagenPipeline", [2, 16, 16], True]
+    assert result["cond"] == ["devagen.sampling.pipeline.DevagenPipeline", [2, 16, 16], True]
 
 
 # A style-conditioned folder through both diffusers calls: each pipeline must draw with the folder's pen, so its
@@ -79,7 +79,7 @@ STYLE_SCRIPT = r'''
 import dataclasses, json, sys
 import torch
 from diffusers import DiffusionPipeline
-from devagen.pipeline import DevagenPipeline, load_pipeline
+from devagen.sampling.pipeline import DevagenPipeline, load_pipeline
 
 def draw(pipe):
     gens = [torch.Generator().manual_seed(i) for i in range(2)]

@@ -1,4 +1,4 @@
-"""Latent diffusion: the autoencoder (devagen.latent), training the UNet on its latents, the model folder that
+"""Latent diffusion: the autoencoder (devagen.diffusion.autoencoder), training the UNet on its latents, the model folder that
 carries it, sampling through its decoder, the vae stage's off switch and the params it refuses."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import torch
 from click.testing import CliRunner
 from diffusers import AutoencoderKL, DiffusionPipeline
 
-from devagen import latent
-from devagen.config import AugmentConfig, DiffusionConfig, LatentConfig, ModelConfig, TrainConfig, params_from_dict
-from devagen.errors import DevagenError
-from devagen.pipeline import load_pipeline
-from devagen.training import train_diffusion
+from devagen.core.config import AugmentConfig, DiffusionConfig, LatentConfig, ModelConfig, TrainConfig
+from devagen.core.errors import DevagenError
+from devagen.core.params import params_from_dict
+from devagen.diffusion import autoencoder as latent
+from devagen.sampling.pipeline import load_pipeline
+from devagen.training.loop import train_diffusion
 
 TINY_LATENT = LatentConfig(enabled=True, downsample=2, channels=2, width=8, steps=4, batch_size=4, lr=1e-3)
 

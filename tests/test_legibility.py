@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from devagen import legibility
-from devagen.classes import NUM_CLASSES
-from devagen.config import AugmentConfig, OcrConfig
-from devagen.errors import DevagenError
-from devagen.ocr import train_judge
 from dhcd_fixture import glyph_image
 from junk_fixture import junk_sets, scrambled
+
+from devagen.core.classes import NUM_CLASSES
+from devagen.core.config import AugmentConfig, OcrConfig
+from devagen.core.errors import DevagenError
+from devagen.judges import legibility
+from devagen.judges.ocr import train_judge
 
 # two classes in 2-D: class 0 around (0, 0), class 1 around (10, 0); spread 1 along x, 2 along y
 FEATS = np.array([[1, 0], [-1, 0], [0, 2], [0, -2], [11, 0], [9, 0], [10, 2], [10, -2]], dtype=np.float64)

@@ -10,16 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from devagen import metrics
-from devagen.classes import CLASS_NAMES, NUM_CLASSES, glyphs
-from devagen.config import EvaluateConfig
-from devagen.errors import DevagenError
+from devagen.core.classes import CLASS_NAMES, NUM_CLASSES, glyphs
+from devagen.core.config import EvaluateConfig
+from devagen.core.errors import DevagenError
+from devagen.judges import metrics
 
 CFG = EvaluateConfig(kid_subsets=5, batch_size=64)
 
 
 class StandInJudge(nn.Module):
-    """Same interface as devagen.ocr.Judge: features = 4x4 average pool (16 dims) times `scale`."""
+    """Same interface as devagen.judges.ocr.Judge: features = 4x4 average pool (16 dims) times `scale`."""
 
     def __init__(self, scale: float = 1.0) -> None:
         super().__init__()

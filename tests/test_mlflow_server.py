@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from devagen import tracking
-from devagen.config import Params, TrackingConfig, flatten
+from devagen.core import tracking
+from devagen.core.config import Params, TrackingConfig
+from devagen.core.params import flatten
 
 COMPARED = ("ocr_accuracy", "fid", "kid", "img_per_s")
 

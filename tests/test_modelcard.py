@@ -7,8 +7,9 @@ from pathlib import Path
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from devagen.config import Params, flatten
-from devagen.modelcard import write_model_card
+from devagen.core.config import Params
+from devagen.core.params import flatten
+from devagen.report.modelcard import write_model_card
 
 METRICS = {"train": {"steps": 2800, "final_loss": 0.0269, "img_per_s": 79.7, "params": 2740961, "device": "cpu"},
            "sample": {"sampler": "dpmpp", "steps": 10, "guidance_scale": 3.0},

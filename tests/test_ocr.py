@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from devagen.classes import CLASS_NAMES, NUM_CLASSES
-from devagen.config import AugmentConfig, OcrConfig
-from devagen.data import to_model_range
-from devagen.errors import DevagenError
-from devagen.ocr import build_judge, load_judge, predict_proba, recalibrate_batchnorm, save_judge, train_judge
+from devagen.core.classes import CLASS_NAMES, NUM_CLASSES
+from devagen.core.config import AugmentConfig, OcrConfig
+from devagen.core.errors import DevagenError
+from devagen.data.archive import to_model_range
+from devagen.judges.ocr import build_judge, load_judge, predict_proba, recalibrate_batchnorm, save_judge, train_judge
 
 SIZE = 16
 TINY = OcrConfig(seed=0, epochs=4, batch_size=32, lr=0.2, width=8, label_smoothing=0.0, augment=False)
@@ -84,7 +84,7 @@ def test_pool_first_pools_before_batchnorm_and_computes_the_same_function() -> N
 def test_pool_first_survives_save_and_load_and_old_judges_normalise_first(tmp_path) -> None:
     import json
 
-    from devagen.integrity import write_manifest
+    from devagen.core.integrity import write_manifest
 
     torch.manual_seed(0)
     judge = build_judge(OcrConfig(width=4, pool_first=True), SIZE).eval()
@@ -139,7 +139,7 @@ def test_same_seed_same_weights_with_augmentation() -> None:
 
 
 def test_later_epochs_train_on_the_hardest_images_and_a_random_share_of_the_rest() -> None:
-    from devagen.ocr import _epoch_order, _epoch_size
+    from devagen.judges.ocr import _epoch_order, _epoch_size
 
     cfg = OcrConfig(batch_size=8, hard_share=0.3, random_share=0.1)
     hardness = torch.arange(100, dtype=torch.float32).flip(0)  # image 0 is the hardest

@@ -10,13 +10,15 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline
 
-from devagen.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig, params_from_dict
-from devagen.errors import DevagenError
-from devagen.model import build_unet
-from devagen.patches import from_patches, to_patches
-from devagen.pipeline import META_FILE, load_pipeline, read_meta
-from devagen.presets import downsample_factor, patch_size
-from devagen.training import train_diffusion
+from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from devagen.core.errors import DevagenError
+from devagen.core.params import params_from_dict
+from devagen.core.presets import downsample_factor, patch_size
+from devagen.diffusion.patches import from_patches, to_patches
+from devagen.diffusion.unet import build_unet
+from devagen.sampling.folder import META_FILE, read_meta
+from devagen.sampling.pipeline import load_pipeline
+from devagen.training.loop import train_diffusion
 
 
 def test_patches_round_trip_and_group_each_2x2_block() -> None:
@@ -69,8 +71,9 @@ def test_a_patch_model_trains_on_patches_and_every_loader_draws_pixels(tmp_path:
                                          generator=torch.Generator().manual_seed(0))
     assert np.array_equal(again, drawn)
     # distillation: the students learn in the teacher's patch space and their folders say so
-    from devagen import distill, students
-    from devagen.config import DistillConfig
+    from devagen.core.config import DistillConfig
+    from devagen.sampling import students
+    from devagen.training import distill
 
     teacher = load_pipeline(out, students.SAMPLER, device="cpu")
     data = distill.DistillData(torch.from_numpy(images), torch.from_numpy(labels), patch=2)

@@ -14,17 +14,24 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from devagen import style
 from devagen.cli import cli
-from devagen.config import DiffusionConfig, ModelConfig, SampleConfig, TrainConfig, params_from_dict
-from devagen.diffusion import diffusion_loss
-from devagen.errors import DevagenError
-from devagen.model import (NULL_LABEL, StyleUNet2DModel, build_noise_scheduler, build_unet, condition,
-                           with_null_class)
-from devagen.pen import PenStyle, codes, measure_pen, pen_style, training_codes
-from devagen.pipeline import load_pipeline
-from devagen.sampling import generate, image_generators
-from devagen.text import generate_text, parse_text, word_pens
+from devagen.core.config import DiffusionConfig, ModelConfig, SampleConfig, TrainConfig
+from devagen.core.errors import DevagenError
+from devagen.core.params import params_from_dict
+from devagen.diffusion.objective import diffusion_loss
+from devagen.diffusion.unet import (
+    NULL_LABEL,
+    StyleUNet2DModel,
+    build_noise_scheduler,
+    build_unet,
+    condition,
+    with_null_class,
+)
+from devagen.pen import measures as style
+from devagen.pen.conditions import PenStyle, codes, measure_pen, pen_style, training_codes
+from devagen.sampling.generate import image_generators
+from devagen.sampling.pipeline import load_pipeline
+from devagen.sampling.text import generate_text, parse_text, word_pens
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,8 +153,8 @@ def test_config_refuses_style_settings_that_cannot_work(raw: dict, key: str) -> 
 
 
 def test_training_with_styles_saves_the_pen(tmp_path: Path, cpu_one_thread) -> None:
-    from devagen.training import train_diffusion
-    from devagen.config import AugmentConfig
+    from devagen.core.config import AugmentConfig
+    from devagen.training.loop import train_diffusion
 
     rng = np.random.default_rng(0)
     images = _bars(list(rng.integers(1, 7, 92)), 16)

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from dhcd_fixture import make_archive
 from PIL import Image
 
 from devagen.commands.common import headline
-from dhcd_fixture import make_archive
 
 REPO = Path(__file__).parents[1]
 TINY = {

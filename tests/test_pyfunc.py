@@ -23,10 +23,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from devagen import pyfunc_model, tracking
-from devagen.config import TrackingConfig
-from devagen.pipeline import load_pipeline
-from devagen.serving import draw, request_label
+from devagen.core import tracking
+from devagen.core.config import TrackingConfig
+from devagen.sampling.pipeline import load_pipeline
+from devagen.serving import pyfunc_model
+from devagen.serving.draw import draw, request_label
 
 DEFAULTS = {"seed": 0, "steps": 2, "guidance_scale": 2.0}
 

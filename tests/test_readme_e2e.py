@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from devagen import tracking
-from devagen.config import TrackingConfig
 from dvc_repo import TINY, make_repo, run
+
+from devagen.core import tracking
+from devagen.core.config import TrackingConfig
 
 REPO = Path(__file__).parents[1]
 # Sizes only: every README key keeps its value unless it is listed here.

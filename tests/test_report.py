@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from devagen import figures, paths, plots, report
-from devagen.classes import CLASS_NAMES, glyphs
-from devagen.errors import DevagenError
-from devagen.io import write_csv, write_json
-from devagen.report import ReportInputs, build_report, compare_runs, load_report_inputs, render_plots, summarize
+from devagen.core import paths
+from devagen.core.classes import CLASS_NAMES, glyphs
+from devagen.core.errors import DevagenError
+from devagen.core.io import write_csv, write_json
+from devagen.report import figures, pages, plots, render
+from devagen.report import inputs as report_inputs
+from devagen.report.blocks import Table
+from devagen.report.charts import render_plots
+from devagen.report.inputs import ReportInputs, load_report_inputs
+from devagen.report.pages import build_report, compare_runs
+from devagen.report.sentences import summarize
 
 PARAMS = {"model.preset": "cpu_small", "model.conditional": True, "diffusion.prediction_type": "v_prediction",
           "diffusion.beta_schedule": "cosine", "diffusion.min_snr_gamma": 5.0, "train.lr": 0.001,
@@ -91,9 +97,9 @@ def test_render_plots_writes_both_charts(root: Path) -> None:
 
 def test_html_embeds_every_figure_and_reaches_for_nothing_outside(rendered) -> None:
     inputs, html, _ = rendered
-    assert set(inputs.figures) == set(report.FIGURES)
+    assert set(inputs.figures) == set(report_inputs.FIGURES)
     for path in inputs.figures.values():
-        assert report.data_uri(path) in html  # the file's exact bytes, base64
+        assert render.data_uri(path) in html  # the file's exact bytes, base64
     assert "data:image/gif;base64," in html
     assert all(ref.startswith("data:") for ref in re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', html))
     assert "http" not in html.lower() and "url(" not in html and '<meta charset="utf-8">' in html
@@ -125,12 +131,12 @@ def test_missing_metrics_say_not_run(tmp_path: Path) -> None:
     assert render_plots(tmp_path) == {}
     inputs = load_report_inputs(tmp_path, {}, [], None)
     html, md = build_report(inputs)
-    assert md.count("Not run:") == len(report.STAGE_OF) and html.count("Not run:") == len(report.STAGE_OF)
+    assert md.count("Not run:") == len(report_inputs.STAGE_OF) and html.count("Not run:") == len(report_inputs.STAGE_OF)
     assert "evaluate stage has not run" in md and "No MLflow runs" in md
-    shown = len(report.FIGURES) - len(report.OPTIONAL_STAGE_OF)  # no distill section (nor its figure) when it did not run
+    shown = len(report_inputs.FIGURES) - len(report_inputs.OPTIONAL_STAGE_OF)  # no distill section (nor its figure) when it did not run
     assert md.count("not available") == shown and "<img" not in html
     only_train = build_report(ReportInputs({}, {"train": METRICS["train"]}, [], {}, [], "x"))[1]
-    assert only_train.count("Not run:") == len(report.STAGE_OF) - 1 and "Training ran 3,000 steps" in only_train
+    assert only_train.count("Not run:") == len(report_inputs.STAGE_OF) - 1 and "Training ran 3,000 steps" in only_train
 
 
 def test_corrupt_metrics_file_is_a_user_error(tmp_path: Path) -> None:
@@ -257,11 +263,11 @@ def test_the_pen_style_section_names_the_classes_furthest_from_real_and_the_chan
     style = {**EVAL["style"], "class_band": {"stroke_width": band},
              "off_classes": [{"class": "character_24_bha", "glyph": "भ", "measure": "stroke_width", "ratio": 1.42}]}
     ev = {**EVAL, "style": style, "style_off_classes": 1, "style_off_classes_real": 1}
-    md = "\n".join(str(block) for block in report._style_blocks(ev))
+    md = "\n".join(str(block) for block in pages._style_blocks(ev))
     assert "stroke width 0.80×–1.25×; 1 class(es) lie outside it (भ stroke width 1.42×)" in md
     assert "a second real set of those sizes has 1 outside" in md
     assert "भ 1.42× (outside), ७ 1.17×, ग 0.90×" in md
     assert "per class, 1 class(es) write a pen beyond what a real set of the same size strays to (a second real set: 1)" \
         in summarize({**METRICS, "eval": ev}, PARAMS)
     assert "per class" not in summarize(METRICS, PARAMS) and not any(  # no band (unconditional, or no reference)
-        isinstance(block, report.Table) and block.header[0] == "per class" for block in report._style_blocks(EVAL))
+        isinstance(block, Table) and block.header[0] == "per class" for block in pages._style_blocks(EVAL))

@@ -10,15 +10,24 @@ import numpy as np
 import pytest
 import torch
 
-from devagen.classes import CLASS_NAMES, glyphs
-from devagen.config import DiffusionConfig, SampleConfig
-from devagen.diffusion import training_target
-from devagen.errors import DevagenError
-from devagen.model import NULL_LABEL, build_noise_scheduler
-from devagen.pipeline import (DevagenPipeline, load_pipeline, output_from_x0, predicted_x0, project_guidance,
-                              read_meta)
-from devagen.sampling import (denoising_frames, generate, generate_class_grid, image_generators, process_figure,
-                              sample_set, samples_figure, steps_figure)
+from devagen.core.classes import CLASS_NAMES, glyphs
+from devagen.core.config import DiffusionConfig, SampleConfig
+from devagen.core.errors import DevagenError
+from devagen.diffusion.guidance import output_from_x0, predicted_x0, project_guidance
+from devagen.diffusion.objective import training_target
+from devagen.diffusion.unet import NULL_LABEL, build_noise_scheduler
+from devagen.sampling.folder import read_meta
+from devagen.sampling.generate import (
+    denoising_frames,
+    generate,
+    generate_class_grid,
+    image_generators,
+    process_figure,
+    sample_set,
+    samples_figure,
+    steps_figure,
+)
+from devagen.sampling.pipeline import DevagenPipeline, load_pipeline
 
 FAST = SampleConfig(seed=0, steps=2, guidance_scale=2.0, batch_size=4)
 ONE_STEP = SampleConfig(seed=0, steps=1, guidance_scale=2.0)
@@ -292,8 +301,8 @@ def test_sde_sampler_is_seeded_per_image(tiny_model_dir: Path) -> None:
 
 
 def test_black_point_maps_faint_grey_to_black_and_keeps_white() -> None:
-    from devagen.data import from_model_range
-    from devagen.pipeline import to_pixels
+    from devagen.data.archive import from_model_range
+    from devagen.sampling.pipeline import to_pixels
 
     x = torch.linspace(-1, 1, 256).view(1, 1, 16, 16)
     raw, cleaned = to_pixels(x, 0), to_pixels(x, 8)
@@ -303,7 +312,7 @@ def test_black_point_maps_faint_grey_to_black_and_keeps_white() -> None:
 
 
 def test_pipeline_and_generate_apply_the_black_point(pipe: DevagenPipeline) -> None:
-    from devagen.pipeline import BLACK_POINT
+    from devagen.sampling.pipeline import BLACK_POINT
 
     run = lambda **kw: pipe(labels=[0, 1], num_inference_steps=2, generator=image_generators(0, 0, 2), **kw)  # noqa: E731
     raw, default = run(black_point=0), run()

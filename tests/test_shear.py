@@ -1,4 +1,4 @@
-"""Slant by shear (devagen.shear) and the pipeline's use of it for an asked slant."""
+"""Slant by shear (devagen.pen.shear) and the pipeline's use of it for an asked slant."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from devagen.pipeline import load_pipeline
-from devagen.sampling import image_generators
-from devagen.shear import shear_rows, shear_to_slant
-from devagen.style import slant_degrees
 from test_style import bar, draw
+
+from devagen.pen.measures import slant_degrees
+from devagen.pen.shear import shear_rows, shear_to_slant
+from devagen.sampling.generate import image_generators
+from devagen.sampling.pipeline import load_pipeline
 
 
 def glyph() -> np.ndarray:

@@ -134,5 +134,5 @@ def test_closure_rejects_an_import_of_a_missing_module(tmp_path: Path) -> None:
 
 def test_listing_a_stage_dep_it_does_not_run_fails() -> None:
     runs = stage_code("report")
-    assert "src/devagen/report.py" in runs and "src/devagen/training.py" not in runs
-    assert "src/devagen/training.py" in stage_code("train") and "src/devagen/report.py" not in stage_code("train")
+    assert "src/devagen/report/pages.py" in runs and "src/devagen/training/loop.py" not in runs
+    assert "src/devagen/training/loop.py" in stage_code("train") and "src/devagen/report/pages.py" not in stage_code("train")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from devagen import style
+from devagen.pen import measures as style
 
 S = 32
 
@@ -228,8 +228,8 @@ def test_a_class_written_with_a_bolder_pen_is_named_and_real_sets_give_the_chanc
     medians_only = style.style_comparison(gen, gen_labels, real, labels, seed=0, per_class=False)
     assert medians_only["off_classes"] == [] and repr(medians_only["measures"]) == repr(got["measures"])  # NaN-safe
 
-    from devagen.classes import CLASS_NAMES, glyphs
-    from devagen.evaluation import _furthest_classes, style_evaluation
+    from devagen.core.classes import CLASS_NAMES, glyphs
+    from devagen.judges.evaluation import _furthest_classes, style_evaluation
 
     metrics = style_evaluation(gen, gen_labels, real, labels, glyphs(), seed=0).metrics
     assert metrics["style"]["off_classes"][0] == {**got["off_classes"][0], "class": CLASS_NAMES[2], "glyph": glyphs()[2]}
@@ -256,8 +256,8 @@ def test_pen_off_classes_measures_against_real_images_outside_both_small_sets():
 
 
 def test_style_evaluation_writes_json_ready_metrics_and_a_figure():
-    from devagen.classes import glyphs
-    from devagen.evaluation import STYLE_HEADLINE, style_evaluation
+    from devagen.core.classes import glyphs
+    from devagen.judges.evaluation import STYLE_HEADLINE, style_evaluation
 
     real = _pen_population(60, seed=4)
     real_labels = np.repeat(np.arange(6), 10)

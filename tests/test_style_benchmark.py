@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from test_benchmarks import _load_script
 from test_c2st import blobs
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from devagen import metrics, style_space
-from devagen.classes import NUM_CLASSES
-from devagen.config import C2stConfig, EvaluateConfig, StyleNetConfig
-from devagen.data import Split, to_model_range
-from devagen.evaluation import style_space_metrics
-from devagen.errors import DevagenError
 from dhcd_fixture import glyph_image
+
+from devagen.core.classes import NUM_CLASSES
+from devagen.core.config import C2stConfig, EvaluateConfig, StyleNetConfig
+from devagen.core.errors import DevagenError
+from devagen.data.archive import Split, to_model_range
+from devagen.judges import metrics, style_space
+from devagen.judges.evaluation import style_space_metrics
 
 TINY = StyleNetConfig(epochs=2, train_images=0, width=4, batch_size=32, lr=0.2)
 EVAL = EvaluateConfig(kid_subsets=5, kid_subset_size=50)

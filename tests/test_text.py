@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devagen.classes import GLYPH_TO_INDEX, NUM_CLASSES, glyphs
-from devagen.errors import DevagenError
-from devagen.pipeline import load_pipeline
-from devagen.config import SampleConfig
-from devagen.text import generate_text, parse_text, text_figure
+from devagen.core.classes import GLYPH_TO_INDEX, NUM_CLASSES, glyphs
+from devagen.core.config import SampleConfig
+from devagen.core.errors import DevagenError
+from devagen.sampling.pipeline import load_pipeline
+from devagen.sampling.text import generate_text, parse_text, text_figure
 
 
 @pytest.mark.parametrize("index", range(NUM_CLASSES))

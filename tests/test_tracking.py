@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from devagen import tracking
-from devagen.config import TrackingConfig
-from devagen.io import write_json
+from devagen.core import tracking
+from devagen.core.config import TrackingConfig
+from devagen.core.io import write_json
 
 PARAMS = {"train.lr": 5e-5, "sample.per_class": 2}
 
@@ -216,8 +216,9 @@ def test_dataset_inputs_carry_name_digest_context_and_rows(cfg: TrackingConfig, 
                                                            tiny_archive: Path) -> None:
     import shutil
 
-    from devagen import data, lineage
-    from devagen.fetch import ARCHIVE_NAME
+    from devagen.data import archive as data
+    from devagen.data import lineage
+    from devagen.data.fetch import ARCHIVE_NAME
 
     raw, prepared = tmp_path / "raw", tmp_path / "prepared"
     raw.mkdir()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,11 +17,13 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from safetensors.torch import load_file
 
-from devagen.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
-from devagen.errors import DevagenError
-from devagen.model import build_unet
-from devagen.pipeline import load_pipeline, read_meta
-from devagen.training import batch_indices, list_checkpoints, resolve_mixed_precision, total_steps, train_diffusion
+from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from devagen.core.errors import DevagenError
+from devagen.diffusion.unet import build_unet
+from devagen.sampling.folder import read_meta
+from devagen.sampling.pipeline import load_pipeline
+from devagen.training.checkpoints import list_checkpoints
+from devagen.training.loop import batch_indices, resolve_mixed_precision, total_steps, train_diffusion
 
 TINY = ModelConfig(preset="tiny", conditional=True)
 
@@ -227,7 +228,7 @@ def test_nan_between_log_reads_stops_before_the_next_checkpoint(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # The loss is read every log_every (5) steps and before each checkpoint (every 2 steps). Step 3's loss is
     # NaN (and poisons the weights): the stop names step 3, at the read before step 4's checkpoint, and keeps 2's
-    from devagen import training
+    from devagen.training import loop as training
     calls = {"n": 0}
     real_loss = training.diffusion_loss
 
@@ -264,8 +265,8 @@ SCRIPT = """
 import hashlib, sys, time
 from pathlib import Path
 import numpy as np
-from devagen import training
-from devagen.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from devagen.training import loop as training
+from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 {data}
 root, steps, delay = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 save = training.save_trained_model
@@ -348,7 +349,7 @@ def test_compile_mode_is_validated() -> None:
 def test_compiled_training_saves_resumes_and_loads_like_eager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """torch.compile (inductor, here on the CPU with the refusal lifted) changes nothing the run saves:
     no `_orig_mod.` keys in checkpoints or the model, a kill resumes, from_pretrained loads it."""
-    import devagen.training as training
+    import devagen.training.loop as training
 
     monkeypatch.setattr(training, "check_compile", lambda cfg: None)
     cfg = _cfg(compile="default", max_steps=4)
@@ -366,7 +367,7 @@ def test_compiled_training_saves_resumes_and_loads_like_eager(tmp_path: Path, mo
     assert saved  # the checkpoints hold the model's weights as safetensors
     for weights in saved:
         assert not [k for k in load_file(weights) if "_orig_mod" in k], weights
-    from devagen.pipeline import load_pipeline
+    from devagen.sampling.pipeline import load_pipeline
     assert load_pipeline(tmp_path / "out", device="cpu").unet.config.sample_size == 16
 
 

@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 import click
 
-from .errors import DevagenError
-from .integrity import FULL_DISK_ERRNOS, one_line
+from .core.errors import DevagenError
+from .core.integrity import FULL_DISK_ERRNOS, one_line
 
 # The commands' modules in devagen/commands/; the command is named after its module, with "-" for "_".
 COMMANDS = ("fetch", "prepare", "train_ocr", "style_net", "vae", "train", "distill", "sample", "evaluate", "report", "generate")

@@ -9,9 +9,11 @@ from typing import Any, Iterable, Mapping
 
 import click
 
-from .. import lineage, paths, tracking
-from ..config import Params, flatten, load_params
-from ..io import write_json
+from ..core import paths, tracking
+from ..core.config import Params
+from ..core.io import write_json
+from ..core.params import flatten, load_params
+from ..data import lineage
 
 # stem -> the keys of its result a person compares across experiments: reports/metrics/<stem>.json (DVC
 # `metrics:`, the columns of `dvc exp show`) holds only these; reports/details/<stem>.json holds the whole result.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .. import paths
-from ..integrity import replace_dir
+from ..core import paths
+from ..core.integrity import replace_dir
 from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 
 FIGURE = "distill.png"
@@ -17,7 +17,7 @@ FLAT_KEYS = ("ocr_accuracy", "fid", "legible_share", "stroke_width_ratio", "ink_
 @PARAMS_OPTION
 def distill(params_path: str) -> None:
     """Distil the trained model into 8/4/2/1-step DDIM students (distill.enabled) and measure each one."""
-    from ..off_notes import write_distill_status
+    from ..core.off_notes import write_distill_status
     from .optional import fresh_temp, write_off
 
     params = load(params_path)
@@ -34,12 +34,18 @@ def distill(params_path: str) -> None:
     import numpy as np
     import torch
 
-    from .. import data, figures, legibility, ocr, sampling, students
-    from ..distill import DistillData, distill as run_distill
-    from ..evaluation import headline_quality
-    from ..model import condition
-    from ..pen import training_codes
-    from ..pipeline import load_pipeline, read_meta
+    from ..data import archive as data
+    from ..diffusion.unet import condition
+    from ..judges import legibility, ocr
+    from ..judges.evaluation import headline_quality
+    from ..pen.conditions import training_codes
+    from ..report import figures
+    from ..sampling import generate as sampling
+    from ..sampling import students
+    from ..sampling.folder import read_meta
+    from ..sampling.pipeline import load_pipeline
+    from ..training.distill import DistillData
+    from ..training.distill import distill as run_distill
 
     meta = read_meta(paths.DIFFUSION_DIR)
     teacher = load_pipeline(paths.DIFFUSION_DIR, students.SAMPLER, use_ema=True)

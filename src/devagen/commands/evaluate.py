@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .. import paths
-from ..io import read_json, write_csv
+from ..core import paths
+from ..core.io import read_json, write_csv
 from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 
 
@@ -14,10 +14,12 @@ from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 def evaluate(params_path: str) -> None:
     """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy, legibility, pen style,
     style-space FID and C2ST -> reports/details/eval.json (its headline: reports/metrics/eval.json)."""
-    from .. import cas, data, figures, legibility, ocr, style_space
-    from ..classes import glyphs
-    from ..evaluation import evaluate_samples, style_evaluation, style_space_metrics
-    from ..metrics import confusion_figure
+    from ..core.classes import glyphs
+    from ..data import archive as data
+    from ..judges import cas, legibility, ocr, style_space
+    from ..judges.evaluation import evaluate_samples, style_evaluation, style_space_metrics
+    from ..judges.metrics import confusion_figure
+    from ..report import figures
 
     params = load(params_path)
     tracker = start_run(params, "evaluate")  # first: a failure below is recorded in the run

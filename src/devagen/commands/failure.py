@@ -10,9 +10,11 @@ from typing import Any
 
 import yaml
 
-from .. import lineage, paths, tracking
-from ..config import FetchConfig, TrackingConfig, load_params
-from ..errors import DevagenError
+from ..core import paths, tracking
+from ..core.config import FetchConfig, TrackingConfig
+from ..core.errors import DevagenError
+from ..core.params import load_params
+from ..data import lineage
 from .common import READ_FROM, start_run
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import paths
+from ..core import paths
 from .common import PARAMS_OPTION, load
 
 
@@ -14,7 +14,7 @@ from .common import PARAMS_OPTION, load
 @PARAMS_OPTION
 def fetch(local: str | None, params_path: str) -> None:
     """Put the validated DHCD archive at data/raw/."""
-    from ..fetch import fetch_archive
+    from ..data.fetch import fetch_archive
 
     params = load(params_path)
     archive, counts = fetch_archive(params.fetch, paths.RAW_DIR, local=local)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .. import paths
-from ..errors import DevagenError
+from ..core import paths
+from ..core.errors import DevagenError
 from .common import PARAMS_OPTION, load
 
 
@@ -37,10 +37,10 @@ def generate(text: str | None, class_name: str | None, count: int, out: str, mod
              steps: int | None, guidance: float | None, stroke: float | None, slant: float | None,
              slant_shear: bool, distilled: str | None, params_path: str) -> None:
     """Write generated handwriting for people: a word (--text) or a grid (--class / -n)."""
-    from .. import figures
-    from ..pipeline import load_pipeline
-    from ..sampling import generate_class_grid
-    from ..text import generate_text
+    from ..report import figures
+    from ..sampling.generate import generate_class_grid
+    from ..sampling.pipeline import load_pipeline
+    from ..sampling.text import generate_text
 
     cfg = load(params_path).sample
     cfg = replace(cfg, seed=seed, steps=steps or cfg.steps,
@@ -49,7 +49,7 @@ def generate(text: str | None, class_name: str | None, count: int, out: str, mod
         raise DevagenError("generate: give either --text or --class, not both")
     student = int(distilled) if distilled else (cfg.steps if cfg.sampler == "distilled" else None)
     if student is not None:
-        from ..students import load_student
+        from ..sampling.students import load_student
 
         if guidance is not None:
             raise DevagenError("generate: --guidance does not apply to a distilled student (its guidance is in its "

@@ -9,8 +9,9 @@ from typing import Callable
 
 import click
 
-from .. import figures, paths, plots
-from ..integrity import replace_dir
+from ..core import paths
+from ..core.integrity import replace_dir
+from ..report import figures, plots
 from .common import write_metrics
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import paths
+from ..core import paths
 from .common import PARAMS_OPTION, load, write_metrics
 
 
@@ -14,10 +14,11 @@ def prepare(params_path: str) -> None:
     """Decode the archive into data/prepared/{train,test}.npz, metrics and figures."""
     import numpy as np
 
-    from .. import data, figures
-    from ..augment import augment_preview
-    from ..classes import CLASS_NAMES, glyphs
-    from ..fetch import ARCHIVE_NAME
+    from ..core.classes import CLASS_NAMES, glyphs
+    from ..data import archive as data
+    from ..data.augment import augment_preview
+    from ..data.fetch import ARCHIVE_NAME
+    from ..report import figures
 
     params = load(params_path)
     prepared = data.prepare(paths.RAW_DIR / ARCHIVE_NAME, data.NATIVE_SIZE, params.data.dedupe, progress=True)

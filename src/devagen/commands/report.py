@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from .. import paths, tracking
-from ..config import flatten
-from ..io import read_json, write_json, write_text
+from ..core import paths, tracking
+from ..core.io import read_json, write_json, write_text
+from ..core.params import flatten
 from .common import PARAMS_OPTION, finish, load, start_run
 
 
@@ -16,9 +16,11 @@ from .common import PARAMS_OPTION, finish, load, start_run
 @PARAMS_OPTION
 def report(params_path: str) -> None:
     """Render reports/report.html and reports/report.md and log them to the MLflow run."""
-    from .. import report as rep
-    from ..modelcard import write_model_card
-    from ..pyfunc_model import log_model
+    from ..report.charts import render_plots
+    from ..report.inputs import load_report_inputs, read_metrics
+    from ..report.modelcard import write_model_card
+    from ..report.pages import build_report
+    from ..serving.pyfunc_model import log_model
 
     params = load(params_path)
     tracker = start_run(params, "report")
@@ -27,11 +29,11 @@ def report(params_path: str) -> None:
     tracker.set_tags({"devagen.reused_stages": ",".join(reused) or "none"})
     runs = tracking.recent_runs(params.tracking, params.report.recent_runs)
     current = next((r["name"] for r in runs if r["run_id"] == tracker.run_id), None)
-    rep.render_plots(Path("."))
-    html, markdown = rep.build_report(rep.load_report_inputs(Path("."), flatten(params), runs, current))
+    render_plots(Path("."))
+    html, markdown = build_report(load_report_inputs(Path("."), flatten(params), runs, current))
     write_text(html, paths.REPORT_HTML)
     write_text(markdown, paths.REPORT_MD)
-    card = write_model_card(paths.DIFFUSION_DIR, flatten(params), rep.read_metrics(Path(".")),
+    card = write_model_card(paths.DIFFUSION_DIR, flatten(params), read_metrics(Path(".")),
                             paths.FIGURES_DIR / "samples.png", current or "devagen")
     for path in (paths.REPORT_HTML, paths.REPORT_MD, card):
         tracker.log_artifact(path, "report")
@@ -48,12 +50,17 @@ def report(params_path: str) -> None:
 def reused_stages(ran: str) -> list[str]:
     """The tracked stages whose results this run reuses (DVC skipped them as unchanged or restored them
     from its run cache): those with results that did not run in this run; vae and distill only when on."""
-    out = []
-    for stage, stem in TRACKED:
-        path = paths.DETAILS_FILES[stem]
-        if stage not in ran.split(",") and path.is_file() and read_json(path).get("enabled", True):
-            out.append(stage)
-    return out
+    return [stage for stage, stem in TRACKED if stage not in ran.split(",") and _enabled(paths.DETAILS_FILES[stem])]
+
+
+def _enabled(path: Path) -> bool:
+    """Whether a stage's results exist and say it was on (unreadable ones count as on: the report names them)."""
+    if not path.is_file():
+        return False
+    try:
+        return read_json(path).get("enabled", True) is not False
+    except (ValueError, AttributeError):
+        return True
 
 
 TRACKED = (("vae", "vae"), ("train", "train"), ("distill", "distill"), ("sample", "sample"), ("evaluate", "eval"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import paths
+from ..core import paths
 from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 
 
@@ -12,8 +12,11 @@ from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 @PARAMS_OPTION
 def sample(params_path: str) -> None:
     """Draw the evaluation samples and the figures (samples, steps, denoising GIF, process)."""
-    from .. import data, figures, sampling
-    from ..pipeline import load_pipeline, read_meta
+    from ..data import archive as data
+    from ..report import figures
+    from ..sampling import generate as sampling
+    from ..sampling.folder import read_meta
+    from ..sampling.pipeline import load_pipeline
 
     params = load(params_path)
     tracker = start_run(params, "sample")  # first: a failure below is recorded in the run
@@ -21,7 +24,7 @@ def sample(params_path: str) -> None:
     if cfg.sampler == "distilled":  # the distill stage's student: DDIM, its teacher's guidance in its weights
         from dataclasses import replace
 
-        from ..students import load_student
+        from ..sampling.students import load_student
 
         pipeline = load_student(paths.DISTILLED_DIR, cfg.steps)
         cfg = replace(cfg, guidance_scale=1.0)

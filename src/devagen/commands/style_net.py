@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import paths
+from ..core import paths
 from .common import PARAMS_OPTION, load, write_metrics
 
 
@@ -12,7 +12,8 @@ from .common import PARAMS_OPTION, load, write_metrics
 @PARAMS_OPTION
 def style_net(params_path: str) -> None:
     """Train the style-space network (no augmentation: it sees pen width); into models/style_net/."""
-    from .. import data, style_space
+    from ..data import archive as data
+    from ..judges import style_space
 
     params = load(params_path)
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)

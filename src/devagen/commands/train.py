@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .. import paths
-from ..io import append_jsonl, read_jsonl, write_csv
+from ..core import paths
+from ..core.io import append_jsonl, read_jsonl, write_csv
 from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 
 
@@ -34,9 +34,9 @@ class StepLog:
 @PARAMS_OPTION
 def train(params_path: str) -> None:
     """Train the diffusion UNet; model into models/diffusion/, curves and metrics into reports/."""
-    from .. import data
-    from ..device import cpu_info, pick_device
-    from ..training import check_compile, train_diffusion
+    from ..core.device import cpu_info, pick_device
+    from ..data import archive as data
+    from ..training.loop import check_compile, train_diffusion
 
     params = load(params_path)
     check_compile(params.train)  # before any data is read
@@ -48,11 +48,11 @@ def train(params_path: str) -> None:
     pen = data.read_pen(paths.TRAIN_NPZ, len(split.images)) if params.model.style_conditioning else None
     judge = None
     if params.diffusion.needs_judge:  # the perceptual loss reads the OCR judge's features
-        from ..ocr import load_judge
+        from ..judges.ocr import load_judge
         judge = load_judge(paths.OCR_DIR)
     vae = None
     if params.latent.enabled:  # latent diffusion: the UNet learns the vae stage's latents
-        from ..latent import load_autoencoder
+        from ..diffusion.autoencoder import load_autoencoder
 
         vae = load_autoencoder(paths.VAE_DIR)
     images = data.resize(split.images, params.data.image_size)  # the model's side; DHCD's own is 32

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .. import paths
-from ..io import write_csv
+from ..core import paths
+from ..core.io import write_csv
 from .common import PARAMS_OPTION, load, write_metrics
 
 
@@ -13,8 +13,9 @@ from .common import PARAMS_OPTION, load, write_metrics
 @PARAMS_OPTION
 def train_ocr(params_path: str) -> None:
     """Train the OCR judge on real train images (+ its real-feature statistics); test accuracy into ocr.json."""
-    from .. import data, legibility, ocr
-    from ..metrics import per_class_rows
+    from ..data import archive as data
+    from ..judges import legibility, ocr
+    from ..judges.metrics import per_class_rows
 
     params = load(params_path)
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .. import paths
-from ..integrity import replace_dir
+from ..core import paths
+from ..core.integrity import replace_dir
 from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
 
 FIGURE = "vae.png"
@@ -16,8 +16,8 @@ SHOWN = 24  # random test images in the figure, each above its reconstruction
 @PARAMS_OPTION
 def vae(params_path: str) -> None:
     """Train the AutoencoderKL that latent diffusion works in (latent.enabled) and measure its reconstructions."""
-    from .. import figures, plots
-    from ..off_notes import write_no_autoencoder
+    from ..core.off_notes import write_no_autoencoder
+    from ..report import figures, plots
     from .optional import fresh_temp, write_off
 
     params = load(params_path)
@@ -29,9 +29,11 @@ def vae(params_path: str) -> None:
     tracker = start_run(params, "vae")  # first: a failure below is recorded in the run
     import numpy as np
 
-    from .. import data, metrics, ocr, style
-    from ..device import pick_device
-    from ..latent import psnr, reconstruct, save_autoencoder, train_autoencoder
+    from ..core.device import pick_device
+    from ..data import archive as data
+    from ..diffusion.autoencoder import psnr, reconstruct, save_autoencoder, train_autoencoder
+    from ..judges import metrics, ocr
+    from ..pen import measures as style
 
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
     judge = ocr.load_judge(paths.OCR_DIR)

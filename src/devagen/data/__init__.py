@@ -1,0 +1,1 @@
+"""The dataset: fetching the DHCD archive, prepared arrays, augmentation, lineage."""

@@ -1,0 +1,1 @@
+"""The diffusion maths: UNet building, patches, the training objective, auxiliary losses, the latent autoencoder."""

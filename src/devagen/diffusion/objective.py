@@ -1,0 +1,126 @@
+"""The training objective: noise, targets (eps / v / x0), min-SNR weighting, CFG label dropout, and the
+optional auxiliary losses on the clean-image estimate (devagen.diffusion.aux_losses).
+
+Pure functions of tensors and the DDPMScheduler; the UNet knows nothing of diffusion.
+With the seed's choices (epsilon, min_snr_gamma 0, offset_noise 0) the loss is plain MSE on noise.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from ..core.config import DiffusionConfig
+from ..diffusion.guidance import predicted_x0
+from .aux_losses import perceptual_distance, ssim
+from .unet import NULL_LABEL, condition
+
+
+def training_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor,
+                    t: torch.Tensor) -> torch.Tensor:
+    """What the UNet must predict for x_t, (B, C, H, W): eps, v = √ᾱ·eps − √(1−ᾱ)·x0, or x0."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    if kind == "sample":
+        return x0
+    raise ValueError(f"unknown prediction_type {kind!r}")
+
+
+def snr(scheduler: DDPMScheduler, t: torch.Tensor) -> torch.Tensor:
+    """Signal-to-noise ratio ᾱ_t / (1 − ᾱ_t) per timestep, (B,) float32."""
+    alpha_bar = scheduler.alphas_cumprod.to(t.device, torch.float32)[t]
+    return alpha_bar / (1.0 - alpha_bar)
+
+
+def loss_weights(scheduler: DDPMScheduler, t: torch.Tensor, prediction_type: str,
+                 min_snr_gamma: float) -> torch.Tensor:
+    """Per-image min-SNR-γ weights (B,) for an MSE on `prediction_type`; all ones when γ is 0.
+
+    min-SNR-γ weights the x0-space loss by min(SNR, γ). An eps-MSE equals SNR·(x0-MSE) and a
+    v-MSE equals (SNR+1)·(x0-MSE), so the same weighting becomes min(SNR, γ)/SNR for eps and
+    min(SNR, γ)/(SNR+1) for v.
+    """
+    if min_snr_gamma <= 0:
+        return torch.ones(t.shape, device=t.device)
+    ratio = snr(scheduler, t)
+    clipped = torch.clamp(ratio, max=min_snr_gamma)
+    if prediction_type == "epsilon":
+        return clipped / ratio.clamp(min=torch.finfo(torch.float32).tiny)
+    if prediction_type == "v_prediction":
+        return clipped / (ratio + 1.0)
+    if prediction_type == "sample":
+        return clipped
+    raise ValueError(f"unknown prediction_type {prediction_type!r}")
+
+
+def sample_noise(x0: torch.Tensor, offset_noise: float,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Gaussian noise like x0 (B, C, H, W), plus a per-image-and-channel constant of std offset_noise."""
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    if offset_noise > 0:
+        shift = torch.randn((x0.shape[0], x0.shape[1], 1, 1), generator=generator,
+                            device=x0.device, dtype=x0.dtype)
+        noise = noise + offset_noise * shift
+    return noise
+
+
+def auxiliary_loss(scheduler: DDPMScheduler, cfg: DiffusionConfig, estimate: torch.Tensor, x0: torch.Tensor,
+                   t: torch.Tensor, judge_body: Optional[torch.nn.Sequential] = None) -> torch.Tensor:
+    """Scalar: ssim_weight·(1 − SSIM) + perceptual_weight·(judge-feature distance) of the clean-image estimate
+    against x0, each per image times alpha_bar_t (the signal share of x_t), averaged over the batch."""
+    signal = scheduler.alphas_cumprod.to(x0.device, torch.float32)[t]
+    per_image = torch.zeros_like(signal)
+    if cfg.ssim_weight > 0:
+        per_image = per_image + cfg.ssim_weight * (1.0 - ssim(estimate, x0))
+    if cfg.perceptual_weight > 0:
+        if judge_body is None:
+            raise ValueError("diffusion.perceptual_weight > 0 needs the judge's feature network")
+        per_image = per_image + cfg.perceptual_weight * perceptual_distance(judge_body, estimate, x0)
+    return (signal * per_image).mean()
+
+
+def drop_labels(labels: torch.Tensor, p: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Replace each label (B,) int64 by NULL_LABEL with probability p (classifier-free guidance)."""
+    if p <= 0:
+        return labels
+    drop = torch.rand(labels.shape, generator=generator, device=labels.device) < p
+    return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
+
+
+def drop_mask(shape: tuple[int, ...], p: float, device: torch.device,
+              generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """bool mask, True with probability p (nothing dropped when p <= 0, without drawing random numbers)."""
+    if p <= 0:
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    return torch.rand(shape, generator=generator, device=device) < p
+
+
+def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor,
+                   labels: Optional[torch.Tensor], cfg: DiffusionConfig, cond_drop_prob: float,
+                   generator: Optional[torch.Generator] = None, styles: Optional[torch.Tensor] = None,
+                   style_drop_prob: float = 0.0, judge_body: Optional[torch.nn.Sequential] = None) -> torch.Tensor:
+    """Scalar weighted MSE for a batch x0 (B, 1, S, S) in [-1, 1]; labels (B,) or None (unconditional);
+    styles (B, 2) pen codes for a style-conditioned UNet, each dropped with style_drop_prob independently
+    of the class (so the class can be guided with the style held). Plus auxiliary_loss when cfg weights it
+    (judge_body: the frozen judge's feature stack, for the perceptual term)."""
+    noise = sample_noise(x0, cfg.offset_noise, generator)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],),
+                      generator=generator, device=x0.device)
+    noisy = scheduler.add_noise(x0, noise, t)
+    class_labels = None if labels is None else drop_labels(labels, cond_drop_prob, generator)
+    if styles is not None:
+        given = ~drop_mask(labels.shape, style_drop_prob, labels.device, generator)
+        class_labels = condition(class_labels, styles, given)
+    prediction = unet(noisy, t, class_labels=class_labels).sample
+    target = training_target(scheduler, x0, noise, t)
+    per_image = (prediction.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+    loss = (loss_weights(scheduler, t, scheduler.config.prediction_type, cfg.min_snr_gamma) * per_image).mean()
+    if cfg.ssim_weight > 0 or cfg.perceptual_weight > 0:
+        estimate = predicted_x0(scheduler, prediction.float(), noisy.float(), t)
+        loss = loss + auxiliary_loss(scheduler, cfg, estimate, x0, t, judge_body)
+    return loss

@@ -1,0 +1,117 @@
+"""Build the UNet (from a named preset) and the noise scheduler. Knows nothing of training."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Optional
+
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from torch import nn
+
+from ..core.classes import NUM_CLASSES
+from ..core.config import DiffusionConfig, ModelConfig
+from ..core.errors import DevagenError
+from ..core.presets import downsample_factor, patch_size, unet_shape
+
+# Class index the conditional UNet reads as "no class": label dropout trains it, and
+# classifier-free guidance uses it for the unconditional half of the batch.
+NULL_LABEL = NUM_CLASSES  # 46
+STYLE_CODES = 2  # stroke and slant (devagen.pen.conditions.codes)
+
+
+class ClassStyleEmbedding(nn.Module):
+    """The class embedding of a style-conditioned UNet: condition (B, 4) float = [class index, stroke code,
+    slant code, 1 if a style is given else 0] -> (B, dim), added to the time embedding like a class's.
+
+    The class part is the plain UNet's embedding table (index NULL_LABEL = no class). The style part is a
+    small MLP of the codes (zeroed when not given) and the given-flag, so "no style" is its own learned input
+    and unconditional-in-style sampling works as it does for the class (train.style_drop_prob).
+    """
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        self.classes = nn.Embedding(num_classes, dim)
+        self.style = nn.Sequential(nn.Linear(STYLE_CODES + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        given = condition[:, 1 + STYLE_CODES:].float()
+        style = torch.cat([condition[:, 1:1 + STYLE_CODES].float() * given, given], dim=1)
+        return self.classes(condition[:, 0].round().long()) + self.style(style.to(self.style[0].weight.dtype))
+
+
+class StyleUNet2DModel(UNet2DModel):
+    """UNet2DModel whose class_labels are style conditions (B, 4) (see ClassStyleEmbedding). The same
+    config and keyword arguments as UNet2DModel; diffusers saves and loads it as its own class
+    (config.json's _class_name), and a plain UNet2DModel does not load its weights."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if self.config.num_class_embeds is None:
+            raise ValueError("StyleUNet2DModel needs num_class_embeds (style conditioning rides on the class embedding)")
+        self.class_embedding = ClassStyleEmbedding(self.config.num_class_embeds,
+                                                   self.time_embedding.linear_2.out_features)
+
+
+# diffusers builds models from config.json by reading the __init__ signature: give it UNet2DModel's.
+StyleUNet2DModel.__init__.__signature__ = inspect.signature(UNet2DModel.__init__)
+UNET_CLASSES = {cls.__name__: cls for cls in (UNet2DModel, StyleUNet2DModel)}
+
+
+def is_style_conditioned(unet: nn.Module) -> bool:
+    """Whether the network reads (class, stroke, slant) conditions rather than class indices."""
+    return isinstance(unet, StyleUNet2DModel)
+
+
+def condition(labels: torch.Tensor, style_codes: Optional[torch.Tensor], given: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A style-conditioned UNet's class_labels (B, 4) from labels (B,) (NULL_LABEL = none), codes (B, 2)
+    (None = no style for any image) and a bool (B,) mask of images whose style is given (default: all)."""
+    b = labels.shape[0]
+    if style_codes is None:
+        style_codes = torch.zeros(b, STYLE_CODES, device=labels.device)
+        given = torch.zeros(b, dtype=torch.bool, device=labels.device)
+    elif given is None:
+        given = torch.ones(b, dtype=torch.bool, device=labels.device)
+    return torch.cat([labels.float()[:, None], style_codes.float(), given.float()[:, None]], dim=1)
+
+
+def with_null_class(class_labels: torch.Tensor, null_label: int) -> torch.Tensor:
+    """The same conditions with the class replaced by the null label (the style, if any, kept)."""
+    if class_labels.ndim == 1:
+        return torch.full_like(class_labels, null_label)
+    out = class_labels.clone()
+    out[:, 0] = null_label
+    return out
+
+
+def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1) -> UNet2DModel:
+    """A freshly initialised UNet2DModel (StyleUNet2DModel with model.style_conditioning) for (B, channels, S, S)
+    inputs: images, or a latent model's latents (then image_size is the latent side). A patch preset's UNet takes
+    them as patches (devagen.diffusion.patches): (B, channels·p², S/p, S/p)."""
+    factor = downsample_factor(cfg.preset)
+    if image_size % factor:
+        raise DevagenError(f"params.yaml: data.image_size: {image_size} is not a multiple of {factor}, "
+                           f"the downsampling of preset {cfg.preset!r}")
+    extra = {"num_class_embeds": NUM_CLASSES + 1} if cfg.conditional else {}
+    if cfg.scale_shift:
+        extra["resnet_time_scale_shift"] = "scale_shift"
+    cls = StyleUNet2DModel if cfg.style_conditioning else UNet2DModel
+    patch = patch_size(cfg.preset)  # a patch preset denoises (channels·p², S/p, S/p): devagen.diffusion.patches
+    return cls(sample_size=image_size // patch, in_channels=channels * patch ** 2, out_channels=channels * patch ** 2,
+               **unet_shape(cfg.preset), **extra)
+
+
+def build_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
+    """The DDPM forward process; saved with the model so samplers rebuild the same schedule."""
+    # clip_sample only acts in DDPMScheduler.step (ancestral sampling), never in training.
+    # Off here so every sampler sees the raw prediction; samplers that want clipping or
+    # dynamic thresholding turn it on themselves.
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps,
+                         beta_schedule=cfg.diffusers_beta_schedule,
+                         prediction_type=cfg.prediction_type,
+                         clip_sample=False)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

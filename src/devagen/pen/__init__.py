@@ -1,0 +1,1 @@
+"""The pen: stroke width, ink and slant measures, pen conditions, shear."""

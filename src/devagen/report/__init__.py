@@ -1,0 +1,1 @@
+"""What people read: the report pages, figures, plots, the model card."""

@@ -1,0 +1,1 @@
+"""Drawing characters: the diffusers pipeline and model folder, generate, text rows, students."""

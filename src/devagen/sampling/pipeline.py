@@ -1,0 +1,390 @@
+"""DevagenPipeline: sampling with batched classifier-free guidance, and loading a trained model directory.
+
+A model directory (written by training) holds `unet/` (EMA weights), `unet_raw/` (raw weights),
+`scheduler/` (the DDPMScheduler it was trained with), `devagen.json` (see ModelMeta), `model_index.json`
+and `pen.json` (see folder.py) and, when `train.guide_step` is set, `guide/`: the same network early in
+training, for autoguidance. diffusers loads it without devagen's helpers:
+    DDPMPipeline.from_pretrained(d)                                   # unconditional models
+    DiffusionPipeline.from_pretrained(d, trust_remote_code=True).use_sampler("dpmpp")  # conditional
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    DiffusionPipeline,
+    UNet2DModel,
+)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from ..core.config import GUIDANCE
+from ..core.device import pick_device, use_math_attention
+from ..core.errors import DevagenError
+from ..core.integrity import check_manifest
+from ..data.archive import from_model_range
+from ..diffusion.guidance import output_from_x0, predicted_x0, project_guidance
+from ..diffusion.patches import from_patches
+from ..diffusion.unet import condition, is_style_conditioned, with_null_class
+from ..pen.conditions import PenStyle, codes
+from ..pen.shear import shear_to_slant
+from .folder import (
+    GUIDE_FOLDER,
+    META_FILE,
+    VAE_FOLDER,
+    broken,
+    load_ddpm_config,
+    load_unet,
+    read_meta,
+    read_pen,
+    write_pen,
+)
+from .samplers import build_sampler
+
+Generators = Union[torch.Generator, list[torch.Generator], None]
+Labels = Union[Sequence[int], np.ndarray, torch.Tensor, None]
+PenValues = Union[float, Sequence[float], np.ndarray, None]  # one value for the batch, one per image, or None
+# callback(step_index, timestep, x_t (B, C, H, W) before the step, predicted x0 (B, C, H, W)), both in [-1, 1]-ish
+StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
+
+def _per_image(value: PenValues, count: int, name: str) -> np.ndarray:
+    """float (count,): one value repeated, one per image, or NaN (= draw one) for None."""
+    if value is None:
+        return np.full(count, np.nan)
+    values = np.asarray(value, dtype=float).reshape(-1)
+    values = np.full(count, values[0]) if values.size == 1 else values
+    if len(values) != count:
+        raise ValueError(f"{name}: {len(values)} values for {count} images")
+    return values
+
+
+ALL_TIMESTEPS = (0, 10**9)  # a guidance interval that contains every timestep
+# The network's clean-image estimate scatters a few grey levels around the black background, and clipping to the
+# pixel range keeps only the bright half: a faint haze (default model, 920 samples: mean 3.1 grey levels >= 3 px
+# from ink, 52 % of pixels at 1-31) on paper that is black in DHCD (0.01; 9 %). Mapping grey level 8 to black and
+# stretching the rest back to 0-255 gives 0.16 and 10 %, and 58 % exact black against real's 60 % (benchmarks/README.md).
+BLACK_POINT = 8
+
+
+def to_pixels(x: torch.Tensor, black_point: int = 0) -> torch.Tensor:
+    """Model-range images (B, 1, S, S) -> uint8 (B, S, S), grey level `black_point` (0-255) and below mapped to
+    black and the rest stretched linearly so that white stays white."""
+    if black_point <= 0:
+        return from_model_range(x)
+    level = (x.clamp(-1, 1) + 1.0) * 127.5
+    stretched = ((level - black_point) * (255.0 / (255.0 - black_point))).clamp(0, 255)
+    return stretched.round().to(torch.uint8).squeeze(1)
+
+
+class DevagenPipeline(DiffusionPipeline):
+    """UNet2DModel + any diffusers scheduler -> uint8 (B, H, W) white-on-black character images.
+
+    Guidance extrapolates the model's prediction away from a worse one: `cfg` = the same network
+    without its class label (classifier-free guidance), `autoguidance` = `guide`, a weaker version of
+    the network (Karras et al. 2024), asked for the same class. Within `guidance_interval` (timesteps,
+    inclusive) only; elsewhere the plain conditional prediction is used (Kynkäänniemi et al. 2024).
+
+    A style-conditioned network (model.style_conditioning) also takes `stroke` (multiplier of the training
+    set's median stroke width) and `slant` (degrees); what is not asked for is drawn per image from real
+    training images of its class (`pen`: devagen.pen.conditions.PenStyle, kept in the model folder's pen.json).
+    CFG then guides the class only: both predictions get the same pen. An asked slant is finished by a shear
+    (slant_shear, devagen.pen.shear): the network on its own follows it only a little.
+    """
+
+    model_cpu_offload_seq = "unet->vae"
+    _optional_components = ["guide", "vae"]
+
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, guide: Optional[UNet2DModel] = None,
+                 pen: Union[PenStyle, dict, None] = None, vae: Optional[AutoencoderKL] = None,
+                 patch_size: int = 1) -> None:
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler, guide=guide, vae=vae)
+        self.register_to_config(patch_size=patch_size)  # not the pen: save_pretrained writes it to pen.json
+        self.patch_size = patch_size
+        # None for a style-conditioned model built by DiffusionPipeline.from_pretrained: see `pen`
+        self._pen = pen if isinstance(pen, PenStyle) else PenStyle.from_json(pen)
+
+    @property
+    def pen(self) -> Optional[PenStyle]:
+        """The pen ranges and style pool of a style-conditioned model, None for others. diffusers' from_pretrained
+        builds the pipeline without showing it its folder, so a pen not given is read from the pen.json of the
+        folder it was loaded from (`name_or_path`, set after __init__) on first use."""
+        if self._pen is None and self.style_conditioned:
+            folder = self.name_or_path
+            self._pen = read_pen(Path(folder)) if folder and Path(folder).is_dir() else None
+            if self._pen is None:
+                raise DevagenError(f"a style-conditioned UNet needs its pen ranges (pen.json in the model folder, "
+                                   f"{folder!r} has none); pass pen=, or run `dvc repro train` to rebuild the folder")
+        return self._pen
+
+    def save_pretrained(self, save_directory: Union[str, Path], **kwargs: Any) -> None:
+        """diffusers' save_pretrained, plus pen.json, so that the folder loads again with its pen."""
+        super().save_pretrained(save_directory, **kwargs)
+        write_pen(Path(save_directory), self.pen)
+
+    @property
+    def style_conditioned(self) -> bool:
+        """Whether the network also reads a stroke width and slant."""
+        return is_style_conditioned(self.unet)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the UNet has class embeddings (46 classes + the null label)."""
+        return self.unet.config.num_class_embeds is not None
+
+    @property
+    def null_label(self) -> int:
+        """Class-embedding index meaning "no class": the last one (devagen.diffusion.unet.NULL_LABEL = 46)."""
+        return self.unet.config.num_class_embeds - 1
+
+    @property
+    def latent(self) -> bool:
+        """Whether the UNet works in an autoencoder's latent space (latent diffusion) rather than on pixels."""
+        return getattr(self, "vae", None) is not None
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) of the images this pipeline draws."""
+        if self.latent:
+            size = self.vae.config.sample_size
+            return (size, size) if isinstance(size, int) else tuple(size)
+        return tuple(self.patch_size * side for side in self.sample_shape)
+
+    @property
+    def sample_shape(self) -> tuple[int, int]:
+        """(H, W) of what the UNet denoises: the image, or a latent model's latent."""
+        size = self.unet.config.sample_size
+        return (size, size) if isinstance(size, int) else tuple(size)
+
+    def decoded(self, x: torch.Tensor) -> torch.Tensor:
+        """What the UNet denoises -> model-range images (B, 1, H, W): a latent model's latents through its decoder,
+        a patch model's patches rearranged back into pixels."""
+        if not self.latent:
+            return from_patches(x, self.patch_size)
+        from ..diffusion.autoencoder import decode
+
+        return decode(self.vae, x.to(self.vae.dtype)).float()
+
+    def use_sampler(self, sampler: str = "dpmpp") -> "DevagenPipeline":
+        """Swap in devagen's tuned inference scheduler ("dpmpp" | "ddim" | "ddpm") for the same schedule; returns self."""
+        self.scheduler = build_sampler(dict(self.scheduler.config), sampler, latent=self.latent)
+        return self
+
+    def guided(self, guidance_scale: float, guidance: str = "cfg") -> bool:
+        """Whether sampling evaluates a second prediction to guide by (CFG needs class labels)."""
+        if guidance not in GUIDANCE:
+            raise DevagenError(f"sample.guidance: unknown {guidance!r}; choose one of {', '.join(GUIDANCE)}")
+        if guidance_scale == 1.0:
+            return False
+        if guidance == "autoguidance":
+            if self.guide is None:
+                raise DevagenError("sample.guidance: autoguidance needs the model's guide/ network; set "
+                                   "train.guide_step > 0 and run `dvc repro train`, or use sample.guidance: cfg")
+            return True
+        return self.conditional
+
+    def passes_per_step(self, guidance_scale: float, guidance: str = "cfg") -> int:
+        """Network evaluations per image per step (at most): 2 when guided, else 1."""
+        return 2 if self.guided(guidance_scale, guidance) else 1
+
+    def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor],
+                     guidance_scale: float = 1.0, guidance: str = "cfg", parallel: float = 1.0) -> torch.Tensor:
+        """Network output (B, C, H, W), guided as worse + g·(model − worse).
+
+        CFG's two predictions come from ONE batched pass. The combination is linear, so it is valid
+        for eps, v and x0 predictions alike. parallel != 1 reweights the guidance update's component
+        along the model's clean-image prediction (project_guidance), done in x0 space.
+        """
+        def net(model: UNet2DModel, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+            return model(x, t, class_labels=labels).sample.to(x.dtype)  # bf16 under autocast: back to x's dtype
+
+        if not self.guided(guidance_scale, guidance):
+            return net(self.unet, x, labels)
+        if guidance == "autoguidance":
+            good, worse = net(self.unet, x, labels), net(self.guide, x, labels)
+        else:
+            null = with_null_class(labels, self.null_label)
+            good, worse = net(self.unet, torch.cat([x, x]), torch.cat([labels, null])).chunk(2)
+        if parallel == 1.0:
+            return worse + guidance_scale * (good - worse)
+        x0_good, x0_worse = (predicted_x0(self.scheduler, out, x, t) for out in (good, worse))
+        return output_from_x0(self.scheduler, project_guidance(x0_good, x0_worse, guidance_scale, parallel), x, t)
+
+    def _class_labels(self, labels: Labels, batch_size: Optional[int]) -> tuple[Optional[torch.Tensor], int, bool]:
+        """(class labels (B,) int64 on device or None, batch size, whether real labels were given)."""
+        if labels is None:
+            size = batch_size or 1
+            null = torch.full((size,), self.null_label, device=self.device) if self.conditional else None
+            return null, size, False
+        if not self.conditional:
+            raise DevagenError("this model is unconditional: it cannot be told which character to draw; "
+                               "train with `model.conditional: true` in params.yaml and run `dvc repro train`")
+        raw = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+        tensor = raw.to(self.device, torch.long).reshape(-1)
+        if batch_size is not None and batch_size != len(tensor):
+            raise ValueError(f"batch_size {batch_size} != {len(tensor)} labels")
+        if len(tensor) and (tensor.min() < 0 or tensor.max() >= self.null_label):
+            raise ValueError(f"labels must lie in [0, {self.null_label}), got {tensor.tolist()}")
+        return tensor, len(tensor), True
+
+    def pen_values(self, class_labels: torch.Tensor, stroke: PenValues, slant: PenValues,
+                   generator: Generators) -> tuple[np.ndarray, np.ndarray]:
+        """(stroke, slant) float (B,) for class labels (B,): the asked values (checked against the trained
+        ranges), the rest drawn per image from the pool of its class with that image's generator."""
+        b = len(class_labels)
+        asked = [_per_image(stroke, b, "stroke"), _per_image(slant, b, "slant")]
+        for s_value, a_value in zip(*asked):
+            self.pen.check(None if np.isnan(s_value) else float(s_value), None if np.isnan(a_value) else float(a_value))
+        gens = generator if isinstance(generator, list) else [generator] * b
+        for i in range(b):
+            if np.isnan(asked[0][i]) or np.isnan(asked[1][i]):
+                label = int(class_labels[i])
+                drawn = self.pen.draw(None if label == self.null_label else [label],
+                                      gens[i] if gens[i] is not None else torch.Generator().manual_seed(i))
+                for j in range(2):
+                    asked[j][i] = drawn[j] if np.isnan(asked[j][i]) else asked[j][i]
+        return asked[0], asked[1]
+
+    def pen_condition(self, class_labels: torch.Tensor, stroke: np.ndarray, slant: np.ndarray) -> torch.Tensor:
+        """Class labels (B,) with pen values (B,) each (pen_values) -> the UNet's style conditions (B, 4)."""
+        pen_codes = codes(torch.as_tensor(stroke), torch.as_tensor(slant)).to(self.device)
+        return condition(class_labels, pen_codes)
+
+    def slant_targets(self, class_labels: torch.Tensor, slant: PenValues) -> np.ndarray:
+        """Moment slants (B,) in degrees that asked relative slants mean for these classes: the class's median
+        slant plus the asked value; NaN where no slant was asked or the label is the null class."""
+        labels = class_labels.cpu().numpy()
+        asked = _per_image(slant, len(labels), "slant")
+        real = labels != self.null_label
+        medians = np.asarray(self.pen.class_slant, dtype=float)[np.where(real, labels, 0)]
+        return np.where(real, medians + asked, np.nan)
+
+    def initial_noise(self, batch_size: int, generator: Generators) -> torch.Tensor:
+        """x_T (B, C, H, W) ~ N(0, init_noise_sigma²); a list of generators seeds each image on its own."""
+        shape = (batch_size, self.unet.config.in_channels, *self.sample_shape)
+        noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        return noise * self.scheduler.init_noise_sigma
+
+    @torch.no_grad()
+    def __call__(self, labels: Labels = None, batch_size: Optional[int] = None, guidance_scale: float = 1.0,
+                 num_inference_steps: int = 50, generator: Generators = None, output_type: str = "np",
+                 callback: Optional[StepCallback] = None, guidance: str = "cfg",
+                 guidance_interval: tuple[int, int] = ALL_TIMESTEPS,
+                 guidance_parallel: float = 1.0, stroke: PenValues = None,
+                 slant: PenValues = None, slant_shear: bool = True,
+                 black_point: int = BLACK_POINT) -> np.ndarray | list[Image.Image]:
+        """Sample B images: uint8 numpy (B, H, W) ("np") or B PIL 'L' images ("pil").
+
+        labels (B,) in [0, 46), or None: unconditional (a conditional model then gets its null label;
+        CFG then has nothing to guide by, autoguidance still guides).
+        stroke, slant (style-conditioned models only): one value for all, one per image, or None (drawn).
+        slant_shear: where a slant is asked, shear each drawn image so that its measured slant is the asked one
+        (devagen.pen.shear); the network alone follows an asked slant only a little. False: the network's own.
+        black_point: grey level mapped to black (to_pixels; BLACK_POINT explains the default); 0 = the raw output.
+        """
+        class_labels, batch_size, given = self._class_labels(labels, batch_size)
+        targets = None
+        if self.style_conditioned:
+            if slant_shear and slant is not None:
+                targets = self.slant_targets(class_labels, slant)
+            class_labels = self.pen_condition(class_labels, *self.pen_values(class_labels, stroke, slant, generator))
+        elif stroke is not None or slant is not None:
+            raise DevagenError("--stroke/--slant: this model is not style-conditioned; train one with "
+                               "`dvc exp run -S model.style_conditioning=true`")
+        guidance_scale = guidance_scale if given or guidance == "autoguidance" else 1.0
+        lo, hi = guidance_interval
+        x = self.initial_noise(batch_size, generator)
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        for i, t in enumerate(self.scheduler.timesteps):
+            scale = guidance_scale if lo <= int(t) <= hi else 1.0
+            out = self.model_output(self.scheduler.scale_model_input(x, t), t, class_labels, scale, guidance,
+                                    guidance_parallel)
+            step = self.scheduler.step(out, t, x, generator=generator)
+            if callback is not None:
+                x0 = getattr(step, "pred_original_sample", None)
+                x0 = x0 if x0 is not None else predicted_x0(self.scheduler, out, x, t)
+                callback(i, int(t), self.decoded(x), self.decoded(x0))
+            x = step.prev_sample
+        images = to_pixels(self.decoded(x), black_point).cpu().numpy()
+        if targets is not None:
+            images = shear_to_slant(images, targets)
+        if output_type == "pil":
+            return [Image.fromarray(image, mode="L") for image in images]
+        return images
+
+    def trajectory(self, label: Optional[int], steps: int, generator: Generators = None,
+                   guidance_scale: float = 1.0, **guidance: Any) -> "Trajectory":
+        """One sampling run of one image, recording x_t and the predicted x0 at every step."""
+        xs: list[np.ndarray] = []
+        x0s: list[np.ndarray] = []
+        ts: list[int] = []
+
+        def record(i: int, t: int, x: torch.Tensor, x0: torch.Tensor) -> None:
+            xs.append(from_model_range(x)[0].cpu().numpy())
+            x0s.append(from_model_range(x0)[0].cpu().numpy())
+            ts.append(t)
+
+        final = self(labels=None if label is None else [label], batch_size=1, guidance_scale=guidance_scale,
+                     num_inference_steps=steps, generator=generator, callback=record, **guidance)
+        return Trajectory(xt=np.stack(xs + [final[0]]), x0=np.stack(x0s), timesteps=ts)
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One sampling run: xt uint8 (steps+1, H, W) = x_t before each step then the result; x0 uint8 (steps, H, W)."""
+
+    xt: np.ndarray
+    x0: np.ndarray
+    timesteps: list[int]
+
+
+def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
+                  device: Union[str, torch.device, None] = None, with_guide: bool = False) -> DevagenPipeline:
+    """A trained model directory -> DevagenPipeline on `device` (None: pick_device()), fp32, eval mode.
+
+    with_guide: also load guide/ (needed by autoguidance); a directory without one raises DevagenError.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise broken(model_dir, "no such model directory")
+    check_manifest(model_dir, "train")  # checksums.json, written last by training: catches truncation and tampering
+    meta = read_meta(model_dir)
+    pen = read_pen(model_dir)
+    unet = load_unet(model_dir, "unet" if use_ema else "unet_raw")
+    if is_style_conditioned(unet) != (pen is not None):
+        raise broken(model_dir, "pen.json and the UNet disagree on style conditioning")
+    if (unet.config.num_class_embeds is not None) != meta.conditional:
+        raise broken(model_dir, f"{META_FILE} says conditional={meta.conditional} but the UNet disagrees")
+    if meta.conditional and meta.null_label != unet.config.num_class_embeds - 1:
+        raise broken(model_dir, f"{META_FILE} null_label {meta.null_label} is not the UNet's last class embedding")
+    guide = None
+    if with_guide:
+        if not (model_dir / GUIDE_FOLDER).is_dir():
+            raise DevagenError(f"{model_dir}: no {GUIDE_FOLDER}/ network for sample.guidance: autoguidance; set "
+                               "train.guide_step > 0 and run `dvc repro train`, or use sample.guidance: cfg")
+        guide = load_unet(model_dir, GUIDE_FOLDER).eval()
+    training = DDPMScheduler.from_config(load_ddpm_config(model_dir))
+    vae = None
+    from ..diffusion.autoencoder import has_autoencoder, load_autoencoder
+
+    if has_autoencoder(model_dir / VAE_FOLDER):  # latent diffusion: the UNet works in this autoencoder's latent space
+        vae = load_autoencoder(model_dir / VAE_FOLDER, "train")
+    if unet.config.in_channels != meta.patch_size ** 2 * (vae.config.latent_channels if vae is not None else 1):
+        raise broken(model_dir, f"{META_FILE} patch_size {meta.patch_size} does not fit the UNet's "
+                                 f"{unet.config.in_channels} input channels")
+    pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=pen,
+                               vae=vae, patch_size=meta.patch_size).use_sampler(sampler)
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline.to(device if device is not None else pick_device())
+    for network in (pipeline.unet, pipeline.guide):
+        if network is not None:
+            use_math_attention(network)  # CPU only: the same attention, faster than torch's CPU SDPA
+    return pipeline
