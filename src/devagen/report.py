@@ -29,6 +29,7 @@ from .io import read_json
 
 STAGE_OF = {"data": "prepare", "ocr": "train_ocr", "train": "train", "sample": "sample", "eval": "evaluate"}
 OPTIONAL_STAGE_OF = {"vae": "vae", "distill": "distill"}  # read when present; no section (not "not run") otherwise
+HUMAN_SCORE = "`devagen human-score ANSWERS...`"  # writes reports/details/human.json (no DVC stage: people answer)
 FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", "process", "per_class", "confusion",
            "style", "vae", "distill")
 KEY_PARAMS = ("model.preset", "model.conditional", "model.scale_shift", "diffusion.prediction_type", "diffusion.beta_schedule",
@@ -525,6 +526,34 @@ def _distill_section(inputs: ReportInputs) -> list[Block]:
             _figure("distill")]
 
 
+def _ci(block: Mapping[str, Any]) -> str:
+    """A share with its 95 % interval and count: '62.0 % (51.8–71.2 %, n=92)'."""
+    if not block or block.get("share") is None:
+        return MISSING
+    return f"{fmt_pct(block['share'])} ({fmt_pct(block['low'])}–{fmt_pct(block['high'])}, n={block['n']})"
+
+
+def _human_section(inputs: ReportInputs) -> list[Block]:
+    """People telling generated glyphs from real ones (devagen human-score); says so plainly when none answered."""
+    hu = inputs.metrics.get("human") or {}
+    if not hu.get("readers"):
+        return [Heading("Human study"),
+                Para("No human study answers have been scored: nobody has told these samples from real ones by eye "
+                     f"yet. Make a sheet with the human_study stage, then score the answers with {HUMAN_SCORE}.")]
+    pooled = hu.get("pooled") or {}
+    kappa = hu.get("origin_kappa")
+    text = (f"{fmt_num(hu['readers'])} reader(s) judged {fmt_num(hu.get('judgements'))} glyphs of sheet "
+            f"{hu.get('sheet_id', '?')}, half generated and half real: they told which was which "
+            f"{_ci(pooled.get('origin'))} of the time (95 % Wilson interval; 50 % means people cannot tell).")
+    if kappa is not None:
+        text += f" Their agreement on who wrote each glyph: Fleiss' kappa {fmt_num(kappa)}."
+    rows = [[name, _ci(s.get("origin")), _ci(s.get("generated_passed_as_person")), _ci(s.get("read_generated")),
+             _ci(s.get("read_real"))] for name, s in [*(hu.get("per_reader") or {}).items(), ("all readers", pooled)]]
+    return [Heading("Human study"), Para(text),
+            Table(["reader", "told generated from real", "generated taken for a person", "read generated as asked",
+                   "read real correctly"], rows)]
+
+
 def per_class_values(raw: Any) -> dict[str, Optional[float]]:
     """per_class_accuracy as {class_name: float or None}, from a dict or a list in class order."""
     if isinstance(raw, Mapping):
@@ -597,7 +626,8 @@ def report_blocks(inputs: ReportInputs) -> list[Block]:
                          Heading("Summary"), Para(summarize(inputs.metrics, inputs.params)),
                          Heading("Key parameters"), Table(["parameter", "value"], params)]
     return (head + _metrics_section(inputs) + _data_section(inputs) + _training_section(inputs)
-            + _samples_section(inputs) + _vae_section(inputs) + _distill_section(inputs) + _per_class_section(inputs) + _runs_section(inputs))
+            + _samples_section(inputs) + _vae_section(inputs) + _distill_section(inputs) + _per_class_section(inputs) + _human_section(inputs)
+            + _runs_section(inputs))
 
 
 # ---- rendering ----------------------------------------------------------------------------------
@@ -693,12 +723,13 @@ def read_metrics(root: Path) -> dict[str, dict]:
     """reports/details/<stage>.json (a stage's whole result) under root for each stage; {} for a stage that has
     not run."""
     out: dict[str, dict] = {}
-    for stage, writer in {**STAGE_OF, **OPTIONAL_STAGE_OF}.items():
+    for stage, writer in {**STAGE_OF, **OPTIONAL_STAGE_OF, "human": ""}.items():
         path = root / paths.DETAILS_DIR / f"{stage}.json"
         try:
             out[stage] = read_json(path) if path.is_file() else {}
         except ValueError as exc:  # JSONDecodeError; UnicodeDecodeError for binary garbage
-            raise DevagenError(f"{path}: not valid JSON ({one_line(exc)}); {rerun(writer)}") from None
+            fix = rerun(writer) if writer else f"score the answers again: {HUMAN_SCORE}"
+            raise DevagenError(f"{path}: not valid JSON ({one_line(exc)}); {fix}") from None
     return out
 
 
