@@ -21,6 +21,7 @@ ITEMS = 92
 
 def make_study_repo(root: Path, items: int = ITEMS, seed: int = 0, tracking_uri: str | None = None) -> Path:
     """root/ with data/prepared/test.npz (46 classes x 4), samples/samples.npz (46 x 3) and params.yaml."""
+    root.mkdir(parents=True, exist_ok=True)
     archive = make_archive(root / "dhcd.zip", train=1, test=4)
     data.save_split(data.prepare(archive, 32).test, root / paths.TEST_NPZ)
     rng = np.random.default_rng(1)

@@ -144,6 +144,10 @@ SCRIPT = """
     setTimeout(() => URL.revokeObjectURL(url), 1000);
     $("saved").hidden = false;
   });
+  $("restart").addEventListener("click", () => {
+    state = {reader: "", current: 0, answers: blank()};
+    $("reader").value = ""; $("saved").hidden = true; keep(); show();
+  });
   show();
 })();
 """
@@ -184,7 +188,8 @@ until you save them; you can close the page and come back. Keys: <kbd>P</kbd> pe
 <p id="left"></p>
 <p id="need-name" hidden>Please type your name or initials above first.</p>
 <nav><button type="button" id="review">Back to the last item</button><button type="button" id="save">Save answers</button></nav>
-<p id="saved" hidden>Saved: a file named answers-{sheet_id}-….json is in your downloads. Send it back to whoever sent you this sheet.</p>
+<div id="saved" hidden><p>Saved: a file named answers-{sheet_id}-….json is in your downloads. Send it back to whoever
+sent you this sheet.</p><button type="button" id="restart">Start again for another reader</button></div>
 </section>
 <script type="application/json" id="sheet-data">{data}</script>
 <script>{SCRIPT}</script>

@@ -1,0 +1,98 @@
+"""What people see, in a real browser (headless Chromium): a scripted reader completes the human-study sheet
+and saves answers that score as expected; the HTML report loads cleanly; the MLflow UI compares two runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from browser import chromium, console_errors, full_page_screenshot
+from devagen import paths
+from devagen.io import read_json
+from human_fixture import at_random, make_study_repo, read_key, right, run
+
+ITEMS = 40  # items on the browser's sheet: enough for the scores, few enough to click through quickly
+
+
+def _wait(condition: Callable[[], Any], seconds: float, what: str) -> Any:
+    """condition()'s first truthy value, polled until `seconds` have passed (then the test fails naming `what`)."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            value = condition()
+        except Exception:  # noqa: BLE001 - the page may not be there yet
+            value = None
+        if value:
+            return value
+        assert time.time() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.25)
+
+
+def _answer_item(driver: Any, answer: dict) -> None:
+    """One item as a person does it: tap the glyph's tile, then keys P/M for who wrote it, 1-3 for how sure, N."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, f'input[name="cls"][value="{answer["class"]}"]').find_element(
+        By.XPATH, "..").click()
+    keys = ("p" if answer["origin"] == "person" else "m") + str(answer["confidence"]) + "n"
+    ActionChains(driver).send_keys(keys).perform()  # to whatever has the focus, as a keyboard would
+
+
+def _complete_sheet(driver: Any, sheet: Path, reader: str, answers: list[dict], downloads: Path) -> Path:
+    """Fill the sheet like a reader (closing and reopening it half way), save, and return the downloaded file."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(sheet.as_uri())
+    driver.find_element(By.ID, "reader").send_keys(reader)
+    half = len(answers) // 2
+    for answer in answers[:half]:
+        _answer_item(driver, answer)
+    driver.get("about:blank")
+    driver.get(sheet.as_uri())  # stopped and resumed: the answers so far come back from localStorage
+    assert driver.find_element(By.ID, "status").text == f"{half} of {len(answers)} answered"
+    assert driver.find_element(By.ID, "counter").text == f"Item {half + 1} of {len(answers)}"
+    for answer in answers[half:]:
+        _answer_item(driver, answer)
+    assert driver.find_element(By.ID, "left").text == "Every item is answered."
+    driver.find_element(By.ID, "save").click()
+    driver.find_element(By.ID, "restart").click()  # the next reader starts on a blank sheet
+    return _wait(lambda: [p for p in downloads.glob("answers-*.json") if reader in p.name], 20, "the download")[0]
+
+
+@pytest.mark.slow
+def test_a_scripted_reader_completes_the_sheet_and_the_answers_score(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_study_repo(tmp_path / "repo", items=ITEMS)
+    monkeypatch.chdir(root)
+    assert run("human-study").exit_code == 0
+    key, sheet, downloads = read_key(root), root / paths.HUMAN_DIR / "sheet.html", tmp_path / "downloads"
+    rng = np.random.default_rng(7)
+    policies = {"AB": [right(t, rng) for t in key["items"]], "CD": [at_random(t, rng) for t in key["items"]]}
+    driver = chromium(tmp_path / "profile", downloads)
+    try:
+        saved = [_complete_sheet(driver, sheet, reader, answers, downloads) for reader, answers in policies.items()]
+        assert console_errors(driver) == []
+        driver.get(sheet.as_uri())
+        full_page_screenshot(driver, tmp_path / "human_sheet.png", width=480)  # a phone-width view
+    finally:
+        driver.quit()
+    for path in saved:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        assert body["sheet_id"] == key["sheet_id"] and len(body["answers"]) == ITEMS
+    result = run("human-score", *map(str, saved))
+    assert result.exit_code == 0, result.output
+    details = read_json(paths.DETAILS_DIR / "human.json")
+    assert details["per_reader"]["AB"]["origin"]["share"] == 1.0
+    assert details["per_reader"]["AB"]["read_generated"]["share"] == details["per_reader"]["AB"]["read_real"]["share"] == 1.0
+    guesser = details["per_reader"]["CD"]["origin"]
+    assert abs(guesser["share"] - 0.5) <= 0.2 and guesser["low"] <= 0.5 <= guesser["high"]
