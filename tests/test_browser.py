@@ -96,3 +96,43 @@ def test_a_scripted_reader_completes_the_sheet_and_the_answers_score(tmp_path: P
     assert details["per_reader"]["AB"]["read_generated"]["share"] == details["per_reader"]["AB"]["read_real"]["share"] == 1.0
     guesser = details["per_reader"]["CD"]["origin"]
     assert abs(guesser["share"] - 0.5) <= 0.2 and guesser["low"] <= 0.5 <= guesser["high"]
+
+
+@pytest.mark.slow
+def test_the_html_report_opens_without_errors_and_every_image_loads(tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from test_report import PARAMS, RUNS, make_report_root
+
+    from devagen.io import write_json, write_text
+    from devagen.report import build_report, load_report_inputs
+
+    root = make_report_root(tmp_path / "repo")
+    write_json(HUMAN, root / paths.DETAILS_DIR / "human.json")
+    html, _ = build_report(load_report_inputs(root, PARAMS, RUNS, "exp-b"))
+    page = root / paths.REPORT_HTML
+    write_text(html, page)
+    driver = chromium(tmp_path / "profile")
+    try:
+        driver.get(page.as_uri())
+        _wait(lambda: driver.execute_script("return document.readyState") == "complete", 20, "the report to load")
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert len(images) >= 10
+        broken = [i.get_attribute("alt") for i in images
+                  if not driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)]
+        assert broken == []
+        assert console_errors(driver) == []
+        assert "Human study" in driver.find_element(By.TAG_NAME, "body").text
+        full_page_screenshot(driver, tmp_path / "report.png")
+    finally:
+        driver.quit()
+
+
+def _share(share: float, n: int) -> dict:
+    return {"share": share, "low": share - 0.1, "high": min(1.0, share + 0.1), "hits": round(share * n), "n": n}
+
+
+READER = {"origin": _share(0.62, 92), "generated_passed_as_person": _share(0.4, 46), "read_generated": _share(0.8, 46),
+          "read_real": _share(0.95, 46)}
+HUMAN = {"sheet_id": "0123456789abcdef", "items": 92, "readers": 1, "judgements": 92, "origin_accuracy": 0.62,
+         "origin_ci_low": 0.52, "origin_ci_high": 0.72, "origin_kappa": None, "pooled": READER,
+         "per_reader": {"AB": READER}}

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from devagen import paths
+from devagen.figures import font_file
 from devagen.classes import CLASS_NAMES, glyphs
 from devagen.errors import DevagenError
 from devagen.human_sheet import sheet_html
@@ -81,13 +82,14 @@ def test_the_page_shows_each_item_and_leaks_no_class_or_origin(study: Path) -> N
         assert (shown == (samples if truth["origin"] == GENERATED else test)[truth["source_index"]]).all()
     assert len(items) == len(key["items"]) == 92 and key["sheet_id"] in html
     shown = np.stack([(samples if t["origin"] == GENERATED else test)[t["source_index"]] for t in key["items"]])
-    assert html == sheet_html(shown, key["sheet_id"], glyphs(), CLASS_NAMES)  # made of the pictures alone
+    assert html == sheet_html(shown, key["sheet_id"], glyphs(), CLASS_NAMES, font_file().read_bytes())  # made of the pictures alone
     for word in ('"label"', "source_index", f'"{GENERATED}"', '"real"', "key.json", "person wrote"):
         assert word not in html, word
     for name in CLASS_NAMES:  # each class appears once, as one of the 46 choices, never per item
         assert html.count(f'"{name}"') == 2  # title and aria-label of its choice
     assert all(ref.startswith("data:") for ref in re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', html))
-    assert "http" not in html.lower()
+    assert "http" not in re.sub(r"data:[^\"')]*", "", html).lower()  # nothing fetched: it works offline
+    assert "url(data:font/ttf;base64," in html  # the glyphs' font travels with the page
 
 
 def test_perfect_and_random_readers_score_as_expected(study: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,22 +45,26 @@ def _questions(glyphs: Sequence[str], names: Sequence[str]) -> str:
 
 
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans Devanagari", "Noto Sans", sans-serif;
+body { font-family: system-ui, -apple-system, "Segoe UI", "Sheet Devanagari", "Noto Sans", sans-serif;
        max-width: 44em; margin: 0 auto; padding: 0.8em; color: #222; line-height: 1.4; }
 h1 { font-size: 1.3em; margin: 0.2em 0; }
 .glyph { display: block; margin: 0.6em auto; width: min(60vw, 256px); height: auto; image-rendering: pixelated;
          image-rendering: crisp-edges; border: 1px solid #999; }
 fieldset { border: 1px solid #ccc; border-radius: 6px; margin: 0.6em 0; padding: 0.4em; }
 legend { font-weight: 600; }
-.glyphs { display: grid; grid-template-columns: repeat(auto-fill, minmax(2.9em, 1fr)); gap: 0.25em; }
+.glyphs { display: grid; grid-template-columns: repeat(auto-fill, minmax(3.2em, 1fr)); gap: 0.3em; }
+.glyphs .tile { font-family: "Sheet Devanagari", sans-serif; font-size: 1.4em; padding: 0;
+                min-width: 0; }
 .row { display: flex; flex-wrap: wrap; gap: 0.4em; }
-.tile { position: relative; display: flex; align-items: center; justify-content: center; min-height: 2.6em;
+.tile { box-sizing: border-box; position: relative; display: flex; align-items: center; justify-content: center; min-height: 2.6em;
         min-width: 2.6em; padding: 0 0.5em; border: 1px solid #bbb; border-radius: 5px; cursor: pointer;
         font-size: 1.15em; background: #fafafa; }
 .tile input { position: absolute; opacity: 0; width: 1px; height: 1px; }
 .tile:has(input:checked) { background: #1a5fb4; color: #fff; border-color: #1a5fb4; }
 .tile:has(input:focus-visible) { outline: 3px solid #e66100; outline-offset: 1px; }
-kbd { font-size: 0.6em; margin-left: 0.4em; opacity: 0.7; }
+kbd { font: 0.75em ui-monospace, monospace; margin-left: 0.4em; padding: 0 0.25em; border: 1px solid #aaa;
+      border-radius: 3px; }
+.tile kbd { opacity: 0.75; }
 nav { display: flex; gap: 0.5em; justify-content: space-between; margin: 0.8em 0; }
 button { font-size: 1.05em; padding: 0.5em 1.1em; min-height: 2.6em; }
 progress { width: 100%; height: 0.8em; }
@@ -153,8 +157,15 @@ SCRIPT = """
 """
 
 
-def sheet_html(images: np.ndarray, sheet_id: str, glyphs: Sequence[str], names: Sequence[str]) -> str:
-    """The whole page for images uint8 (N, S, S), in the order shown; `glyphs`/`names` are the 46 choices."""
+def font_face(font: bytes) -> str:
+    """CSS that embeds a TrueType font as "Sheet Devanagari", so every device shows the 46 glyphs."""
+    uri = "data:font/ttf;base64," + base64.b64encode(font).decode("ascii")
+    return f'@font-face {{ font-family: "Sheet Devanagari"; src: url({uri}) format("truetype"); }}'
+
+
+def sheet_html(images: np.ndarray, sheet_id: str, glyphs: Sequence[str], names: Sequence[str], font: bytes) -> str:
+    """The whole page for images uint8 (N, S, S), in the order shown; `glyphs`/`names` are the 46 choices,
+    `font` a .ttf with Devanagari embedded in the page."""
     data = json.dumps({"sheet": sheet_id, "format": ANSWERS_FORMAT, "items": [png_data_uri(im) for im in images]})
     n = len(images)
     return f"""<!DOCTYPE html>
@@ -163,7 +174,7 @@ def sheet_html(images: np.ndarray, sheet_id: str, glyphs: Sequence[str], names: 
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Handwritten Devanagari: who wrote it? (sheet {sheet_id})</title>
-<style>{CSS}</style>
+<style>{font_face(font)}{CSS}</style>
 </head>
 <body>
 <h1>Handwritten Devanagari: who wrote it?</h1>

@@ -30,6 +30,7 @@ def human_study(params_path: str) -> None:
         click.echo("human_study: off (human_study.enabled: false)")
         return
     from ..classes import CLASS_NAMES, glyphs
+    from ..figures import font_file
     from ..data import read_labelled_images
     from ..human_sheet import sheet_html
     from ..human_study import answer_key, draw_sheet
@@ -37,7 +38,8 @@ def human_study(params_path: str) -> None:
     generated, generated_labels = read_labelled_images(paths.SAMPLES_NPZ, "sample")
     real, real_labels = read_labelled_images(paths.TEST_NPZ, "prepare")
     sheet = draw_sheet(generated, generated_labels, real, real_labels, cfg.items, cfg.seed)
-    write_text(sheet_html(sheet.images, sheet.sheet_id, glyphs(), CLASS_NAMES), tmp / SHEET)
+    write_text(sheet_html(sheet.images, sheet.sheet_id, glyphs(), CLASS_NAMES,
+                                                 font_file().read_bytes()), tmp / SHEET)
     write_json(answer_key(sheet), tmp / KEY)
     replace_dir(tmp, OUT)
     click.echo(f"human_study: sheet {sheet.sheet_id} with {len(sheet.images)} items: send {OUT / SHEET} to "
