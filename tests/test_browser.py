@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -136,3 +137,50 @@ READER = {"origin": _share(0.62, 92), "generated_passed_as_person": _share(0.4, 
 HUMAN = {"sheet_id": "0123456789abcdef", "items": 92, "readers": 1, "judgements": 92, "origin_accuracy": 0.62,
          "origin_ci_low": 0.52, "origin_ci_high": 0.72, "origin_kappa": None, "pooled": READER,
          "per_reader": {"AB": READER}}
+
+
+@pytest.mark.slow
+def test_the_mlflow_ui_lists_both_runs_and_compares_their_params_and_metrics(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from selenium.webdriver.common.by import By
+    from test_mlflow_server import _free_port, _log_two_runs
+
+    from devagen.config import TrackingConfig
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _log_two_runs(TrackingConfig(experiment="devagen", uri=store), monkeypatch)
+    import mlflow
+
+    client = mlflow.MlflowClient(store)
+    experiment = client.get_experiment_by_name("devagen").experiment_id
+    run_ids = {r.info.run_name: r.info.run_id for r in client.search_runs([experiment])}
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", store, "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    driver = chromium(tmp_path / "profile")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        runs_page = f"{base}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+        text = lambda: driver.find_element(By.TAG_NAME, "body").text  # noqa: E731
+        def answers() -> bool:
+            assert server.poll() is None, "mlflow server exited"
+            with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                return response.status == 200
+        _wait(answers, 150, "mlflow server to answer")
+        driver.get(runs_page)
+        _wait(lambda: {"baseline", "exp-lr5e5"} <= set(text().split()), 90, "the MLflow UI to list both runs")
+        full_page_screenshot(driver, tmp_path / "mlflow_runs.png")
+        ids = ",".join(f'"{run_ids[n]}"' for n in ("baseline", "exp-lr5e5"))
+        driver.get(f'{base}/#/compare-runs?runs=[{ids}]&experiments=["{experiment}"]')
+        _wait(lambda: "train.lr" in text() and "ocr_accuracy" in text(), 60, "the compare view's params and metrics")
+        shown = text()
+        for value in ("0.001", "5e-05", "0.91", "0.74"):
+            assert value in shown, value
+        full_page_screenshot(driver, tmp_path / "mlflow_compare.png")
+    finally:
+        driver.quit()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
