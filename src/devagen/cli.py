@@ -15,8 +15,9 @@ from .core.errors import DevagenError
 from .core.integrity import FULL_DISK_ERRNOS, one_line
 
 # The commands' modules in devagen/commands/; the command is named after its module, with "-" for "_".
-COMMANDS = ("fetch", "prepare", "train_ocr", "style_net", "vae", "train", "distill", "sample", "evaluate", "report", "generate")
-STAGES = COMMANDS[:-1]  # the DVC stages: a failed one leaves its experiment's MLflow run FAILED
+STAGES = ("fetch", "prepare", "train_ocr", "style_net", "vae", "train", "distill", "sample", "evaluate", "report",
+          "human_study")  # the DVC stages: a failed one leaves its experiment's MLflow run FAILED
+COMMANDS = (*STAGES, "generate", "human_score")
 
 
 def load_command(module: str) -> click.Command:

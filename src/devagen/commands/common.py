@@ -52,19 +52,19 @@ def start_run(params: Params, stage: str, tags: dict | None = None) -> tracking.
     return tracker
 
 
-def headline(stem: str, result: Mapping[str, Any]) -> dict[str, bool | int | float]:
-    """The HEADLINE[stem] keys of `result` that hold a number or a bool (no None, text, list or dict), in
-    HEADLINE's order."""
-    keys = [k for pattern in HEADLINE[stem] for k in result if fnmatchcase(k, pattern)]
+def headline(stem: str, result: Mapping[str, Any], patterns: Iterable[str] = ()) -> dict[str, bool | int | float]:
+    """The keys of `result` matching `patterns` (default HEADLINE[stem]) that hold a number or a bool (no None,
+    text, list or dict), in the patterns' order."""
+    keys = [k for pattern in (patterns or HEADLINE[stem]) for k in result if fnmatchcase(k, pattern)]
     return {k: result[k] for k in dict.fromkeys(keys)
             if isinstance(result[k], (bool, int, float))}
 
 
-def write_metrics(stem: str, result: Mapping[str, Any]) -> None:
-    """`result` whole into reports/details/<stem>.json, its headline into reports/metrics/<stem>.json (in that
-    order: a metrics file never stands beside older details)."""
+def write_metrics(stem: str, result: Mapping[str, Any], patterns: Iterable[str] = ()) -> None:
+    """`result` whole into reports/details/<stem>.json, its headline (`patterns`, default HEADLINE[stem]) into
+    reports/metrics/<stem>.json (in that order: a metrics file never stands beside older details)."""
     write_json(dict(result), paths.DETAILS_DIR / f"{stem}.json")
-    write_json(headline(stem, result), paths.METRICS_DIR / f"{stem}.json")
+    write_json(headline(stem, result, patterns), paths.METRICS_DIR / f"{stem}.json")
 
 
 def finish(tracker: tracking.Tracker, figures: Iterable[str] = ()) -> None:

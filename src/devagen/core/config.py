@@ -395,6 +395,18 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class HumanStudyConfig:
+    """The blind sheet of the human_study stage (devagen.judges.human_study): half generated, half real glyphs."""
+
+    enabled: bool = False  # false: the stage writes only a note that it is off
+    items: int = 92  # glyphs on the sheet: items // 2 generated and as many real of the same classes
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(2 <= self.items <= 2000, "human_study.items", "must be in [2, 2000] (half generated, half real)")
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     """MLflow; MLFLOW_TRACKING_URI overrides `uri`."""
 
@@ -422,6 +434,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     c2st: C2stConfig = field(default_factory=C2stConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    human_study: HumanStudyConfig = field(default_factory=HumanStudyConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 

@@ -14,6 +14,7 @@ VAE_DIR = Path("models/vae")  # latent diffusion's autoencoder (devagen.diffusio
 DISTILLED_DIR = Path("models/distilled")  # few-step students of the distill stage (devagen.sampling.students)
 CHECKPOINT_DIR = Path("models/checkpoints")
 SAMPLES_NPZ = Path("samples/samples.npz")
+HUMAN_DIR = Path("reports/human")  # the human_study stage's blind sheet and its answer key (devagen.judges.human_study)
 METRICS_DIR = Path("reports/metrics")  # per stage, the few scalars a person compares (`dvc exp show`)
 DETAILS_DIR = Path("reports/details")  # per stage, everything it measured (the report, the model card, MLflow)
 FIGURES_DIR = Path("reports/figures")

@@ -15,17 +15,22 @@ BACKGROUND = 255  # figures are drawn on white; glyph cells keep DHCD's white-on
 TEXT = 0
 
 
-@lru_cache(maxsize=8)
-def glyph_font(size: int) -> ImageFont.FreeTypeFont:
-    """Noto Sans Devanagari (shipped by the fontpkg-noto-sans-devanagari package) at `size` px."""
+def font_file() -> Path:
+    """The Noto Sans Devanagari .ttf shipped by the fontpkg-noto-sans-devanagari package."""
     import fontpkg_noto_sans_devanagari as pkg
 
     fonts = sorted((Path(pkg.ROOT) / "files").glob("*.ttf"))
     if not fonts:
         raise DevagenError("fontpkg-noto-sans-devanagari has no .ttf file; reinstall it (pip install -e .)")
+    return fonts[0]
+
+
+@lru_cache(maxsize=8)
+def glyph_font(size: int) -> ImageFont.FreeTypeFont:
+    """Noto Sans Devanagari (shipped by the fontpkg-noto-sans-devanagari package) at `size` px."""
     # Layout engine RAQM shapes conjuncts (क्ष त्र ज्ञ) correctly; Pillow wheels ship it.
     engine = ImageFont.Layout.RAQM if ImageFont.core.HAVE_RAQM else ImageFont.Layout.BASIC
-    return ImageFont.truetype(str(fonts[0]), size, layout_engine=engine)
+    return ImageFont.truetype(str(font_file()), size, layout_engine=engine)
 
 
 def upscale(image: np.ndarray, scale: int) -> Image.Image:

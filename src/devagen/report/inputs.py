@@ -17,6 +17,7 @@ from .sentences import as_float
 
 STAGE_OF = {"data": "prepare", "ocr": "train_ocr", "train": "train", "sample": "sample", "eval": "evaluate"}
 OPTIONAL_STAGE_OF = {"vae": "vae", "distill": "distill"}  # read when present; no section (not "not run") otherwise
+HUMAN_SCORE = "`devagen human-score ANSWERS...`"  # writes reports/details/human.json (no DVC stage: people answer)
 
 
 FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", "process", "per_class", "confusion",
@@ -46,12 +47,13 @@ def read_metrics(root: Path) -> dict[str, dict]:
     """reports/details/<stage>.json (a stage's whole result) under root for each stage; {} for a stage that has
     not run."""
     out: dict[str, dict] = {}
-    for stage, writer in {**STAGE_OF, **OPTIONAL_STAGE_OF}.items():
+    for stage, writer in {**STAGE_OF, **OPTIONAL_STAGE_OF, "human": ""}.items():
         path = root / paths.DETAILS_DIR / f"{stage}.json"
         try:
             out[stage] = read_json(path) if path.is_file() else {}
         except ValueError as exc:  # JSONDecodeError; UnicodeDecodeError for binary garbage
-            raise DevagenError(f"{path}: not valid JSON ({one_line(exc)}); {rerun(writer)}") from None
+            fix = rerun(writer) if writer else f"score the answers again: {HUMAN_SCORE}"
+            raise DevagenError(f"{path}: not valid JSON ({one_line(exc)}); {fix}") from None
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..core.classes import CLASS_GLYPHS, CLASS_NAMES
 from .blocks import MISSING, Block, Figure, Heading, Para, Table
-from .inputs import STAGE_OF, ReportInputs, per_class_values
+from .inputs import HUMAN_SCORE, STAGE_OF, ReportInputs, per_class_values
 from .render import to_html, to_markdown
 from .sentences import (
     DIFF_UNITS,
@@ -285,6 +285,34 @@ def _per_class_section(inputs: ReportInputs) -> list[Block]:
     return blocks + [_figure("per_class"), _figure("confusion")]
 
 
+def _ci(block: Mapping[str, Any]) -> str:
+    """A share with its 95 % interval and count: '62.0 % (51.8–71.2 %, n=92)'."""
+    if not block or block.get("share") is None:
+        return MISSING
+    return f"{fmt_pct(block['share'])} ({fmt_pct(block['low'])}–{fmt_pct(block['high'])}, n={block['n']})"
+
+
+def _human_section(inputs: ReportInputs) -> list[Block]:
+    """People telling generated glyphs from real ones (devagen human-score); says so plainly when none answered."""
+    hu = inputs.metrics.get("human") or {}
+    if not hu.get("readers"):
+        return [Heading("Human study"),
+                Para("No human study answers have been scored: nobody has told these samples from real ones by eye "
+                     f"yet. Make a sheet with the human_study stage, then score the answers with {HUMAN_SCORE}.")]
+    pooled = hu.get("pooled") or {}
+    kappa = hu.get("origin_kappa")
+    text = (f"{fmt_num(hu['readers'])} reader(s) judged {fmt_num(hu.get('judgements'))} glyphs of sheet "
+            f"{hu.get('sheet_id', '?')}, half generated and half real: they told which was which "
+            f"{_ci(pooled.get('origin'))} of the time (95 % Wilson interval; 50 % means people cannot tell).")
+    if kappa is not None:
+        text += f" Their agreement on who wrote each glyph: Fleiss' kappa {fmt_num(kappa)}."
+    rows = [[name, _ci(s.get("origin")), _ci(s.get("generated_passed_as_person")), _ci(s.get("read_generated")),
+             _ci(s.get("read_real"))] for name, s in [*(hu.get("per_reader") or {}).items(), ("all readers", pooled)]]
+    return [Heading("Human study"), Para(text),
+            Table(["reader", "told generated from real", "generated taken for a person", "read generated as asked",
+                   "read real correctly"], rows)]
+
+
 def _runs_section(inputs: ReportInputs) -> list[Block]:
     blocks: list[Block] = [Heading("Recent runs")]
     if not inputs.runs:
@@ -319,7 +347,8 @@ def report_blocks(inputs: ReportInputs) -> list[Block]:
                          Heading("Summary"), Para(summarize(inputs.metrics, inputs.params)),
                          Heading("Key parameters"), Table(["parameter", "value"], params)]
     return (head + _metrics_section(inputs) + _data_section(inputs) + _training_section(inputs)
-            + _samples_section(inputs) + _vae_section(inputs) + _distill_section(inputs) + _per_class_section(inputs) + _runs_section(inputs))
+            + _samples_section(inputs) + _vae_section(inputs) + _distill_section(inputs) + _per_class_section(inputs)
+            + _human_section(inputs) + _runs_section(inputs))
 
 
 # ---- rendering ----------------------------------------------------------------------------------
