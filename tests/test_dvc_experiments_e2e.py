@@ -104,7 +104,9 @@ def test_experiments_compare_fail_restore_resume_and_switch(tmp_path: Path) -> N
         "fails-in-sample": "sample", "refused": "train", "restored-then-fails": "sample"}
     assert "NotImplementedError" in failed["fails-in-sample"][tracking.ERROR_TAG]
     assert "train.lr" in failed["refused"][tracking.ERROR_TAG]
-    assert runs["all-restored"].data.tags["devagen.reused_stages"] == "train,sample,evaluate"
+    # train came from the run cache; sample and evaluate write plain `cache: false` figures, which DVC never
+    # restores from its run cache, so they ran again (deterministically: the same numbers as lr-a's)
+    assert runs["all-restored"].data.tags["devagen.reused_stages"] == "train"
     assert runs["all-restored"].data.metrics["ocr_accuracy"] == runs["lr-a"].data.metrics["ocr_accuracy"]
     assert "killed" in runs["killed"].data.tags["devagen.earlier_attempt"]
     for name, r in runs.items():
