@@ -46,8 +46,10 @@ assert type(pipeline).__name__ == "DevagenPipeline" and images.shape == (3, 32, 
 
 
 def readme_commands() -> list[list[str]]:
-    """Every `dvc exp run` line of README.md, split into arguments."""
+    """Every `dvc exp run` line of README.md's GPU section, split into arguments."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = text[text.index("## On a GPU"):]
+    text = text[:text.find("\n## ")]
     return [shlex.split(line) for line in re.findall(r"^dvc exp run .*$", text, flags=re.MULTILINE)]
 
 
