@@ -189,8 +189,8 @@ def main(params_path: str, steps: int, rounds: int, out_dir: str, only: tuple[st
     report = profile_report(load_params(params_path), steps, rounds, click.echo, only)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "README.md").write_text(report)
-    click.echo(f"wrote {out / 'README.md'}")
+    (out / "profile.md").write_text(report)
+    click.echo(f"wrote {out / 'profile.md'}")
 
 
 if __name__ == "__main__":

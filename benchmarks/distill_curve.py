@@ -10,7 +10,7 @@ same classes with the same seeds and is scored with devagen.judges.evaluation.he
 legibility, FID / precision / recall in judge features, stroke width and ink mass against real test images.
 NFE counts network passes per character (a guided step is two); ms per character is the wall time of
 sampling alone, each row timed in turn in this one process, so the ratios compare like with like on the
-machine that runs it (named in the README's header).
+machine that runs it (named in curve.md's header).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def measure(name: str, pipeline: DevagenPipeline, cfg: Any, intended: np.ndarray
 
 
 def write_results(rows: list[dict], panels: list[tuple[str, np.ndarray]], header: str, out: Path) -> None:
-    """README.md (table), curve.csv, curve.png (quality vs NFE) and samples.png (4x) under out/."""
+    """curve.md (table), curve.csv, curve.png (quality vs NFE) and samples.png (4x) under out/."""
     out.mkdir(parents=True, exist_ok=True)
     with (out / "curve.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
@@ -76,7 +76,7 @@ def write_results(rows: list[dict], panels: list[tuple[str, np.ndarray]], header
                  f"{row['legible_share']:.1%}", f"{row['fid']:.2f}", f"{row['precision']:.2f}", f"{row['recall']:.2f}",
                  f"{row['stroke_width_ratio']:.2f}x", f"{row['ink_mass_ratio']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
-    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "curve.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     student = [r for r in rows if r["row"].startswith("student")]
     target = [r for r in rows if r["row"].endswith("(distillation target)")]
     teacher = [r for r in rows if r not in student and r not in target]

@@ -5,7 +5,7 @@
 
 Each 32x32 image becomes 4 x 16 x 16 (devagen.diffusion.patches, lossless) and a UNet with no 32x32 level (--channels per
 level, default 64,128: the cpu_patch preset) learns the diffusion there; samples go back through pixel_shuffle.
-This is how cpu_patch was chosen (benchmarks/README.md, "Patches"; it first ran as a scratch script that fed the
+This is how cpu_patch was chosen (benchmarks/results/cpu_patch/README.md; it first ran as a scratch script that fed the
 patches through training's latent-diffusion hook, the same arithmetic). It measures like `recipe_probe.py` (OCR,
 judge FID at --per-class x 46 images, stroke-width and ink-mass ratios, sampling seconds) and writes
 <out>/probe.json and <out>/samples.npz for `side_by_side.py`.

@@ -2,7 +2,7 @@
 
     python benchmarks/sampler_quality.py --model models/diffusion --judge models/ocr --per-class 10
 
-Writes benchmarks/results/sampler_quality.{csv,md,png}. Each setting draws the same labels and seeds.
+Writes benchmarks/results/sampler_quality/sampler_quality.{csv,md,png}. Each setting draws the same labels and seeds.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def table(rows: list[dict]) -> str:
 @click.option("--per-class", type=click.IntRange(2, 1000), default=10, show_default=True)
 @click.option("--ddpm-images", type=click.IntRange(0, 100_000), default=46, show_default=True,
               help="DDPM at 1000 steps runs on this smaller subset (labels cycle through the classes); 0 skips it")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results/sampler_quality"))
 def main(model: Path, judge_dir: Path, per_class: int, ddpm_images: int, out: Path) -> None:
     """Sweep samplers, steps and guidance scales on one model; print and save the table."""
     judge = ocr.load_judge(judge_dir)

@@ -391,7 +391,7 @@ def test_distill_curve_counts_guided_passes_and_writes_its_table_and_plots(tiny_
                                            ("student 4", 4), ("student 1", 1)], start=1)]
     images = np.zeros((2, 16, 16), np.uint8)
     curve.write_results(rows, [("real", images), ("student 4", images)], "# header", tmp_path)
-    table = (tmp_path / "README.md").read_text().splitlines()
+    table = (tmp_path / "curve.md").read_text().splitlines()
     assert table[0] == "# header" and len([line for line in table if line.startswith("| student")]) == 2
     assert "| teacher ddim 16 (distillation target) | 28 | 5.0 | 88.0% |" in "\n".join(table)
     assert (tmp_path / "curve.csv").read_text().count("\n") == 5
