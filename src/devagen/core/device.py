@@ -43,7 +43,7 @@ def cpu_bf16(setting: str) -> bool:
     """Whether CPU work runs under bf16 autocast for `setting` (auto | fp32 | bf16).
 
     auto = only where the CPU computes bf16 natively (AVX512_BF16 or AMX): measured there 1.7x the fp32
-    training speed of the diffusion UNet (benchmarks/README.md, "CPU fast path"). Elsewhere bf16 is emulated
+    training speed of the diffusion UNet (benchmarks/results/cpu_profile/README.md). Elsewhere bf16 is emulated
     and far slower than fp32 (>100x measured on an AVX2 CPU), so auto means fp32.
     """
     return setting == "bf16" or (setting == "auto" and cpu_info()["native_bf16"])

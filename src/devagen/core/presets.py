@@ -39,7 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The CPU default: cpu_small without its four attention layers (no mid block either); 1.96 M parameters class-
     # and pen-conditioned. 1,800 steps (batch 32, bf16, 2-core AMD EPYC): 93.5 img/s against cpu_small's 69-71, and
-    # as good samples (920, SDE 10 steps, CFG 3): OCR 92.9 vs 94.3 %, judge FID 1.15 vs 1.34 (benchmarks/README.md)
+    # as good samples (920, SDE 10 steps, CFG 3): OCR 92.9 vs 94.3 %, judge FID 1.15 vs 1.34 (benchmarks/results/cpu_conv/README.md)
     "cpu_conv": {
         "block_out_channels": (32, 64, 128),
         "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D"),
@@ -50,7 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The network sees 2x2 patches: each 32x32 image is denoised as 4 x 16 x 16 (pixel_unshuffle, lossless; the
     # pipeline shuffles its output back), so the UNet has no 32x32 level, where cpu_conv spends two thirds of its
     # fp32 time. 64 / 128 channels at 16x16 / 8x8; 2.10 M parameters class- and pen-conditioned. Measured (2-core Intel
-    # Xeon with AMX, batch 32): 1.7x cpu_conv's img/s in bf16, 1.9x in fp32; sampling 2.8x (benchmarks/README.md)
+    # Xeon with AMX, batch 32): 1.7x cpu_conv's img/s in bf16, 1.9x in fp32; sampling 2.8x (benchmarks/results/cpu_patch/README.md)
     "cpu_patch": {
         "block_out_channels": (64, 128),
         "down_block_types": ("DownBlock2D", "DownBlock2D"),

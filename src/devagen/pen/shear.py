@@ -7,7 +7,7 @@ own, with linear interpolation along the row, which keeps a row's ink mass and f
 losses are ink pushed past the image's edge and rounding to uint8.
 
 The pen-conditioned network follows an asked slant only a little (asked -15..+15 degrees, it drew medians
--1.7..+1.8 on the default model, benchmarks/README.md), so DevagenPipeline shears what it drew by the rest when a slant is asked.
+-1.7..+1.8 on the default model, benchmarks/results/style_control/README.md), so DevagenPipeline shears what it drew by the rest when a slant is asked.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ ALL_TIMESTEPS = (0, 10**9)  # a guidance interval that contains every timestep
 # The network's clean-image estimate scatters a few grey levels around the black background, and clipping to the
 # pixel range keeps only the bright half: a faint haze (default model, 920 samples: mean 3.1 grey levels >= 3 px
 # from ink, 52 % of pixels at 1-31) on paper that is black in DHCD (0.01; 9 %). Mapping grey level 8 to black and
-# stretching the rest back to 0-255 gives 0.16 and 10 %, and 58 % exact black against real's 60 % (benchmarks/README.md).
+# stretching the rest back to 0-255 gives 0.16 and 10 %, and 58 % exact black against real's 60 % (benchmarks/results/black_point/README.md).
 BLACK_POINT = 8
 
 
