@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from devagen.core.config import AugmentConfig
-from devagen.data.augment import _dilate, _Draw, _draw, _stroke, _warp, augment_batch, augment_preview
+from devagen.data.augment import (
+    _dilate,
+    _Draw,
+    _draw,
+    _stroke,
+    _warp,
+    augment_batch,
+    augment_preview,
+)
 
 OFF = AugmentConfig(rotate_p=0, scale_p=0, translate_p=0, stroke_p=0, elastic_p=0, color_p=0)
 ALL_ON = replace(AugmentConfig(), rotate_p=1, scale_p=1, translate_p=1, stroke_p=1, elastic_p=1, color_p=1)

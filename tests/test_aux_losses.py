@@ -10,10 +10,21 @@ import pytest
 import torch
 from test_style import bar
 
-from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, OcrConfig, TrainConfig
+from devagen.core.config import (
+    AugmentConfig,
+    DiffusionConfig,
+    ModelConfig,
+    OcrConfig,
+    TrainConfig,
+)
 from devagen.core.errors import DevagenError
 from devagen.core.params import params_from_dict
-from devagen.diffusion.aux_losses import frozen, perceptual_distance, ssim, stage_features
+from devagen.diffusion.aux_losses import (
+    frozen,
+    perceptual_distance,
+    ssim,
+    stage_features,
+)
 from devagen.diffusion.guidance import predicted_x0
 from devagen.diffusion.objective import diffusion_loss, training_target
 from devagen.diffusion.unet import build_noise_scheduler, build_unet

@@ -190,7 +190,13 @@ def test_style_control_benchmark_runs_and_an_untrained_model_fails_its_targets(t
 def test_cpu_profile_times_old_and_new_paths() -> None:
     import dataclasses
 
-    from devagen.core.config import DataConfig, ModelConfig, OcrConfig, SampleConfig, TrainConfig
+    from devagen.core.config import (
+        DataConfig,
+        ModelConfig,
+        OcrConfig,
+        SampleConfig,
+        TrainConfig,
+    )
 
     profile = _load_script("cpu_profile")
     params = dataclasses.replace(Params(), data=DataConfig(image_size=16), model=ModelConfig(preset="tiny"),

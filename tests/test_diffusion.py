@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from devagen.core.config import DiffusionConfig, ModelConfig
-from devagen.diffusion.objective import diffusion_loss, drop_labels, loss_weights, sample_noise, snr, training_target
+from devagen.diffusion.objective import (
+    diffusion_loss,
+    drop_labels,
+    loss_weights,
+    sample_noise,
+    snr,
+    training_target,
+)
 from devagen.diffusion.unet import NULL_LABEL, build_noise_scheduler, build_unet
 
 # alphas_cumprod 0.5, 0.8, 0.9999 give SNR 1, 4, 9999: small enough to check by hand

@@ -10,16 +10,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from human_fixture import at_random, make_study_repo, read_key, right, run, write_answers
+from human_fixture import (
+    at_random,
+    make_study_repo,
+    read_key,
+    right,
+    run,
+    write_answers,
+)
 from PIL import Image
 
 from devagen.core import paths
 from devagen.core.classes import CLASS_NAMES, glyphs
 from devagen.core.errors import DevagenError
 from devagen.core.io import read_json
-from devagen.judges.human_scoring import fleiss_kappa, pairwise_agreement, summary, wilson
+from devagen.judges.human_scoring import (
+    fleiss_kappa,
+    pairwise_agreement,
+    summary,
+    wilson,
+)
 from devagen.judges.human_sheet import sheet_html
-from devagen.judges.human_study import GENERATED, REAL, draw_sheet, judgements, read_answers
+from devagen.judges.human_study import (
+    GENERATED,
+    REAL,
+    draw_sheet,
+    judgements,
+    read_answers,
+)
 from devagen.report.figures import font_file
 
 

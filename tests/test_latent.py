@@ -12,7 +12,13 @@ import torch
 from click.testing import CliRunner
 from diffusers import AutoencoderKL, DiffusionPipeline
 
-from devagen.core.config import AugmentConfig, DiffusionConfig, LatentConfig, ModelConfig, TrainConfig
+from devagen.core.config import (
+    AugmentConfig,
+    DiffusionConfig,
+    LatentConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from devagen.core.errors import DevagenError
 from devagen.core.params import params_from_dict
 from devagen.diffusion import autoencoder as latent

@@ -8,7 +8,12 @@ import torch
 from devagen.core.classes import NUM_CLASSES
 from devagen.core.config import DiffusionConfig, ModelConfig
 from devagen.core.errors import DevagenError
-from devagen.diffusion.unet import NULL_LABEL, build_noise_scheduler, build_unet, count_parameters
+from devagen.diffusion.unet import (
+    NULL_LABEL,
+    build_noise_scheduler,
+    build_unet,
+    count_parameters,
+)
 
 
 def test_null_label_is_the_last_class_embedding() -> None:

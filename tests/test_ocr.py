@@ -13,7 +13,14 @@ from devagen.core.classes import CLASS_NAMES, NUM_CLASSES
 from devagen.core.config import AugmentConfig, OcrConfig
 from devagen.core.errors import DevagenError
 from devagen.data.archive import to_model_range
-from devagen.judges.ocr import build_judge, load_judge, predict_proba, recalibrate_batchnorm, save_judge, train_judge
+from devagen.judges.ocr import (
+    build_judge,
+    load_judge,
+    predict_proba,
+    recalibrate_batchnorm,
+    save_judge,
+    train_judge,
+)
 
 SIZE = 16
 TINY = OcrConfig(seed=0, epochs=4, batch_size=32, lr=0.2, width=8, label_smoothing=0.0, augment=False)

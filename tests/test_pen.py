@@ -28,7 +28,13 @@ from devagen.diffusion.unet import (
     with_null_class,
 )
 from devagen.pen import measures as style
-from devagen.pen.conditions import PenStyle, codes, measure_pen, pen_style, training_codes
+from devagen.pen.conditions import (
+    PenStyle,
+    codes,
+    measure_pen,
+    pen_style,
+    training_codes,
+)
 from devagen.sampling.generate import image_generators
 from devagen.sampling.pipeline import load_pipeline
 from devagen.sampling.text import generate_text, parse_text, word_pens

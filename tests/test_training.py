@@ -23,7 +23,12 @@ from devagen.diffusion.unet import build_unet
 from devagen.sampling.folder import read_meta
 from devagen.sampling.pipeline import load_pipeline
 from devagen.training.checkpoints import list_checkpoints
-from devagen.training.loop import batch_indices, resolve_mixed_precision, total_steps, train_diffusion
+from devagen.training.loop import (
+    batch_indices,
+    resolve_mixed_precision,
+    total_steps,
+    train_diffusion,
+)
 
 TINY = ModelConfig(preset="tiny", conditional=True)
 

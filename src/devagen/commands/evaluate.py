@@ -17,7 +17,11 @@ def evaluate(params_path: str) -> None:
     from ..core.classes import glyphs
     from ..data import archive as data
     from ..judges import cas, legibility, ocr, style_space
-    from ..judges.evaluation import evaluate_samples, style_evaluation, style_space_metrics
+    from ..judges.evaluation import (
+        evaluate_samples,
+        style_evaluation,
+        style_space_metrics,
+    )
     from ..judges.metrics import confusion_figure
     from ..report import figures
 

@@ -21,7 +21,7 @@ def prepare(params_path: str) -> None:
     from ..report import figures
 
     params = load(params_path)
-    prepared = data.prepare(paths.RAW_DIR / ARCHIVE_NAME, data.NATIVE_SIZE, params.data.dedupe, progress=True)
+    prepared = measured(data.prepare(paths.RAW_DIR / ARCHIVE_NAME, data.NATIVE_SIZE, params.data.dedupe, progress=True))
     data.save_split(prepared.train, paths.TRAIN_NPZ)
     data.save_split(prepared.test, paths.TEST_NPZ)
     stats = data.data_stats(prepared)
@@ -36,3 +36,13 @@ def prepare(params_path: str) -> None:
                        paths.FIGURES_DIR / "augment.png")
     click.echo(f"prepare: {stats['train']} train, {stats['test']} test, {len(CLASS_NAMES)} classes, "
                f"{stats['duplicates_removed']} duplicates removed from train")
+
+
+def measured(prepared):  # type: ignore[no-untyped-def]
+    """The prepared splits with each image's pen (stroke width px, slant degrees) measured, float32 (N, 2)."""
+    from dataclasses import replace
+
+    from ..pen.conditions import measure_pen
+
+    return replace(prepared, train=replace(prepared.train, pen=measure_pen(prepared.train.images)),
+                   test=replace(prepared.test, pen=measure_pen(prepared.test.images)))

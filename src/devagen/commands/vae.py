@@ -31,7 +31,12 @@ def vae(params_path: str) -> None:
 
     from ..core.device import pick_device
     from ..data import archive as data
-    from ..diffusion.autoencoder import psnr, reconstruct, save_autoencoder, train_autoencoder
+    from ..diffusion.autoencoder import (
+        psnr,
+        reconstruct,
+        save_autoencoder,
+        train_autoencoder,
+    )
     from ..judges import metrics, ocr
     from ..pen import measures as style
 

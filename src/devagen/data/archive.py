@@ -20,7 +20,6 @@ from PIL import Image, UnidentifiedImageError
 from ..core.classes import CLASS_NAMES, glyphs
 from ..core.errors import DevagenError
 from ..core.integrity import damaged, read_npz
-from ..pen.conditions import measure_pen
 
 ROOT = "DevanagariHandwrittenCharacterDataset"
 SPLITS = ("Train", "Test")
@@ -47,7 +46,8 @@ class Member:
 @dataclass(frozen=True)
 class Split:
     """Decoded images of one split: uint8 (N, S, S), int64 labels (N,) and, once measured, the pen
-    float32 (N, 2): each image's stroke width (px) and slant (degrees) (devagen.pen.conditions.measure_pen)."""
+    float32 (N, 2): each image's stroke width (px) and slant (degrees), measured by the prepare stage
+    (devagen.pen.conditions.measure_pen)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -197,8 +197,7 @@ def prepare(archive: Path, image_size: int, dedupe: bool = True, progress: bool 
     train_x, train_y = arrays["Train"]
     test_x, test_y = arrays["Test"]
     train_x, test_x = resize(train_x[keep], image_size), resize(test_x, image_size)
-    return Prepared(Split(train_x, train_y[keep], measure_pen(train_x)), Split(test_x, test_y, measure_pen(test_x)),
-                    within, cross)
+    return Prepared(Split(train_x, train_y[keep]), Split(test_x, test_y), within, cross)
 
 
 def save_split(split: Split, path: Path) -> None:

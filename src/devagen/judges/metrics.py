@@ -78,7 +78,10 @@ def _judge_extractor_class() -> type:
 
 def _register_judge_extractor() -> str:
     """Register the judge adapter with torch-fidelity unless this process already did; return its name."""
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+    from torch_fidelity.registry import (
+        FEATURE_EXTRACTORS_REGISTRY,
+        register_feature_extractor,
+    )
 
     if JUDGE_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(JUDGE_EXTRACTOR, _judge_extractor_class())

@@ -18,7 +18,13 @@ from typing import Iterator, Optional
 import torch
 
 from ..core.errors import DevagenError
-from ..core.integrity import file_checksums, find_damage, full_disk_guard, move_aside, one_line
+from ..core.integrity import (
+    file_checksums,
+    find_damage,
+    full_disk_guard,
+    move_aside,
+    one_line,
+)
 from ..sampling.folder import GUIDE_FOLDER
 from .state import Checkpoints, TrainRun, network_copy
 

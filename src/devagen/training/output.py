@@ -14,7 +14,13 @@ from ..core.presets import patch_size
 from ..diffusion.autoencoder import save_autoencoder
 from ..diffusion.unet import NULL_LABEL
 from ..pen.conditions import PenStyle
-from ..sampling.folder import GUIDE_FOLDER, VAE_FOLDER, ModelMeta, write_meta, write_model_index
+from ..sampling.folder import (
+    GUIDE_FOLDER,
+    VAE_FOLDER,
+    ModelMeta,
+    write_meta,
+    write_model_index,
+)
 from .checkpoints import GUIDE_META, guide_for_run, state_bytes, swap_in
 from .state import Checkpoints, TrainRun, network_copy
 
