@@ -6,7 +6,7 @@ import click
 
 from ..core import paths
 from ..core.integrity import replace_dir
-from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
+from .common import PARAMS_OPTION, finish, load, write_metrics
 
 FIGURE = "distill.png"
 FIGURE_CLASSES = 12  # classes shown per student in the figure
@@ -18,16 +18,15 @@ FLAT_KEYS = ("ocr_accuracy", "fid", "legible_share", "stroke_width_ratio", "ink_
 def distill(params_path: str) -> None:
     """Distil the trained model into 8/4/2/1-step DDIM students (distill.enabled) and measure each one."""
     from ..core.off_notes import write_distill_status
-    from .optional import fresh_temp, write_off
+    from .optional import begin
 
     params = load(params_path)
     cfg, out = params.distill, paths.DISTILLED_DIR
-    if not cfg.enabled:
-        write_off("distill", "distill.enabled", out, lambda folder: write_distill_status(folder, False), FIGURE,
-                  "Distillation")
+    started = begin(params, "distill", cfg.enabled, "distill.enabled", out,
+                    lambda folder: write_distill_status(folder, False), FIGURE, "Distillation")
+    if started is None:
         return
-    tmp = fresh_temp(out)
-    tracker = start_run(params, "distill")  # first: a failure below is recorded in the run
+    tmp, tracker = started
     import dataclasses
     import time
 

@@ -12,7 +12,7 @@ import click
 from ..core import paths
 from ..core.integrity import replace_dir
 from ..report import figures, plots
-from .common import write_metrics
+from .common import start_run, write_metrics
 
 
 def fresh_temp(out: Path) -> Path:
@@ -34,3 +34,14 @@ def write_off(stage: str, switch: str, out: Path, write_note: Callable[[Path], N
     figures.save_image(plots.text_banner(f"{says} is off ({switch}: false in params.yaml)", 480),
                        paths.FIGURES_DIR / figure)
     click.echo(f"{stage}: off ({switch}: false)")
+
+
+def begin(params, stage: str, enabled: bool, switch: str, out: Path, write_note: Callable[[Path], None],  # type: ignore[no-untyped-def]
+          figure: str, says: str):
+    """An optional stage's start: when on, (an empty temp folder to build `out` in, the experiment's MLflow
+    run opened before any work); when off, None after writing its off-outputs (write_off)."""
+    if not enabled:
+        write_off(stage, switch, out, write_note, figure, says)
+        return None
+    tmp = fresh_temp(out)
+    return tmp, start_run(params, stage)

@@ -6,7 +6,7 @@ import click
 
 from ..core import paths
 from ..core.integrity import replace_dir
-from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
+from .common import PARAMS_OPTION, finish, load, write_metrics
 
 FIGURE = "vae.png"
 SHOWN = 24  # random test images in the figure, each above its reconstruction
@@ -18,15 +18,14 @@ def vae(params_path: str) -> None:
     """Train the AutoencoderKL that latent diffusion works in (latent.enabled) and measure its reconstructions."""
     from ..core.off_notes import write_no_autoencoder
     from ..report import figures, plots
-    from .optional import fresh_temp, write_off
+    from .optional import begin
 
     params = load(params_path)
     cfg, out = params.latent, paths.VAE_DIR
-    if not cfg.enabled:
-        write_off("vae", "latent.enabled", out, write_no_autoencoder, FIGURE, "Latent diffusion")
+    started = begin(params, "vae", cfg.enabled, "latent.enabled", out, write_no_autoencoder, FIGURE, "Latent diffusion")
+    if started is None:
         return
-    tmp = fresh_temp(out)
-    tracker = start_run(params, "vae")  # first: a failure below is recorded in the run
+    tmp, tracker = started
     import numpy as np
 
     from ..core.device import pick_device
