@@ -24,7 +24,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "ocr": ("test_accuracy", "train_seconds"),
     "style_net": ("test_accuracy",),
     "vae": ("enabled", "psnr_db", "ocr_accuracy_reconstructed", "stroke_width_ratio", "ink_mass_ratio"),
-    "train": ("final_loss", "steps", "img_per_s", "wall_s"),
+    "train": ("final_loss", "img_per_s", "wall_s"),
     "distill": ("enabled", "steps_*_ocr_accuracy", "steps_*_fid"),
     "sample": ("images", "images_per_s", "nfe"),
     "eval": ("ocr_accuracy", "legible_share", "class_coverage", "fid", "floor_fid", "precision", "recall",
