@@ -102,11 +102,11 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
 
     # Each stage's deps are the code it runs (tests/test_stage_deps.py): an edit to the report's code
     # makes the report stage, and it alone, out of date.
-    with (tmp_path / "src/devagen/report.py").open("a") as f:
+    with (tmp_path / "src/devagen/report/pages.py").open("a") as f:
         f.write("# edited\n")
     status = subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300, check=True)
-    assert json.loads(status.stdout) == {"report": [{"changed deps": {"src/devagen/report.py": "modified"}}]}
+    assert json.loads(status.stdout) == {"report": [{"changed deps": {"src/devagen/report/pages.py": "modified"}}]}
 
     # sample.sampler: distilled samples with the distill stage's student (one pass per step, no CFG pass)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
