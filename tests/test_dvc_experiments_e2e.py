@@ -52,12 +52,21 @@ def _kill_training(args: list[str], repo: Path, env: dict) -> None:
     while not list(checkpoints.glob("step_*")):  # a sealed checkpoint (step_XXXXXXX/)
         assert proc.poll() is None and time.time() < deadline, "training ended before a checkpoint was saved"
         time.sleep(0.5)
-    pids = subprocess.run(["pgrep", "-f", "stages/train.py"], capture_output=True, text=True).stdout.split()
+    pids = [pid for pid in subprocess.run(["pgrep", "-f", "stages/train.py"], capture_output=True,
+                                          text=True).stdout.split() if _runs_in(int(pid), repo)]
     assert pids, "no train process to kill"
     for pid in pids:
         os.kill(int(pid), signal.SIGKILL)
     proc.wait(timeout=600)
     assert proc.returncode != 0
+
+
+def _runs_in(pid: int, repo: Path) -> bool:
+    """Whether process `pid` works in `repo` (so that a train stage elsewhere on the machine is left alone)."""
+    try:
+        return Path(f"/proc/{pid}/cwd").resolve().is_relative_to(repo.resolve())
+    except OSError:
+        return False
 
 
 def _inputs(r) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
@@ -112,6 +121,9 @@ def test_experiments_compare_fail_restore_resume_and_switch(tmp_path: Path) -> N
     assert "killed" in runs["killed"].data.tags["devagen.earlier_attempt"]
     for name, r in runs.items():
         assert _inputs(r) == {("DHCD train", "training"), ("DHCD test", "evaluation")}, name
+    client = tracking._client(TrackingConfig(uri=f"sqlite:///{repo / 'mlflow.db'}"))
+    results = {a.path for a in client.list_artifacts(runs["lr-a"].info.run_id, "results")}
+    assert {"results/details", "results/per_class.csv"} <= results, results  # MLflow keeps the whole results
 
     # Switching experiments keeps the model folder whole: the manifest comes back with the files it lists.
     run(["dvc", "exp", "apply", "lr-a"], repo, env)

@@ -53,6 +53,7 @@ def evaluate(params_path: str) -> None:
     write_csv(result.per_class_rows, paths.EVAL_PER_CLASS)
     figures.save_image(confusion_figure(result.confusion, glyphs(), axes=result.confusion_axes),
                        paths.FIGURES_DIR / "confusion.png")
+    tracker.log_artifact(paths.EVAL_PER_CLASS, "results")  # the per-class table, as dvc plots shows it
     finish(tracker, figures=("confusion.png", "style.png"))
     click.echo(f"evaluate: {headline(result.metrics)}")
 

@@ -37,6 +37,7 @@ def report(params_path: str) -> None:
                             paths.FIGURES_DIR / "samples.png", current or "devagen")
     for path in (paths.REPORT_HTML, paths.REPORT_MD, card):
         tracker.log_artifact(path, "report")
+    tracker.log_artifact(paths.DETAILS_DIR, "results/details")  # every stage's whole result, per-class values included
     if params.tracking.log_model:
         sample_cfg = params.sample
         log_model(tracker, paths.DIFFUSION_DIR, sample_cfg.sampler, sample_cfg.use_ema,
