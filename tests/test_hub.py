@@ -60,14 +60,20 @@ def test_model_index_names_the_pipeline_and_components() -> None:
     assert cond["unet"] == ["diffusers", "UNet2DModel"] and cond["scheduler"] == ["diffusers", "DDPMScheduler"]
 
 
-def test_diffusers_loads_both_kinds_offline(tiny_model_dir: Path, tiny_uncond_model_dir: Path, tmp_path: Path) -> None:
-    assert json.loads((tiny_uncond_model_dir / "model_index.json").read_text())["_class_name"] == "DDPMPipeline"
+def _offline(script: str, folders: list[Path], tmp_path: Path) -> dict:
+    """Run `script` on the model folders in a fresh offline Python (plain diffusers, no devagen helpers) and
+    return the JSON it prints after RESULT."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_uncond_model_dir), str(tiny_model_dir)],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, folders)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    return json.loads(proc.stdout.split("RESULT ", 1)[1])
+
+
+def test_diffusers_loads_both_kinds_offline(tiny_model_dir: Path, tiny_uncond_model_dir: Path, tmp_path: Path) -> None:
+    assert json.loads((tiny_uncond_model_dir / "model_index.json").read_text())["_class_name"] == "DDPMPipeline"
+    result = _offline(SCRIPT, [tiny_uncond_model_dir, tiny_model_dir], tmp_path)
     assert result["uncond"] == ["DDPMPipeline", 4, "L", [16, 16]]
     assert result["uncond_max_diff"] <= 1  # rounding to uint8 only
     assert result["cond"] == ["devagen.sampling.pipeline.DevagenPipeline", [2, 16, 16], True]
@@ -142,12 +148,7 @@ def test_a_pipeline_without_its_pen_names_pen_json(tiny_style_model_dir: Path, t
 
 def test_diffusers_loads_style_folders_new_and_old_with_their_pen(tiny_style_model_dir: Path, tmp_path: Path) -> None:
     old = _old_format_copy(tiny_style_model_dir, tmp_path / "old")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", STYLE_SCRIPT, str(tiny_style_model_dir), str(old)],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    result = _offline(STYLE_SCRIPT, [tiny_style_model_dir, old], tmp_path)
     for kind in ("new", "old"):
         assert result[f"{kind}_pen_matters"]
         for how in ("diffusion", "devagen"):

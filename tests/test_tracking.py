@@ -238,3 +238,18 @@ def test_dataset_inputs_carry_name_digest_context_and_rows(cfg: TrackingConfig, 
     inputs = _run(cfg, run.run_id).inputs.dataset_inputs
     assert sorted((i.dataset.name, i.dataset.digest, i.tags[0].value) for i in inputs) == sorted(
         (s["name"], s["digest"], s["context"]) for s in splits)
+
+
+def test_only_the_stage_that_creates_the_run_logs_its_datasets(cfg: TrackingConfig,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from devagen.commands import common
+
+    hashed: list[str] = []
+    monkeypatch.setattr(common.lineage, "prepared_splits", lambda *a: hashed.append("splits") or [])
+    first = tracking.stage_run(cfg, PARAMS, "train")
+    common.log_splits(first, True, "x")
+    first.close("FINISHED")
+    joined = tracking.stage_run(cfg, PARAMS, "sample")
+    common.log_splits(joined, True, "x")
+    joined.close("FINISHED")
+    assert first.created and not joined.created and hashed == ["splits"]  # the archive is hashed once per run

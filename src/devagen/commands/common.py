@@ -46,10 +46,15 @@ def start_run(params: Params, stage: str, tags: dict | None = None) -> tracking.
     """This experiment's MLflow run, opened (or joined) by `stage` with the whole params.yaml; call it
     before the stage's work, so that a failure is recorded in the run."""
     tracker = tracking.stage_run(params.tracking, flatten(params), stage, tags)
-    if tracker.active:
-        tracker.log_datasets(lineage.prepared_splits(paths.RAW_DIR, paths.PREPARED_DIR, params.data.dedupe,
-                                                     params.fetch.url))
+    log_splits(tracker, params.data.dedupe, params.fetch.url)
     return tracker
+
+
+def log_splits(tracker: tracking.Tracker, dedupe: bool, source: str) -> None:
+    """The prepared DHCD splits as the run's dataset inputs, logged by the stage that creates the run (hashing
+    the archive once per experiment, not in every stage)."""
+    if tracker.active and tracker.created:
+        tracker.log_datasets(lineage.prepared_splits(paths.RAW_DIR, paths.PREPARED_DIR, dedupe, source))
 
 
 def headline(stem: str, result: Mapping[str, Any], patterns: Iterable[str] = ()) -> dict[str, bool | int | float]:

@@ -10,12 +10,11 @@ from typing import Any
 
 import yaml
 
-from ..core import paths, tracking
+from ..core import tracking
 from ..core.config import FetchConfig, TrackingConfig
 from ..core.errors import DevagenError
 from ..core.params import load_params
-from ..data import lineage
-from .common import READ_FROM, start_run
+from .common import READ_FROM, log_splits, start_run
 
 
 def record_failure(stage: str, error: str, status: str = "FAILED") -> None:
@@ -30,9 +29,8 @@ def record_failure(stage: str, error: str, status: str = "FAILED") -> None:
         if raw is None:
             return
         tracker = tracking.stage_run(_tracking_config(raw), _flat(raw), stage)
-        tracker.log_datasets(lineage.prepared_splits(paths.RAW_DIR, paths.PREPARED_DIR,
-                                                     _section(raw, "data").get("dedupe") is not False,
-                                                     str(_section(raw, "fetch").get("url", FetchConfig.url))))
+        log_splits(tracker, _section(raw, "data").get("dedupe") is not False,
+                   str(_section(raw, "fetch").get("url", FetchConfig.url)))
     tracker.fail(stage, error, status)
 
 

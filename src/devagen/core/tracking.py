@@ -146,8 +146,9 @@ _OPEN: list["Tracker"] = []  # runs a stage of this process holds RUNNING
 class Tracker:
     """A handle on one MLflow run; every call is a no-op once tracking is disabled or has failed."""
 
-    def __init__(self, client: Any, run_id: str | None, name: str | None = None) -> None:
+    def __init__(self, client: Any, run_id: str | None, name: str | None = None, created: bool = False) -> None:
         self.client, self.run_id, self.name = client, run_id, name
+        self.created = created  # this stage created the run (the first stage of the experiment to open it)
 
     @property
     def active(self) -> bool:
@@ -346,7 +347,7 @@ def stage_run(cfg: TrackingConfig, params: Mapping[str, Any], stage: str,
         click.echo(f"warning: MLflow at {tracking_uri(cfg)} unavailable ({type(exc).__name__}: {str(exc)[:200]}); "
                    "going on without tracking", err=True)
         return Tracker(None, None)
-    tracker = Tracker(client, run_id, name)
+    tracker = Tracker(client, run_id, name, created=fresh)
     _OPEN.append(tracker)
     if fresh:
         tracker.log_params(params)
