@@ -17,6 +17,7 @@ from devagen.diffusion.objective import (
     snr,
     training_target,
 )
+from devagen.diffusion.patches import from_patches
 from devagen.diffusion.unet import NULL_LABEL, build_noise_scheduler, build_unet
 
 # alphas_cumprod 0.5, 0.8, 0.9999 give SNR 1, 4, 9999: small enough to check by hand
@@ -88,6 +89,18 @@ def test_sample_noise_plain_and_offset() -> None:
     shift = (offset - plain).amax(dim=(2, 3)) - (offset - plain).amin(dim=(2, 3))
     assert float(shift.abs().max()) < 1e-6  # the extra noise is constant within each image
     assert 0.85 < float((offset - plain)[:, 0, 0, 0].std()) < 1.15  # with std offset_noise
+
+
+def test_offset_noise_of_a_patch_model_is_a_uniform_brightness_shift_of_the_image() -> None:
+    x0 = torch.zeros(512, 4, 8, 8)  # 16x16 images as 2x2 patches: what the cpu_patch preset denoises
+    plain = sample_noise(x0, 0.0, torch.Generator().manual_seed(1))
+    extra = from_patches(sample_noise(x0, 0.5, torch.Generator().manual_seed(1)) - plain, 2)  # (512, 1, 16, 16)
+    spread = extra.amax(dim=(1, 2, 3)) - extra.amin(dim=(1, 2, 3))
+    assert float(spread.max()) < 1e-6  # one value over every pixel of each image, not a 2x2-periodic pattern
+    assert 0.4 < float(extra[:, 0, 0, 0].std()) < 0.6  # with std offset_noise
+    direction = torch.linspace(0, 1, 4 * 8 * 8).reshape(1, 4, 8, 8)  # a latent model's: follows the given direction
+    shifted = sample_noise(x0, 0.5, torch.Generator().manual_seed(1), direction) - plain
+    torch.testing.assert_close(shifted, extra[:, :1, :1, :1] * direction)
 
 
 def test_drop_labels_rate_and_untouched() -> None:

@@ -122,3 +122,19 @@ def test_the_vae_stage_writes_only_a_note_when_off(tmp_path: Path, monkeypatch: 
         assert json.loads(Path(folder, "vae.json").read_text()) == {"enabled": False}
     with pytest.raises(DevagenError, match="no trained autoencoder.*latent.enabled"):
         latent.load_autoencoder(Path("models/vae"))
+
+
+def test_latent_offset_noise_follows_the_latent_of_a_brightness_shift(autoencoder: AutoencoderKL) -> None:
+    from devagen.training.loop import _setup
+
+    images = torch.from_numpy(_images())
+    direction = latent.brightness_direction(autoencoder, images)
+    assert direction.shape == (1, 2, 8, 8) and direction.abs().sum() > 0
+    with torch.no_grad():  # the same derivative with a much smaller step: the encoder is smooth, so they agree
+        x, h = images.float()[:, None] / 127.5 - 1, 1e-3
+        fine = ((latent.encode(autoencoder, x + h) - latent.encode(autoencoder, x - h)) / (2 * h)).mean(0, keepdim=True)
+    torch.testing.assert_close(direction, fine, rtol=0.05, atol=0.05 * float(fine.abs().max()))
+    cfg = TrainConfig(max_steps=1, batch_size=4, warmup_steps=0, augment=False, mixed_precision="no")
+    run = _setup(cfg, ModelConfig(preset="tiny"), DiffusionConfig(offset_noise=0.1), AugmentConfig(), _images(),
+                 np.arange(24) % 46, None, vae=autoencoder)
+    torch.testing.assert_close(run.offset_direction, direction)

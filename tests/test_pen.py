@@ -150,7 +150,6 @@ def test_style_loss_is_finite_and_style_dropout_is_seeded() -> None:
 
 @pytest.mark.parametrize("raw,key", [
     ({"model": {"conditional": False, "style_conditioning": True}}, "model.style_conditioning"),
-    ({"model": {"style_conditioning": True}, "train": {"augment": True}}, "train.augment"),
     ({"train": {"style_drop_prob": 1.0}}, "train.style_drop_prob"),
 ])
 def test_config_refuses_style_settings_that_cannot_work(raw: dict, key: str) -> None:

@@ -390,3 +390,32 @@ def test_train_command_refuses_compile_on_cpu_before_reading_data(tmp_path: Path
     assert result.exit_code == 1 and result.output.strip().count("\n") == 0
     assert "train.compile: max-autotune needs a CUDA GPU" in result.output and "npz" not in result.output
     assert "`dvc checkout train` restores the last model" in result.output
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_the_default_preset_trains_a_few_steps(tmp_path: Path, augment: bool) -> None:
+    """params.yaml's own model (cpu_patch, pen-conditioned, AdaGN) and objective, with and without train.augment."""
+    import yaml
+
+    from devagen.core.params import params_from_dict
+    from devagen.pen.conditions import measure_pen
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    raw["train"].update(max_steps=3, batch_size=8, warmup_steps=1, augment=augment, mixed_precision="no", log_every=1)
+    params = params_from_dict(raw)
+    assert params.model.preset == "cpu_patch" and params.model.style_conditioning
+    rng = np.random.default_rng(0)
+    images = np.zeros((46, 32, 32), np.uint8)
+    for i, (top, left) in enumerate(rng.integers(4, 14, (46, 2))):  # a glyph-like cross per image, in ink
+        images[i, top:top + 14, left + 6:left + 9] = 255
+        images[i, top + 5:top + 8, left:left + 14] = 255
+    labels = np.arange(46)
+    result = train_diffusion(params.train, params.model, params.diffusion, params.augment, images, labels,
+                             tmp_path / "out", tmp_path / "ck", progress=False, pen=measure_pen(images))
+    assert result["steps"] == 3 and np.isfinite(result["final_loss"])
+    config = json.loads((tmp_path / "out" / "unet" / "config.json").read_text())
+    assert config["_class_name"] == "StyleUNet2DModel" and config["in_channels"] == 4
+    assert ("augment_dim" in config) == augment
+    images_out = load_pipeline(tmp_path / "out", "sde-dpmpp", device="cpu")(
+        labels=[0, 1], num_inference_steps=2, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    assert images_out.shape == (2, 32, 32)

@@ -96,9 +96,6 @@ def check_consistency(params: Params) -> None:
         check(not params.distill.enabled, "distill.enabled",
                "distilling a latent model is not built (the students learn in pixel space); set it false with "
                "latent.enabled: true")
-    check(not (params.model.style_conditioning and params.train.augment), "train.augment",
-           "must be false with model.style_conditioning: augmentation changes the stroke width and slant "
-           "each image is labelled with (measured once, in prepare)")
     if params.sample.sampler == "distilled":
         check(params.distill.enabled and params.sample.steps in params.distill.student_steps, "sample.sampler",
                f"distilled needs distill.enabled: true and a student with sample.steps ({params.sample.steps}) steps "

@@ -4,6 +4,10 @@ Work happens in ink space u = (x + 1) / 2 in [0, 1], where the black background 
 in `grid_sample` and the 3x3 max of dilation keep it black, and bilinear sampling never leaves [0, 1].
 Random draws (`_draw`) are kept apart from the maths (`_warp`, `_stroke`, `_color`), so each
 transform can be tested with known strengths.
+
+`augment_labelled` also returns what it did, as EDM's augmentation labels (Karras et al. 2022): one row of
+AUGMENT_LABELS per image, all zeros for an image left as it was. A network told the labels learns the augmented
+images as their own condition, so sampling with zero labels draws un-augmented glyphs (nothing leaks).
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from ..core.config import AugmentConfig
 from .archive import from_model_range, to_model_range
 
 ELASTIC_CELL = 8  # pixels per cell of the low-res elastic noise: smooth at the scale of a stroke
+# What each column of the augmentation labels (B, 8) holds; 0 = that transform not applied:
+# the rotation angle in units of 45 degrees, zoom - 1, shift x and y as fractions of the side,
+# the elastic field's RMS displacement in px, stroke change (+ dilate, - erode, 1 = a full pixel a side), gain - 1,
+# gamma - 1.
+AUGMENT_LABELS = ("rotate", "zoom", "shift_x", "shift_y", "elastic", "stroke", "gain", "gamma")
 
 
 class _Draw(NamedTuple):
@@ -101,11 +110,20 @@ def _color(u: torch.Tensor, gain: torch.Tensor, gamma: torch.Tensor) -> torch.Te
     return (gain[:, None, None, None] * u.pow(gamma[:, None, None, None])).clamp(0, 1)
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, 1, H, W) float32 in [-1, 1] (white ink on black) → same shape, dtype, device, range."""
+def _labels(d: _Draw) -> torch.Tensor:
+    """The drawn strengths as augmentation labels (B, len(AUGMENT_LABELS)) float32, zeros for the identity."""
+    elastic = torch.zeros_like(d.angle) if d.field is None else d.field.pow(2).sum(-1).mean((1, 2)).sqrt()
+    return torch.stack([d.angle / (torch.pi / 4), d.zoom - 1, d.shift[:, 0], d.shift[:, 1], elastic, d.stroke,
+                        d.gain - 1, d.gamma - 1], dim=1).float()
+
+
+def augment_labelled(x: torch.Tensor, cfg: AugmentConfig,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, H, W) float32 in [-1, 1] (white ink on black) → (same shape, dtype, device, range; the augmentation
+    labels (B, len(AUGMENT_LABELS)) float32 on x's device, all zeros where nothing was applied)."""
     probs = _probs(cfg)
     if not cfg.enabled or max(probs) == 0 or x.shape[0] == 0:
-        return x
+        return x, torch.zeros(x.shape[0], len(AUGMENT_LABELS), device=x.device)
     d = _draw(x.shape[0], x.shape[2], x.shape[3], cfg, x.device, generator)
     u = (x + 1) / 2
     if max(probs[:4]) > 0:
@@ -114,7 +132,13 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
         u = _stroke(u, d.stroke)
     if cfg.color_p > 0:
         u = _color(u, d.gain, d.gamma)
-    return u * 2 - 1
+    return u * 2 - 1, _labels(d)
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, 1, H, W) float32 in [-1, 1] (white ink on black) → same shape, dtype, device, range (augment_labelled's
+    images)."""
+    return augment_labelled(x, cfg, generator)[0]
 
 
 def augment_preview(images: np.ndarray, cfg: AugmentConfig, copies: int, seed: int) -> np.ndarray:

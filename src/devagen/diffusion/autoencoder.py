@@ -28,6 +28,8 @@ from ..core.updates import WindowMean, optimizer_update
 from ..data.archive import from_model_range, to_model_range
 
 SCALE_IMAGES = 4096  # training images whose latents set scaling_factor
+BRIGHTNESS_IMAGES = 512  # training images whose latents' response to a brightness shift is averaged
+BRIGHTNESS_STEP = 0.05  # half-width of the central difference, in model-range units
 WARMUP_STEPS = 50
 LOSS_READ_EVERY = 25
 GRAD_CLIP = 1.0
@@ -80,6 +82,20 @@ def latent_scale(vae: AutoencoderKL, images: np.ndarray, seed: int, batch_size: 
     chosen = torch.from_numpy(images[np.sort(pick)]).to(device)
     latents = torch.cat([vae.encode(x).latent_dist.mean for x in _batches(chosen, batch_size)])
     return float(1.0 / latents.float().std().clamp(min=1e-6))
+
+
+@torch.no_grad()
+def brightness_direction(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Latent offset noise's direction (1, C, s, s) float32: what adding +1 to every pixel of an image does to its
+    scaled latent, to first order (a central difference of encode), averaged over the first BRIGHTNESS_IMAGES of
+    uint8 images (N, S, S). Offset noise of std σ along it is, to first order, a uniform brightness shift of std σ
+    in the decoded image, as it is for a pixel model."""
+    chosen, h = images[:BRIGHTNESS_IMAGES], BRIGHTNESS_STEP
+    total = None
+    for x in _batches(chosen.to(next(vae.parameters()).device), batch_size):
+        diff = (encode(vae, x.float() + h).float() - encode(vae, x.float() - h).float()).sum(0, keepdim=True)
+        total = diff if total is None else total + diff
+    return total / (2 * h * len(chosen))
 
 
 def train_autoencoder(images: np.ndarray, cfg: LatentConfig, device: torch.device,

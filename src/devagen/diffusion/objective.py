@@ -58,14 +58,19 @@ def loss_weights(scheduler: DDPMScheduler, t: torch.Tensor, prediction_type: str
     raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
-def sample_noise(x0: torch.Tensor, offset_noise: float,
-                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Gaussian noise like x0 (B, C, H, W), plus a per-image-and-channel constant of std offset_noise."""
+def sample_noise(x0: torch.Tensor, offset_noise: float, generator: Optional[torch.Generator] = None,
+                 direction: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Gaussian noise like x0 (B, C, H, W), plus offset noise: a uniform brightness shift of the whole image, of
+    std offset_noise in model-range units, drawn once per image.
+
+    direction (1, C, H, W) is what a +1 shift of every pixel does to the network's input; None means the same
+    in every channel and position, which it is for pixels and for pixel patches (to_patches of a constant image
+    is that constant in all p² channels). A latent model passes the autoencoder's (brightness_direction).
+    """
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     if offset_noise > 0:
-        shift = torch.randn((x0.shape[0], x0.shape[1], 1, 1), generator=generator,
-                            device=x0.device, dtype=x0.dtype)
-        noise = noise + offset_noise * shift
+        shift = torch.randn((x0.shape[0], 1, 1, 1), generator=generator, device=x0.device, dtype=x0.dtype)
+        noise = noise + offset_noise * shift * (1.0 if direction is None else direction.to(x0.dtype))
     return noise
 
 
@@ -103,19 +108,22 @@ def drop_mask(shape: tuple[int, ...], p: float, device: torch.device,
 def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor,
                    labels: Optional[torch.Tensor], cfg: DiffusionConfig, cond_drop_prob: float,
                    generator: Optional[torch.Generator] = None, styles: Optional[torch.Tensor] = None,
-                   style_drop_prob: float = 0.0, judge_body: Optional[torch.nn.Sequential] = None) -> torch.Tensor:
+                   style_drop_prob: float = 0.0, judge_body: Optional[torch.nn.Sequential] = None,
+                   augment: Optional[torch.Tensor] = None,
+                   offset_direction: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Scalar weighted MSE for a batch x0 (B, 1, S, S) in [-1, 1]; labels (B,) or None (unconditional);
     styles (B, 2) pen codes for a style-conditioned UNet, each dropped with style_drop_prob independently
-    of the class (so the class can be guided with the style held). Plus auxiliary_loss when cfg weights it
-    (judge_body: the frozen judge's feature stack, for the perceptual term)."""
-    noise = sample_noise(x0, cfg.offset_noise, generator)
+    of the class (so the class can be guided with the style held); augment (B, A): the batch's augmentation
+    labels for a UNet that reads them (never dropped). Plus auxiliary_loss when cfg weights it (judge_body: the
+    frozen judge's feature stack, for the perceptual term). offset_direction: sample_noise's direction."""
+    noise = sample_noise(x0, cfg.offset_noise, generator, offset_direction)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],),
                       generator=generator, device=x0.device)
     noisy = scheduler.add_noise(x0, noise, t)
     class_labels = None if labels is None else drop_labels(labels, cond_drop_prob, generator)
     if styles is not None:
         given = ~drop_mask(labels.shape, style_drop_prob, labels.device, generator)
-        class_labels = condition(class_labels, styles, given)
+        class_labels = condition(class_labels, styles, given, augment)
     prediction = unet(noisy, t, class_labels=class_labels).sample
     target = training_target(scheduler, x0, noise, t)
     per_image = (prediction.float() - target.float()).pow(2).mean(dim=(1, 2, 3))

@@ -18,6 +18,7 @@ from ..core.presets import downsample_factor, patch_size, unet_shape
 # classifier-free guidance uses it for the unconditional half of the batch.
 NULL_LABEL = NUM_CLASSES  # 46
 STYLE_CODES = 2  # stroke and slant (devagen.pen.conditions.codes)
+STYLE_WIDTH = 2 + STYLE_CODES  # columns of a style condition without augmentation labels: class, codes, given
 
 
 class ClassStyleEmbedding(nn.Module):
@@ -27,34 +28,53 @@ class ClassStyleEmbedding(nn.Module):
     The class part is the plain UNet's embedding table (index NULL_LABEL = no class). The style part is a
     small MLP of the codes (zeroed when not given) and the given-flag, so "no style" is its own learned input
     and unconditional-in-style sampling works as it does for the class (train.style_drop_prob).
+
+    With augment_dim > 0 (a model trained with train.augment) the condition may carry augment_dim more columns,
+    the augmentation labels of devagen.data.augment, mapped by a bias-free linear layer (as EDM's): zeros, or
+    no such columns (B, 4), mean "not augmented" and add nothing, which is how sampling asks for real glyphs.
     """
 
-    def __init__(self, num_classes: int, dim: int) -> None:
+    def __init__(self, num_classes: int, dim: int, augment_dim: int = 0) -> None:
         super().__init__()
         self.classes = nn.Embedding(num_classes, dim)
         self.style = nn.Sequential(nn.Linear(STYLE_CODES + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.augment_dim = augment_dim
+        if augment_dim:  # built last: the other weights draw the same numbers as a model without it
+            self.augment = nn.Linear(augment_dim, dim, bias=False)
 
     def forward(self, condition: torch.Tensor) -> torch.Tensor:
-        given = condition[:, 1 + STYLE_CODES:].float()
+        if condition.shape[1] not in {STYLE_WIDTH, STYLE_WIDTH + self.augment_dim}:
+            raise ValueError(f"style conditions must be (B, {STYLE_WIDTH})" + (
+                f" or (B, {STYLE_WIDTH + self.augment_dim})" if self.augment_dim else "") + f", got {tuple(condition.shape)}")
+        dtype = self.style[0].weight.dtype
+        given = condition[:, 1 + STYLE_CODES:STYLE_WIDTH].float()
         style = torch.cat([condition[:, 1:1 + STYLE_CODES].float() * given, given], dim=1)
-        return self.classes(condition[:, 0].round().long()) + self.style(style.to(self.style[0].weight.dtype))
+        out = self.classes(condition[:, 0].round().long()) + self.style(style.to(dtype))
+        if condition.shape[1] > STYLE_WIDTH:
+            out = out + self.augment(condition[:, STYLE_WIDTH:].to(dtype))
+        return out
 
 
 class StyleUNet2DModel(UNet2DModel):
-    """UNet2DModel whose class_labels are style conditions (B, 4) (see ClassStyleEmbedding). The same
-    config and keyword arguments as UNet2DModel; diffusers saves and loads it as its own class
-    (config.json's _class_name), and a plain UNet2DModel does not load its weights."""
+    """UNet2DModel whose class_labels are style conditions (B, 4), or (B, 4 + augment_dim) with augmentation labels
+    (see ClassStyleEmbedding). The same config and keyword arguments as UNet2DModel, plus augment_dim, which
+    config.json holds only when it is not 0; diffusers saves and loads it as its own class (config.json's
+    _class_name), and a plain UNet2DModel does not load its weights."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, augment_dim: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         if self.config.num_class_embeds is None:
             raise ValueError("StyleUNet2DModel needs num_class_embeds (style conditioning rides on the class embedding)")
         self.class_embedding = ClassStyleEmbedding(self.config.num_class_embeds,
-                                                   self.time_embedding.linear_2.out_features)
+                                                   self.time_embedding.linear_2.out_features, augment_dim)
+        if augment_dim:  # a model without augmentation labels keeps the config it always had
+            self.register_to_config(augment_dim=augment_dim)
 
 
-# diffusers builds models from config.json by reading the __init__ signature: give it UNet2DModel's.
-StyleUNet2DModel.__init__.__signature__ = inspect.signature(UNet2DModel.__init__)
+# diffusers builds models from config.json by reading the __init__ signature: give it UNet2DModel's + augment_dim.
+StyleUNet2DModel.__init__.__signature__ = inspect.signature(UNet2DModel.__init__).replace(parameters=[
+    *inspect.signature(UNet2DModel.__init__).parameters.values(),
+    inspect.Parameter("augment_dim", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=int)])
 UNET_CLASSES = {cls.__name__: cls for cls in (UNet2DModel, StyleUNet2DModel)}
 
 
@@ -63,16 +83,30 @@ def is_style_conditioned(unet: nn.Module) -> bool:
     return isinstance(unet, StyleUNet2DModel)
 
 
-def condition(labels: torch.Tensor, style_codes: Optional[torch.Tensor], given: Optional[torch.Tensor] = None) -> torch.Tensor:
+def augment_dim(unet: nn.Module) -> int:
+    """Augmentation labels the network reads (its config's augment_dim; 0 for a model trained without them)."""
+    return int(getattr(unet.config, "augment_dim", 0) or 0) if is_style_conditioned(unet) else 0
+
+
+def no_augmentation(unet: nn.Module, batch: int, device: torch.device) -> Optional[torch.Tensor]:
+    """The "not augmented" labels (batch, augment_dim) of zeros that sampling gives, or None for a model without."""
+    dim = augment_dim(unet)
+    return torch.zeros(batch, dim, device=device) if dim else None
+
+
+def condition(labels: torch.Tensor, style_codes: Optional[torch.Tensor], given: Optional[torch.Tensor] = None,
+              augment: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A style-conditioned UNet's class_labels (B, 4) from labels (B,) (NULL_LABEL = none), codes (B, 2)
-    (None = no style for any image) and a bool (B,) mask of images whose style is given (default: all)."""
+    (None = no style for any image) and a bool (B,) mask of images whose style is given (default: all);
+    (B, 4 + A) with augmentation labels augment (B, A) (devagen.data.augment) appended."""
     b = labels.shape[0]
     if style_codes is None:
         style_codes = torch.zeros(b, STYLE_CODES, device=labels.device)
         given = torch.zeros(b, dtype=torch.bool, device=labels.device)
     elif given is None:
         given = torch.ones(b, dtype=torch.bool, device=labels.device)
-    return torch.cat([labels.float()[:, None], style_codes.float(), given.float()[:, None]], dim=1)
+    parts = [labels.float()[:, None], style_codes.float(), given.float()[:, None]]
+    return torch.cat(parts if augment is None else [*parts, augment.float()], dim=1)
 
 
 def with_null_class(class_labels: torch.Tensor, null_label: int) -> torch.Tensor:
@@ -84,10 +118,13 @@ def with_null_class(class_labels: torch.Tensor, null_label: int) -> torch.Tensor
     return out
 
 
-def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1) -> UNet2DModel:
+def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1, augment_labels: int = 0) -> UNet2DModel:
     """A freshly initialised UNet2DModel (StyleUNet2DModel with model.style_conditioning) for (B, channels, S, S)
     inputs: images, or a latent model's latents (then image_size is the latent side). A patch preset's UNet takes
-    them as patches (devagen.diffusion.patches): (B, channels·p², S/p, S/p)."""
+    them as patches (devagen.diffusion.patches): (B, channels·p², S/p, S/p). augment_labels > 0: a style-conditioned
+    UNet that also reads that many augmentation labels (ClassStyleEmbedding)."""
+    if augment_labels and not cfg.style_conditioning:
+        raise ValueError("augmentation labels ride on the style conditions: they need model.style_conditioning")
     factor = downsample_factor(cfg.preset)
     if image_size % factor:
         raise DevagenError(f"params.yaml: data.image_size: {image_size} is not a multiple of {factor}, "
@@ -95,6 +132,8 @@ def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1) -> UNet2DMo
     extra = {"num_class_embeds": NUM_CLASSES + 1} if cfg.conditional else {}
     if cfg.scale_shift:
         extra["resnet_time_scale_shift"] = "scale_shift"
+    if augment_labels:
+        extra["augment_dim"] = augment_labels
     cls = StyleUNet2DModel if cfg.style_conditioning else UNet2DModel
     patch = patch_size(cfg.preset)  # a patch preset denoises (channels·p², S/p, S/p): devagen.diffusion.patches
     return cls(sample_size=image_size // patch, in_channels=channels * patch ** 2, out_channels=channels * patch ** 2,

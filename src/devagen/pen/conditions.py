@@ -126,9 +126,24 @@ def codes(stroke: torch.Tensor, slant: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.log2(stroke.float().clamp_min(1e-3)), slant.float() / SLANT_SCALE], dim=1)
 
 
-def training_codes(pen: np.ndarray, labels: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class PenReference:
+    """What training codes are relative to: the training set's median stroke width (px) and each class's median
+    slant (degrees, rounded as pen_style records them)."""
+
+    median_width_px: float
+    class_slant: np.ndarray  # float (NUM_CLASSES,)
+
+    @classmethod
+    def of(cls, pen: np.ndarray, labels: np.ndarray) -> "PenReference":
+        """The reference of training images with measures pen (N, 2) (measure_pen) and labels (N,)."""
+        return cls(float(np.median(pen[:, 0])), np.round(class_medians(pen[:, 1], labels, NUM_CLASSES), 3))
+
+
+def training_codes(pen: np.ndarray, labels: np.ndarray, reference: Optional[PenReference] = None) -> np.ndarray:
     """measure_pen output (N, 2) in px and degrees, labels (N,) -> codes float32 (N, 2): stroke relative to the
-    median width of all images, slant relative to the median of the image's class (as pen_style records them)."""
-    stroke = torch.from_numpy(pen[:, 0] / np.median(pen[:, 0]))
-    class_slant = np.round(class_medians(pen[:, 1], labels, NUM_CLASSES), 3)
-    return codes(stroke, torch.from_numpy(relative_slant(pen, labels, class_slant))).numpy()
+    median width, slant relative to the median of the image's class, both of `reference` (default: of these
+    images, as pen_style records them)."""
+    reference = PenReference.of(pen, labels) if reference is None else reference
+    stroke = torch.from_numpy(pen[:, 0] / reference.median_width_px)
+    return codes(stroke, torch.from_numpy(relative_slant(pen, labels, reference.class_slant))).numpy()

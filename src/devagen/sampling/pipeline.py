@@ -33,7 +33,7 @@ from ..core.integrity import check_manifest
 from ..data.archive import from_model_range
 from ..diffusion.guidance import output_from_x0, predicted_x0, project_guidance
 from ..diffusion.patches import from_patches
-from ..diffusion.unet import condition, is_style_conditioned, with_null_class
+from ..diffusion.unet import condition, is_style_conditioned, no_augmentation, with_null_class
 from ..pen.conditions import PenStyle, codes
 from ..pen.shear import shear_to_slant
 from .folder import (
@@ -254,9 +254,10 @@ class DevagenPipeline(DiffusionPipeline):
         return asked[0], asked[1]
 
     def pen_condition(self, class_labels: torch.Tensor, stroke: np.ndarray, slant: np.ndarray) -> torch.Tensor:
-        """Class labels (B,) with pen values (B,) each (pen_values) -> the UNet's style conditions (B, 4)."""
+        """Class labels (B,) with pen values (B,) each (pen_values) -> the UNet's style conditions (B, 4), and for a
+        model trained with augmentation labels (its UNet config's augment_dim) the "not augmented" zeros after them."""
         pen_codes = codes(torch.as_tensor(stroke), torch.as_tensor(slant)).to(self.device)
-        return condition(class_labels, pen_codes)
+        return condition(class_labels, pen_codes, augment=no_augmentation(self.unet, len(class_labels), self.device))
 
     def slant_targets(self, class_labels: torch.Tensor, slant: PenValues) -> np.ndarray:
         """Moment slants (B,) in degrees that asked relative slants mean for these classes: the class's median

@@ -49,14 +49,14 @@ from ..core.device import cpu_bf16, cpu_info, use_math_attention
 from ..core.errors import DevagenError
 from ..core.loss_meter import LossMeter
 from ..core.presets import patch_size
-from ..data.archive import to_model_range
-from ..data.augment import augment_batch
-from ..diffusion.autoencoder import encode, latent_downsample
+from ..data.archive import from_model_range, to_model_range
+from ..data.augment import AUGMENT_LABELS, augment_labelled
+from ..diffusion.autoencoder import brightness_direction, encode, latent_downsample
 from ..diffusion.aux_losses import frozen
 from ..diffusion.objective import diffusion_loss
 from ..diffusion.patches import to_patches
-from ..diffusion.unet import build_noise_scheduler, build_unet, count_parameters
-from ..pen.conditions import pen_style, training_codes
+from ..diffusion.unet import augment_dim, build_noise_scheduler, build_unet, count_parameters
+from ..pen.conditions import PenReference, measure_pen, pen_style, training_codes
 from .checkpoints import resume, save_checkpoint, save_guide, sealed_on_exit
 from .output import save_trained_model
 from .preemption import Preempted, StopRequests
@@ -154,7 +154,9 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     side, channels = images.shape[-1], 1
     if vae is not None:  # the UNet denoises the autoencoder's latents
         side, channels = side // latent_downsample(vae), vae.config.latent_channels
-    model = use_math_attention(build_unet(model_cfg, side, channels).to(accelerator.device))
+    labelled = cfg.augment and model_cfg.style_conditioning  # the pen path also carries augmentation labels
+    model = use_math_attention(build_unet(model_cfg, side, channels, len(AUGMENT_LABELS) if labelled else 0)
+                               .to(accelerator.device))
     fused = accelerator.device.type == "cuda"  # one multi-tensor kernel per step: matters when launch-bound
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     steps = total_steps(cfg, len(images), accelerator.num_processes)
@@ -171,9 +173,10 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     styles_t = torch.from_numpy(training_codes(pen, labels)).to(device) if model_cfg.style_conditioning else None
     judge_body = _judge_body(judge, side).to(device) if diffusion_cfg.needs_judge else None
     vae = None if vae is None else frozen(vae).to(device)
+    offset = brightness_direction(vae, images_t) if vae is not None and diffusion_cfg.offset_noise > 0 else None
     return TrainRun(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
                 build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body, vae,
-                patch_size(model_cfg.preset))
+                patch_size(model_cfg.preset), PenReference.of(pen, labels) if labelled else None, offset)
 
 
 def _judge_body(judge: torch.nn.Module, side: int) -> torch.nn.Sequential:
@@ -236,24 +239,34 @@ def _generator(device: torch.device, seed: int, position: int, rank: int) -> tor
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+def _seen_codes(run: TrainRun, x0: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Pen codes (b, 2) of augmented images x0 (b, 1, S, S) in [-1, 1], measured as prepare measures the data
+    (on the host) and relative to the training set's medians: the pen of the image the network sees."""
+    pen = measure_pen(from_model_range(x0).cpu().numpy())
+    return torch.from_numpy(training_codes(pen, labels.cpu().numpy(), run.pen_reference)).to(x0.device)
+
+
 def _draw_batch(run: TrainRun, position: int) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
-                                                  torch.Generator]:
+                                                  Optional[torch.Tensor], torch.Generator]:
     """This rank's share of global micro-batch `position`: x0 (b, 1, S, S) in [-1, 1] (a latent model's latents, a
-    patch model's patches), labels (b,) or None, pen codes (b, 2) or None."""
+    patch model's patches), labels (b,) or None, pen codes (b, 2) or None, augmentation labels (b, A) or None."""
     acc, b = run.accelerator, run.cfg.batch_size
     size = b * acc.num_processes
     chosen = batch_indices(len(run.images), run.cfg.seed, position * size, size, run.images.device)
     mine = chosen[acc.process_index * b:(acc.process_index + 1) * b]
     generator = _generator(run.images.device, run.cfg.seed, position, acc.process_index)
     x0 = to_model_range(run.images[mine])
+    labels = None if run.labels is None else run.labels[mine]
+    styles, augment = None if run.styles is None else run.styles[mine], None
     if run.cfg.augment:
-        x0 = augment_batch(x0, run.augment_cfg, generator)
+        x0, augment = augment_labelled(x0, run.augment_cfg, generator)
+        if run.pen_reference is not None:  # a pen model: codes of what was drawn, told what was done
+            styles = _seen_codes(run, x0, labels)
+        augment = augment if augment_dim(run.model) else None
     if run.vae is not None:  # latent diffusion: the (augmented) images' latents, under the run's autocast
         with torch.no_grad(), run.accelerator.autocast():
             x0 = encode(run.vae, x0).float()
-    x0 = to_patches(x0, run.patch)
-    labels = None if run.labels is None else run.labels[mine]
-    return x0, labels, None if run.styles is None else run.styles[mine], generator
+    return to_patches(x0, run.patch), labels, styles, augment, generator
 
 
 def _optimizer_step(run: TrainRun, step: int) -> torch.Tensor:
@@ -261,10 +274,11 @@ def _optimizer_step(run: TrainRun, step: int) -> torch.Tensor:
     tensor on the device (never read here: no host sync in the hot loop; LossMeter checks it at log time)."""
     acc, cfg, total = run.accelerator, run.cfg, None
     for micro in range(cfg.grad_accum):
-        x0, labels, styles, generator = _draw_batch(run, step * cfg.grad_accum + micro)
+        x0, labels, styles, augment, generator = _draw_batch(run, step * cfg.grad_accum + micro)
         with acc.accumulate(run.unet):
             loss = diffusion_loss(run.unet, run.noise_scheduler, x0, labels, run.diffusion_cfg,
-                                  cfg.cond_drop_prob, generator, styles, cfg.style_drop_prob, run.judge_body)
+                                  cfg.cond_drop_prob, generator, styles, cfg.style_drop_prob, run.judge_body,
+                                  augment, run.offset_direction)
             acc.backward(loss)
             if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(run.unet.parameters(), cfg.grad_clip)
