@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,3 +201,54 @@ def test_unconditional_reads_runner_up_and_rows():
     assert all(r["read_share"] == 0 for r in metrics.read_share_rows(np.zeros(NUM_CLASSES, int)))
     img = metrics.confusion_figure(pairs, glyphs(), cell=10, axes=metrics.RUNNER_UP_AXES)
     assert img.width > NUM_CLASSES * 10
+
+
+@pytest.fixture()
+def offline(tmp_path, monkeypatch):
+    """No network (every connect and name lookup fails) and an empty torch hub cache under tmp_path."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_inception_download_offline_fails_in_one_line_naming_the_key_and_the_local_file(real, offline):
+    with pytest.raises(DevagenError) as info:
+        metrics.inception_fid(real, real, metrics.INCEPTION_DOWNLOAD, CFG)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("params.yaml: evaluate.inception_weights: download ")
+    assert "local path" in message and "weights-inception-2015-12-05" in message
+    assert not list(offline.glob("*.pth"))  # nothing half-written left in the cache
+
+
+def test_inception_download_uses_the_cached_file_without_network(offline):
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    offline.mkdir(parents=True)
+    cached = offline / URL_INCEPTION_V3.rsplit("/", 1)[1]
+    torch.save({"fc.weight": torch.zeros(1008, 2048)}, cached)  # torch-fidelity's file as a first run left it
+    assert metrics.inception_weights_file(metrics.INCEPTION_DOWNLOAD) == cached
+    assert metrics.inception_weights_file(None) is None
+
+
+def test_evaluate_stage_refuses_an_offline_download_before_any_work(offline, tmp_path, monkeypatch):
+    import yaml
+    from click.testing import CliRunner
+
+    from devagen.cli import cli
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["evaluate"]["inception_weights"] = "download"
+    params["tracking"]["enabled"] = False
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)  # no samples, no judge: any work at all would fail on those first
+    result = CliRunner().invoke(cli, ["evaluate"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "evaluate.inception_weights: download could not fetch" in lines[0], result.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from ..core import paths
@@ -22,15 +24,17 @@ def evaluate(params_path: str) -> None:
         style_evaluation,
         style_space_metrics,
     )
-    from ..judges.metrics import confusion_figure
+    from ..judges import metrics
     from ..report import figures
 
     params = load(params_path)
     tracker = start_run(params, "evaluate")  # first: a failure below is recorded in the run
+    weights = metrics.inception_weights_file(params.evaluate.inception_weights)  # a download that fails stops here
     samples, intended = data.read_labelled_images(paths.SAMPLES_NPZ, "sample", unlabelled_ok=True)
     judge, ood = ocr.load_judge(paths.OCR_DIR), legibility.load_ood(paths.OCR_DIR)
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
-    cfg, say = params.evaluate, lambda msg: click.echo(f"evaluate: {msg}")
+    cfg, say = (replace(params.evaluate, inception_weights=None if weights is None else str(weights)),
+                lambda msg: click.echo(f"evaluate: {msg}"))
     side = samples.shape[-1]
     if side != judge.image_size:  # a 64x64 model: every measure reads its samples at DHCD's side, as the real ones
         say(f"{side}x{side} samples resized (bicubic, antialiased) to the judge's {judge.image_size}x{judge.image_size}")
@@ -51,7 +55,7 @@ def evaluate(params_path: str) -> None:
         result.metrics["judge_test_accuracy"] = read_json(ocr_metrics)["test_accuracy"]
     write_metrics("eval", result.metrics)
     write_csv(result.per_class_rows, paths.EVAL_PER_CLASS)
-    figures.save_image(confusion_figure(result.confusion, glyphs(), axes=result.confusion_axes),
+    figures.save_image(metrics.confusion_figure(result.confusion, glyphs(), axes=result.confusion_axes),
                        paths.FIGURES_DIR / "confusion.png")
     tracker.log_artifact(paths.EVAL_PER_CLASS, "results")  # the per-class table, as dvc plots shows it
     finish(tracker, figures=("confusion.png", "style.png"))

@@ -367,7 +367,7 @@ class EvaluateConfig:
     kid_subsets: int = 100  # KID is the mean (and std) over this many random subsets
     prc_neighborhood: int = 3  # k of the k-NN balls that define precision/recall manifolds
     batch_size: int = 256
-    inception_weights: Optional[str] = None  # local copy of torch-fidelity's Inception weights
+    inception_weights: Optional[str] = None  # local copy of torch-fidelity's Inception weights, or "download"
     ood_quantile: float = 0.99  # legibility: feature distance at most this quantile of held-out real images
     cas: bool = False  # classification accuracy score: two judge trainings
     cas_epochs: int = 20

@@ -1,6 +1,7 @@
 """Evaluation maths: FID/KID/precision/recall via torch-fidelity, OCR accuracy, legibility, figures.
 
-Pure functions on arrays. The only file ever read is the optional local Inception weights file.
+Pure functions on arrays. The only file ever read is the optional Inception weights file, which
+evaluate.inception_weights names, or with `download` torch-fidelity's own file in torch's hub cache.
 torch-fidelity (and through it torchvision) is imported lazily: the OCR-only helpers stay cheap.
 
 Feature metrics use the OCR judge as a torch-fidelity feature extractor. torch-fidelity builds its
@@ -31,6 +32,7 @@ JUDGE_EXTRACTOR = "devagen-ocr-judge"  # name registered with torch-fidelity
 JUDGE_FEATURE = "penultimate"  # the one feature layer the adapter provides
 JUDGE_KWARG = "devagen_judge"  # calculate_metrics keyword that carries the judge to the adapter
 INCEPTION_EXTRACTOR = "inception-v3-compat"
+INCEPTION_DOWNLOAD = "download"  # evaluate.inception_weights: fetch torch-fidelity's weights (once, into torch's hub cache)
 
 
 class _Images(Dataset):
@@ -185,12 +187,41 @@ def _check_inception_weights(weights_path: str) -> Path:
     return path
 
 
+def _download_inception_weights() -> Path:
+    """torch-fidelity's InceptionV3 weights where torch-fidelity itself keeps them (torch.hub's checkpoints folder,
+    honouring TORCH_HOME), fetched if missing; DevagenError in one line when they cannot be fetched."""
+    from urllib.parse import urlparse
+
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(URL_INCEPTION_V3).path).name
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), progress=False)  # via a temp file
+        except OSError as exc:  # no network, DNS, HTTP errors, timeouts, an unwritable cache
+            why = " ".join(str(getattr(exc, "reason", exc)).split())
+            raise DevagenError(f"params.yaml: evaluate.inception_weights: download could not fetch {URL_INCEPTION_V3} "
+                               f"({type(exc).__name__}: {why}); without network, copy that file to this machine and "
+                               "set evaluate.inception_weights to its local path, or null to skip Inception FID") from None
+    return path
+
+
+def inception_weights_file(setting: str | None) -> Path | None:
+    """The Inception weights file evaluate.inception_weights names, checked: None for null (no Inception FID), the
+    local path, or for `download` torch-fidelity's own file (fetched if missing); DevagenError naming the key."""
+    if setting is None:
+        return None
+    return _check_inception_weights(str(_download_inception_weights()) if setting == INCEPTION_DOWNLOAD else setting)
+
+
 def inception_fid(generated: np.ndarray, real: np.ndarray, weights_path: str | None,
                   cfg: EvaluateConfig) -> dict[str, float] | None:
-    """Standard Inception fid, kid_mean, kid_std (and n) of uint8 (N, S, S) sets; None without local weights."""
-    if weights_path is None:
+    """Standard Inception fid, kid_mean, kid_std (and n) of uint8 (N, S, S) sets; None without weights
+    (weights_path: an evaluate.inception_weights setting, see inception_weights_file)."""
+    path = inception_weights_file(weights_path)
+    if path is None:
         return None
-    path = _check_inception_weights(weights_path)
     gen, ref = _equal_size(generated, real, cfg)
     # gray -> RGB uint8 (N, 3, S, S); torch-fidelity's Inception resizes to 299 x 299 itself
     return _fidelity(_as_tensor(gen, 3), _as_tensor(ref, 3), INCEPTION_EXTRACTOR, cfg, prc=False,
