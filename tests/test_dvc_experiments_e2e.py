@@ -94,7 +94,10 @@ def test_experiments_compare_fail_restore_resume_and_switch(tmp_path: Path) -> N
     out = _fails(["dvc", "exp", "run", "-n", "fails-in-sample", "-S", "diffusion.beta_schedule=sigmoid"], repo, env)
     assert "'sample'" in out
     _reset(repo, env)
-    _fails(["dvc", "exp", "run", "-n", "refused", "-S", "train.lr=-1"], repo, env)
+    out = _fails(["dvc", "exp", "run", "-n", "refused", "-S", "train.lr=-1"], repo, env)
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert errors == ["error: params.yaml: train.lr: must be > 0"] and "Traceback" not in out, out[-3000:]
+    run(["dvc", "status"], repo, env)  # the refused experiment leaves a workspace DVC still reads; good runs follow
     _reset(repo, env)
     out = _fails(["dvc", "exp", "run", "-n", "restored-then-fails", "-S", f"train.lr={SWEEP['lr-a']}",
                   "-S", "sample.guidance=autoguidance"], repo, env)

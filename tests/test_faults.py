@@ -28,7 +28,6 @@ from devagen.commands.prepare import measured
 from devagen.core import integrity
 from devagen.core.config import AugmentConfig, DiffusionConfig, OcrConfig, TrainConfig
 from devagen.core.errors import DevagenError
-from devagen.core.io import read_jsonl
 from devagen.core.params import load_params
 from devagen.data import archive as data
 from devagen.judges import legibility
@@ -426,6 +425,28 @@ def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen, seconds: fl
         time.sleep(0.02)
 
 
+# `devagen train` as dvc runs it, held after optimizer step `at` until the test has signalled: so the signal always
+# arrives mid-run (a fast machine could otherwise finish every step first) and at a known step.
+HELD_TRAIN = """
+import sys, time
+from pathlib import Path
+from devagen.training import loop
+at, ready, go = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+del sys.argv[1:]  # run_stage passes the rest of the command line to the stage
+step = loop._optimizer_step
+def held(run, index):
+    loss = step(run, index)
+    if index + 1 == at:
+        ready.touch()
+        while not go.exists():  # the signal's handler runs in this loop, before go is seen
+            time.sleep(0.01)
+    return loss
+loop._optimizer_step = held
+from devagen.cli import run_stage
+run_stage("train")
+"""
+
+
 @pytest.mark.slow
 def test_sigterm_to_the_stage_command_at_a_random_step(tmp_path: Path) -> None:
     """`devagen train` as dvc runs it: SIGTERM at a random step, exit 143, one line; the re-run ends equal."""
@@ -436,17 +457,18 @@ def test_sigterm_to_the_stage_command_at_a_random_step(tmp_path: Path) -> None:
     pen = measure_pen(IMAGES)  # the default model is pen-conditioned: prepare stores each image's pen
     data.save_split(data.Split(IMAGES, LABELS, pen), tmp_path / "data/prepared/train.npz")
     command = [sys.executable, "-c", "from devagen.cli import run_stage; run_stage('train')"]
-    log = tmp_path / "models/checkpoints/log.jsonl"
-    at = random.Random(16).randrange(3, 40)
-    proc = subprocess.Popen(command, cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: log.is_file() and len(read_jsonl(log)) >= at, proc)
+    at, ready, go = random.Random(16).randrange(3, 40), tmp_path / "ready", tmp_path / "go"
+    proc = subprocess.Popen([sys.executable, "-c", HELD_TRAIN, str(at), str(ready), str(go)], cwd=tmp_path,
+                            env=_env(), stderr=subprocess.PIPE, text=True)
+    _wait_for(ready.is_file, proc)
     proc.send_signal(signal.SIGTERM)
+    go.touch()
     _, err = proc.communicate(timeout=120)
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert proc.returncode == 143 and len(errors) == 1, err
     match = re.fullmatch(rf"error: train: stopped by SIGTERM after step (\d+) of {steps}, saved in "
                          r"models/checkpoints/step_(\d{7}); resume with `dvc repro` .*", errors[0])
-    assert match and int(match.group(1)) == int(match.group(2)) >= at, errors[0]
+    assert match and int(match.group(1)) == int(match.group(2)) == at, errors[0]
     assert _intact(tmp_path / "models/checkpoints" / f"step_{match.group(2)}")
     done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,10 +21,20 @@ from devagen.core.params import flatten
 COMPARED = ("ocr_accuracy", "fid", "kid", "img_per_s")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _serve(store: str, log: Path) -> tuple[subprocess.Popen, int]:
+    """`mlflow server` on a port the system picks as it binds (--port 0: no other process can take it between a
+    choice and the bind), and that port, read from the line uvicorn logs once it serves."""
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", "0",
+                                   "--backend-store-uri", store, "--workers", "1"],
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 240
+    while not (found := re.search(r"running on http://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))):
+        if server.poll() is not None or time.time() > deadline:
+            os.killpg(server.pid, signal.SIGTERM)
+            pytest.fail(f"mlflow server did not start serving within 240 s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    return server, int(found.group(1))
 
 
 def _post(url: str, body: dict) -> dict:
@@ -49,22 +59,11 @@ def test_mlflow_server_lists_both_runs_for_comparison(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     _log_two_runs(TrackingConfig(experiment="devagen", uri=store), monkeypatch)
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", store, "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server, port = _serve(store, tmp_path / "server.log")
     try:
         base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=devagen", timeout=5) as r:
-                    experiment_id = json.loads(r.read())["experiment"]["experiment_id"]
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                assert time.time() < deadline, "mlflow server did not answer within 120 s"
-                assert server.poll() is None, "mlflow server exited"
-                time.sleep(1)
+        with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=devagen", timeout=30) as r:
+            experiment_id = json.loads(r.read())["experiment"]["experiment_id"]  # it serves: _serve saw it say so
         runs = _post(f"{base}/runs/search", {"experiment_ids": [experiment_id]})["runs"]
         names = {r["info"]["run_name"] for r in runs}
         assert names == {"baseline", "exp-lr5e5"}
