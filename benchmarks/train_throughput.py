@@ -50,7 +50,8 @@ from devagen.core.classes import CLASS_NAMES
 from devagen.core.config import ModelConfig, Params
 from devagen.core.params import load_params
 from devagen.core.presets import PRESETS, patch_size
-from devagen.data.archive import ROOT, load_split
+from devagen.data.archive import ROOT
+from devagen.data.prepared import load_split
 from devagen.diffusion.unet import build_unet
 from devagen.training import loop as training
 

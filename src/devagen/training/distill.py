@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from ..core.config import DistillConfig
 from ..core.device import autocast
 from ..core.updates import WindowMean, optimizer_update
-from ..data.archive import to_model_range
+from ..data.prepared import to_model_range
 from ..diffusion.guidance import predicted_x0
 from ..diffusion.patches import to_patches
 from ..diffusion.unet import with_null_class

@@ -49,7 +49,7 @@ from ..core.device import cpu_bf16, cpu_info, use_math_attention
 from ..core.errors import DevagenError
 from ..core.loss_meter import LossMeter
 from ..core.presets import patch_size
-from ..data.archive import to_model_range
+from ..data.prepared import to_model_range
 from ..data.augment import augment_batch
 from ..diffusion.autoencoder import encode, latent_downsample
 from ..diffusion.aux_losses import frozen
@@ -178,7 +178,7 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
 
 def _judge_body(judge: torch.nn.Module, side: int) -> torch.nn.Sequential:
     """A frozen copy of the judge's feature stack for side x side images: a model larger than the judge's
-    images (data.image_size 64, judge 32; train_diffusion checks the side is a multiple) has its images
+    images (prepare.image_size 64, judge 32; train_diffusion checks the side is a multiple) has its images
     area-averaged down to the judge's side first."""
     body = frozen(copy.deepcopy(judge.body))
     if side == judge.image_size:
