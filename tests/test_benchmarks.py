@@ -199,7 +199,7 @@ def test_cpu_profile_times_old_and_new_paths() -> None:
     )
 
     profile = _load_script("cpu_profile")
-    params = dataclasses.replace(Params(), data=PrepareConfig(image_size=16), model=ModelConfig(preset="tiny"),
+    params = dataclasses.replace(Params(), prepare=PrepareConfig(image_size=16), model=ModelConfig(preset="tiny"),
                                  train=TrainConfig(batch_size=2), sample=SampleConfig(batch_size=2),
                                  train_ocr=OcrConfig(batch_size=4, width=4))
     report = profile.profile_report(params, steps=1, rounds=1, echo=lambda line: None)
