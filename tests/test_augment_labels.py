@@ -14,7 +14,7 @@ from diffusers import DiffusionPipeline
 
 from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 from devagen.core.params import params_from_dict
-from devagen.data.archive import to_model_range
+from devagen.data.prepared import to_model_range
 from devagen.data.augment import AUGMENT_LABELS, augment_batch, augment_labelled
 from devagen.diffusion.unet import StyleUNet2DModel, augment_dim, build_unet, condition
 from devagen.pen.conditions import measure_pen, training_codes

@@ -29,7 +29,7 @@ from devagen.core import integrity
 from devagen.core.config import AugmentConfig, DiffusionConfig, OcrConfig, TrainConfig
 from devagen.core.errors import DevagenError
 from devagen.core.params import load_params
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.judges import legibility
 from devagen.judges.ocr import build_judge, save_judge
 from devagen.pen.conditions import measure_pen
@@ -432,7 +432,6 @@ import sys, time
 from pathlib import Path
 from devagen.training import loop
 at, ready, go = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-del sys.argv[1:]  # run_stage passes the rest of the command line to the stage
 step = loop._optimizer_step
 def held(run, index):
     loss = step(run, index)
@@ -442,8 +441,8 @@ def held(run, index):
             time.sleep(0.01)
     return loss
 loop._optimizer_step = held
-from devagen.cli import run_stage
-run_stage("train")
+from devagen.cli import main
+main(["train"])
 """
 
 
@@ -453,10 +452,10 @@ def test_sigterm_to_the_stage_command_at_a_random_step(tmp_path: Path) -> None:
     steps = 60
     _write_params(tmp_path, {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "max_steps": steps,
                                                         "checkpoint_every": 10},
-                             "data": {"image_size": IMAGES.shape[-1]}})  # the stage trains at the data's own side
+                             "prepare": {"image_size": IMAGES.shape[-1]}})  # the stage trains at the data's own side
     pen = measure_pen(IMAGES)  # the default model is pen-conditioned: prepare stores each image's pen
     data.save_split(data.Split(IMAGES, LABELS, pen), tmp_path / "data/prepared/train.npz")
-    command = [sys.executable, "-c", "from devagen.cli import run_stage; run_stage('train')"]
+    command = [sys.executable, "-c", "from devagen.cli import main; main(['train'])"]
     at, ready, go = random.Random(16).randrange(3, 40), tmp_path / "ready", tmp_path / "go"
     proc = subprocess.Popen([sys.executable, "-c", HELD_TRAIN, str(at), str(ready), str(go)], cwd=tmp_path,
                             env=_env(), stderr=subprocess.PIPE, text=True)

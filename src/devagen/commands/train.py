@@ -8,7 +8,9 @@ import click
 
 from ..core import paths
 from ..core.io import append_jsonl, read_jsonl, write_csv
-from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
+from .common import finish, load, start_run, write_metrics
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 
 class StepLog:
@@ -30,12 +32,12 @@ class StepLog:
         return [r for r in self.earlier if r["step"] <= resumed_from] + self.rows
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @PARAMS_OPTION
 def train(params_path: str) -> None:
     """Train the diffusion UNet; model into models/diffusion/, curves and metrics into reports/."""
     from ..core.device import cpu_info, pick_device
-    from ..data import archive as data
+    from ..data import prepared as data
     from ..training.loop import check_compile, train_diffusion
 
     params = load(params_path)
@@ -51,11 +53,11 @@ def train(params_path: str) -> None:
         from ..judges.ocr import load_judge
         judge = load_judge(paths.OCR_DIR)
     vae = None
-    if params.latent.enabled:  # latent diffusion: the UNet learns the vae stage's latents
+    if params.vae.enabled:  # latent diffusion: the UNet learns the vae stage's latents
         from ..diffusion.autoencoder import load_autoencoder
 
         vae = load_autoencoder(paths.VAE_DIR)
-    images = data.resize(split.images, params.data.image_size)  # the model's side; DHCD's own is 32
+    images = data.resize(split.images, params.prepare.image_size)  # the model's side; DHCD's own is 32
     result = train_diffusion(params.train, params.model, params.diffusion, params.augment, images,
                              split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen, judge=judge,
                              vae=vae)

@@ -127,7 +127,7 @@ def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1, augment_lab
         raise ValueError("augmentation labels ride on the style conditions: they need model.style_conditioning")
     factor = downsample_factor(cfg.preset)
     if image_size % factor:
-        raise DevagenError(f"params.yaml: data.image_size: {image_size} is not a multiple of {factor}, "
+        raise DevagenError(f"params.yaml: prepare.image_size: {image_size} is not a multiple of {factor}, "
                            f"the downsampling of preset {cfg.preset!r}")
     extra = {"num_class_embeds": NUM_CLASSES + 1} if cfg.conditional else {}
     if cfg.scale_shift:
