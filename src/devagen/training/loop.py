@@ -208,7 +208,8 @@ def batch_indices(n: int, seed: int, start: int, count: int, device: torch.devic
 
 def _seen_codes(run: TrainRun, x0: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Pen codes (b, 2) of augmented images x0 (b, 1, S, S) in [-1, 1], measured as prepare measures the data
-    (on the host) and relative to the training set's medians: the pen of the image the network sees."""
+    and relative to the training set's medians: the pen of the image the network sees. The measures run on the
+    host: pen models with train.augment pay one device round trip per micro-batch."""
     pen = measure_pen(from_model_range(x0).cpu().numpy())
     return torch.from_numpy(training_codes(pen, labels.cpu().numpy(), run.pen_reference)).to(x0.device)
 
