@@ -59,6 +59,7 @@ def train(params_path: str) -> None:
     result = train_diffusion(params.train, params.model, params.diffusion, params.augment, images,
                              split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen, judge=judge,
                              vae=vae)
+    tracker.log_params({f"unet.{key}": value for key, value in result["unet"].items()})  # the shape as built
     write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)
     write_metrics("train", result)
     finish(tracker)

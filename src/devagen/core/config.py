@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
-from .errors import DevagenError
-from .presets import PRESETS
+from .errors import DevagenError, check
+from .shape import ModelConfig  # noqa: F401  (the model section: a preset and the overrides of its shape)
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
@@ -22,11 +22,6 @@ GUIDANCE = ("cfg", "autoguidance")  # what guidance extrapolates away from: the 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 PRECISIONS = ("auto", "fp32", "bf16")  # CPU autocast settings (devagen.core.device)
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # train.compile
-
-
-def check(ok: bool, key: str, why: str) -> None:
-    if not ok:
-        raise DevagenError(f"params.yaml: {key}: {why}")
 
 
 @dataclass(frozen=True)
@@ -155,22 +150,6 @@ class C2stConfig:
         check(self.width >= 4, "c2st.width", "must be >= 4")
         check(self.batch_size >= 1, "c2st.batch_size", "must be >= 1")
         check(self.lr > 0, "c2st.lr", "must be > 0")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which UNet2DModel to build; `conditional` adds 46 class embeddings + a null label."""
-
-    preset: str = "cpu_small"
-    conditional: bool = True
-    style_conditioning: bool = False  # also condition on each image's stroke width and slant (devagen.pen.conditions)
-    scale_shift: bool = True  # AdaGN: the time/class/pen embedding scales and shifts each ResNet block's normalised
-                              # features (diffusers' resnet_time_scale_shift="scale_shift"), not only a bias added
-
-    def __post_init__(self) -> None:
-        check(self.preset in PRESETS, "model.preset", f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        check(self.conditional or not self.style_conditioning, "model.style_conditioning",
-               "needs model.conditional: true (the style rides on the class embedding)")
 
 
 @dataclass(frozen=True)

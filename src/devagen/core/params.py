@@ -14,7 +14,6 @@ import yaml
 
 from .config import Params, check
 from .errors import DevagenError
-from .presets import downsample_factor, patch_size
 
 
 def _cast(value: Any, typ: Any, key: str) -> Any:
@@ -25,6 +24,10 @@ def _cast(value: Any, typ: Any, key: str) -> Any:
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
             return None
         return _cast(value, args[0], key)
+    if origin is tuple:  # a YAML list (as `dvc exp run -S 'k=[1,2]'` writes it), or its text
+        items = yaml.safe_load(value) if isinstance(value, str) else value
+        check(isinstance(items, (list, tuple)), key, f"expected a list like [64, 128], got {value!r}")
+        return tuple(_cast(item, typing.get_args(typ)[0], f"{key}[{i}]") for i, item in enumerate(items))
     try:
         if typ is bool:
             if isinstance(value, bool):
@@ -74,10 +77,12 @@ def params_from_dict(raw: Any) -> Params:
 
 def check_consistency(params: Params) -> None:
     """Cross-section checks that no single section can make alone."""
-    factor = downsample_factor(params.model.preset)
+    factor = params.model.downsample_factor
     check(params.data.image_size % factor == 0, "data.image_size",
-           f"{params.data.image_size} is not a multiple of {factor}, the downsampling of preset {params.model.preset!r}")
-    if patch_size(params.model.preset) > 1:  # the network sees pixel patches (devagen.diffusion.patches)
+           f"{params.data.image_size} is not a multiple of {factor}, the downsampling of preset {params.model.preset!r}"
+           + (f" with {len(params.model.block_out_channels)} levels (model.block_out_channels)"
+              if params.model.block_out_channels is not None else ""))
+    if params.model.patch_size > 1:  # the network sees pixel patches (devagen.diffusion.patches)
         for key, off, why in (
                 ("latent.enabled", not params.latent.enabled, "latent diffusion"),
                 ("diffusion.ssim_weight", params.diffusion.ssim_weight == 0, "the auxiliary losses, which compare pixels"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 # The source document's network. Its code lists down_block_types with a missing comma
 # ("DownBlock2D" "DownBlock2D" concatenates into one bogus 5-entry tuple); this is the
@@ -92,6 +92,8 @@ def unet_shape(preset: str) -> dict[str, Any]:
     return {k: v for k, v in PRESETS[preset].items() if k != "patch_size"}
 
 
-def downsample_factor(preset: str) -> int:
-    """How many times the preset shrinks the image (patching included): image_size must be a multiple of it."""
-    return patch_size(preset) * 2 ** (len(PRESETS[preset]["block_out_channels"]) - 1)
+def downsample_factor(preset: str, levels: Optional[int] = None) -> int:
+    """How many times the preset's UNet (with `levels` levels; None: the preset's) shrinks the image, patching
+    included: image_size must be a multiple of it."""
+    levels = len(PRESETS[preset]["block_out_channels"]) if levels is None else levels
+    return patch_size(preset) * 2 ** (levels - 1)

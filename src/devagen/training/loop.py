@@ -48,14 +48,13 @@ from ..core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConf
 from ..core.device import cpu_bf16, cpu_info, use_math_attention
 from ..core.errors import DevagenError
 from ..core.loss_meter import LossMeter
-from ..core.presets import patch_size
 from ..data.archive import to_model_range
 from ..data.augment import augment_batch
 from ..diffusion.autoencoder import encode, latent_downsample
 from ..diffusion.aux_losses import frozen
 from ..diffusion.objective import diffusion_loss
 from ..diffusion.patches import to_patches
-from ..diffusion.unet import build_noise_scheduler, build_unet, count_parameters
+from ..diffusion.unet import build_noise_scheduler, build_unet, built_shape, count_parameters
 from ..pen.conditions import pen_style, training_codes
 from .checkpoints import resume, save_checkpoint, save_guide, sealed_on_exit
 from .output import save_trained_model
@@ -173,7 +172,7 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     vae = None if vae is None else frozen(vae).to(device)
     return TrainRun(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
                 build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body, vae,
-                patch_size(model_cfg.preset))
+                model_cfg.patch_size)
 
 
 def _judge_body(judge: torch.nn.Module, side: int) -> torch.nn.Sequential:
@@ -198,7 +197,7 @@ def run_fingerprint(run: TrainRun, model_cfg: ModelConfig, images: np.ndarray, l
     facts = {
         "train": {k: v for k, v in asdict(run.cfg).items() if k not in NOT_FINGERPRINTED},
         "mixed_precision": run.accelerator.mixed_precision,
-        "model": asdict(model_cfg),
+        "model": {k: v for k, v in asdict(model_cfg).items() if v is not None},  # unset shape keys: the preset's
         "diffusion": asdict(run.diffusion_cfg),
         "augment": asdict(run.augment_cfg) if run.cfg.augment else None,
         "num_processes": run.accelerator.num_processes,
@@ -394,7 +393,8 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     return {
         "steps": run.total_steps, "epochs": run.total_steps * run.global_batch / len(images),
         "final_loss": loss, "img_per_s": img_per_s, "wall_s": time.perf_counter() - began,
-        "params": count_parameters(run.model), "device": str(run.accelerator.device),
+        "params": count_parameters(run.model), "unet": built_shape(run.model, run.patch),
+        "device": str(run.accelerator.device),
         "global_batch": run.global_batch, "resumed_from_step": start,
         "mixed_precision": run.accelerator.mixed_precision, "cpu": cpu_info(),
     }
