@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from diffusers import DDPMScheduler
 
 from devagen.core.classes import NUM_CLASSES
 from devagen.core.config import DiffusionConfig, ModelConfig
@@ -14,6 +15,7 @@ from devagen.diffusion.unet import (
     build_unet,
     count_parameters,
 )
+from devagen.sampling.samplers import build_sampler
 
 
 def test_null_label_is_the_last_class_embedding() -> None:
@@ -75,6 +77,25 @@ def test_noise_scheduler_follows_config(schedule: str, diffusers_name: str) -> N
     assert scheduler.config.clip_sample is False
     ab = scheduler.alphas_cumprod
     assert 0 < ab[-1] < ab[0] < 1 and bool((ab[1:] < ab[:-1]).all())  # signal only ever decays
+    assert (scheduler.config.trained_betas is not None) == (schedule == "sigmoid")  # named schedules stay named
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "sigmoid", "scaled_linear"])
+@pytest.mark.parametrize("sampler", ["dpmpp", "sde-dpmpp", "ddim", "ddpm"])
+def test_every_schedule_reaches_every_sampler_and_reloads_from_its_folder(schedule: str, sampler: str,
+                                                                          tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The training schedule, saved and read back as model folders hold it, gives every sampler (and the student
+    folder's saved DDIM) the very same alphas; a sigmoid folder saved before trained_betas existed does too."""
+    training = build_noise_scheduler(DiffusionConfig(beta_schedule=schedule))
+    training.save_pretrained(tmp_path / "scheduler")
+    saved = dict(DDPMScheduler.load_config(tmp_path / "scheduler"))
+    built = build_sampler(saved, sampler)
+    built.save_pretrained(tmp_path / sampler)
+    reloaded = type(built).from_pretrained(tmp_path / sampler)
+    for scheduler in (built, reloaded):
+        assert torch.equal(scheduler.alphas_cumprod, training.alphas_cumprod)
+    older = {k: v for k, v in saved.items() if k != "trained_betas"}  # written by code that named sigmoid only
+    assert torch.equal(build_sampler(older, sampler).alphas_cumprod, training.alphas_cumprod)
 
 
 def test_cpu_conv_is_cpu_small_without_attention_and_round_trips(tmp_path) -> None:  # type: ignore[no-untyped-def]
