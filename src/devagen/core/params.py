@@ -4,6 +4,7 @@ string), unknown keys refused, combinations of settings checked before any stage
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import fields
@@ -51,11 +52,17 @@ def _cast(value: Any, typ: Any, key: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    """cls's field types, resolved once (typing.get_type_hints compiles every annotation on each call)."""
+    return typing.get_type_hints(cls)
+
+
 def section_from_dict(cls: type, raw: Any, section: str) -> Any:
     """Build one section's dataclass from its YAML mapping; reject unknown keys."""
     raw = raw or {}
     check(isinstance(raw, dict), section, "must be a mapping of key: value")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     known = {f.name for f in fields(cls)}
     for key in raw:
         check(key in known, f"{section}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
@@ -67,7 +74,7 @@ def params_from_dict(raw: Any) -> Params:
     """Build the whole Params from a parsed params.yaml mapping."""
     raw = raw or {}
     check(isinstance(raw, dict), "(top level)", "must be a mapping of sections")
-    hints = typing.get_type_hints(Params)
+    hints = _hints(Params)
     for name in raw:
         check(name in hints, name, f"unknown section (known: {', '.join(hints)})")
     params = Params(**{n: section_from_dict(hints[n], raw.get(n), n) for n in hints if n in raw})
@@ -104,10 +111,26 @@ def check_consistency(params: Params) -> None:
     check(not (params.model.style_conditioning and params.train.augment), "train.augment",
            "must be false with model.style_conditioning: augmentation changes the stroke width and slant "
            "each image is labelled with (measured once, in prepare)")
-    if params.sample.sampler == "distilled":
-        check(params.distill.enabled and params.sample.steps in params.distill.student_steps, "sample.sampler",
-               f"distilled needs distill.enabled: true and a student with sample.steps ({params.sample.steps}) steps "
+    check(params.model.conditional or not params.distill.enabled, "distill.enabled",
+           "the students learn the class-guided teacher and are measured by the judge reading the class asked for; "
+           "an unconditional model has neither: set distill.enabled: false or model.conditional: true")
+    check_sampling(params)
+
+
+def check_sampling(params: Params) -> None:
+    """Cross-section checks of what the sample stage reads: the guide network, the distilled students."""
+    sample = params.sample
+    if sample.sampler == "distilled":
+        check(params.distill.enabled and sample.steps in params.distill.student_steps, "sample.sampler",
+               f"distilled needs distill.enabled: true and a student with sample.steps ({sample.steps}) steps "
                f"(distill makes {', '.join(map(str, params.distill.student_steps))}); set them or use sde-dpmpp")
+        check(sample.guidance == "cfg", "sample.guidance",
+               "the distilled students fold distill.guidance_scale's CFG into their weights and take no autoguidance; "
+               "use sample.guidance: cfg with sample.sampler: distilled")
+    elif sample.guidance == "autoguidance":
+        check(params.train.guide_step > 0, "sample.guidance",
+               "autoguidance guides by the guide/ network, an early snapshot that train.guide_step > 0 saves; set "
+               "train.guide_step (e.g. a tenth of train.max_steps) or use sample.guidance: cfg")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
