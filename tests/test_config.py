@@ -41,6 +41,12 @@ def test_dvc_exp_style_strings_are_cast() -> None:
     ({"style_net": {"train_images": -1}}, "style_net.train_images"),
     ({"c2st": {"lr": 0}}, "c2st.lr"),
     ({"c2st": {"batch_sise": 8}}, "c2st.batch_sise: unknown key"),
+    ({"sample": {"steps": 30}, "diffusion": {"num_train_timesteps": 20}}, "sample.steps: must be at most"),
+    ({"distill": {"enabled": True, "start_steps": 8}, "diffusion": {"num_train_timesteps": 100}}, "distill.start_steps"),
+    ({"model": {"conditional": False}, "distill": {"enabled": True}}, "distill.enabled: the students learn"),
+    ({"sample": {"guidance": "autoguidance"}}, "sample.guidance: autoguidance guides by the guide/"),
+    ({"sample": {"sampler": "distilled", "steps": 4, "guidance": "autoguidance"}, "distill": {"enabled": True},
+      "train": {"guide_step": 5}}, "sample.guidance: the distilled students"),
 ])
 def test_bad_values_name_the_key(raw: dict, key: str) -> None:
     with pytest.raises(DevagenError, match=key.replace("(", r"\(")):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -138,3 +139,19 @@ def test_experiments_compare_fail_restore_resume_and_switch(tmp_path: Path) -> N
         fh.write(b"damage")
     out = _fails(["dvc", "repro", "-f", "-s", "sample"], repo, env)
     assert "models/diffusion: damaged or unreadable" in out
+
+
+@pytest.mark.slow
+def test_a_list_valued_shape_key_runs_as_an_experiment_and_the_shape_built_is_recorded(tmp_path: Path) -> None:
+    """`-S 'model.block_out_channels=[...]'` as a user types it: DVC writes a YAML list, every stage loads it, and
+    the train details, the MLflow run and the model card name the shape that was built."""
+    repo, env = make_repo(tmp_path, TINY)
+    run(["dvc", "exp", "run", "-n", "wider", "-S", "model.block_out_channels=[16,32,32]",
+         "-S", "model.attention_levels=[2]"], repo, env)
+    unet = json.loads((repo / "reports" / "details" / "train.json").read_text())["unet"]
+    assert unet["block_out_channels"] == [16, 32, 32] and unet["attention_levels"] == [2]
+    params = _runs(repo)["wider"].data.params
+    assert params["model.block_out_channels"] == params["unet.block_out_channels"] == "[16, 32, 32]"
+    assert params["unet.attention_levels"] == "[2]" and params["unet.mid_block"] == "attention"
+    card = (repo / "models" / "diffusion" / "README.md").read_text(encoding="utf-8")
+    assert "levels of 16/32/32 channels (attention at levels: 2; mid block: attention)" in card

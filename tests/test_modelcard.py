@@ -62,10 +62,10 @@ def test_the_card_says_the_shape_training_built(tmp_path: Path) -> None:
     unet = {"block_out_channels": [64, 128, 192], "attention_levels": [2], "layers_per_block": 1, "mid_block": "none",
             "norm_num_groups": 32, "dropout": 0.0, "attention_head_dim": 8, "sample_size": 16, "in_channels": 4,
             "patch_size": 2}
-    params = {**flatten(Params()), "model.block_out_channels": (64, 128, 192)}
+    params = {**flatten(Params()), "model.block_out_channels": [64, 128, 192]}
     _, text = _card(tmp_path, params, {**METRICS, "train": {**METRICS["train"], "unet": unet}})
     assert ("built with levels of 64/128/192 channels (attention at levels: 2; mid block: none), 1 ResNet layer(s) "
             "per block, 32 norm groups, dropout 0, seeing 2×2 pixel patches as channels, trained on") in text
-    assert "| model.block_out_channels | (64, 128, 192) |" in text
+    assert "| model.block_out_channels | [64, 128, 192] |" in text
     older = _card(tmp_path, flatten(Params()), METRICS, "older")[1]  # train details from before the shape was kept
     assert "parameters) trained on the DHCD train split" in older

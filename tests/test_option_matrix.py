@@ -1,14 +1,17 @@
 """Every combination of the options that meet in training and sampling either works or is refused when params load.
 
 The matrix: beta schedule x prediction type x network (pixels, 2x2 patches, latents, patches of latents) x
-conditioning (none, class, class and pen, pen alone) x guidance (CFG or autoguidance, with or without the guide
-snapshot) x sampler (the four, and the distilled students) x distillation on or off. Each combination is first read
-by params_from_dict, as params.yaml is: a refusal must be one DevagenError line naming a key. An accepted one runs
-what its stages run, through the same library calls (commands/vae, train, distill and sample), on a `tiny` UNet at
-16x16 that trains 2 steps and draws images; nothing may fail once work has started.
+conditioning (none, class, class and pen, pen alone) x guidance (CFG; autoguidance with or without the guide
+snapshot, train.guide_step) x sampler (the four, and the distilled students) x distillation on or off. Each
+combination is first read by params_from_dict, as params.yaml is: a refusal must be one DevagenError line naming a
+key. An accepted one runs what its stages run, through the same library calls (commands/vae, train, distill and
+sample), on a `tiny` UNet at 16x16 that trains 2 steps and draws the first image of the sample set in 2 steps (and
+the trajectory the figures show); nothing may fail once work has started.
 
-Work is shared where the stages' inputs are equal: one training per (model, diffusion, latent, train) sections,
+Work is shared where the stages' inputs are equal: one training per (model, diffusion, latent, train, data) sections,
 one distillation per trained model and distill section, one sampling run per trained model and sample section.
+The fast tier runs cosine (the default) and sigmoid (the schedule the samplers get as explicit betas); linear and
+scaled_linear, which reach the samplers by name as cosine does, run in the slow tier.
 """
 
 from __future__ import annotations
@@ -51,9 +54,8 @@ CONDITIONING = {"none": {"model.conditional": False, "model.style_conditioning":
 GUIDANCE = {"cfg": {"sample.guidance": "cfg", "train.guide_step": 0},
             "autoguidance": {"sample.guidance": "autoguidance", "train.guide_step": 1},
             "autoguidance, no guide": {"sample.guidance": "autoguidance", "train.guide_step": 0}}
-# Tiny sizes: 16x16 images, 2 training steps, one 2-step student, one image per class in 2 sampler steps.
+# Tiny sizes: 16x16 images, 2 training steps, one 2-step student, 2 sampler steps.
 BASE = {"data": {"image_size": 16},
-        "model": {"scale_shift": True},
         "latent": {"steps": 1, "batch_size": 4, "width": 8, "downsample": 2, "precision": "fp32"},
         "train": {"max_steps": 2, "batch_size": 2, "warmup_steps": 0, "checkpoint_every": 100, "log_every": 1,
                   "ema_decay": 0.9, "augment": False, "mixed_precision": "no"},
@@ -94,7 +96,8 @@ class Stages:
     """What the stages do for one params, each piece done once per distinct input (the memo)."""
 
     def __init__(self, root: Path) -> None:
-        self.root, self.memo, self.counts = root, {}, {"vae": 0, "train": 0, "distill": 0, "load": 0, "sample": 0, "figure": 0}
+        self.root, self.memo = root, {}
+        self.counts = dict.fromkeys(("vae", "train", "distill", "load", "sample", "figure"), 0)
 
     def once(self, kind: str, key: str, work: Callable[[Path], Any]) -> Any:
         """work(a fresh folder) the first time (kind, key) is asked for; its result afterwards."""
@@ -139,7 +142,8 @@ class Stages:
             batch = DistillData(torch.from_numpy(IMAGES), conditions, meta.patch_size)
             rounds = distill(teacher.unet, teacher.scheduler, batch, params.distill, meta.null_label,
                              lambda steps, net: write_student(net, model_dir, student_dir(out, steps)), progress=False)
-            cfg = replace(params.sample, sampler=STUDENT_SAMPLER, guidance_scale=1.0, per_class=params.distill.per_class)
+            cfg = replace(params.sample, sampler=STUDENT_SAMPLER, guidance_scale=1.0,
+                          per_class=params.distill.per_class)
             intended = np.repeat(np.arange(len(meta.class_names), dtype=np.int64), params.distill.per_class)[:1]
             for info in rounds:
                 student = load_student(out, info["steps"], "cpu")
@@ -170,7 +174,8 @@ class Stages:
             images = generate(pipeline, labels, 1, cfg, progress=False)
             assert images.dtype == np.uint8 and images.shape == (1, 16, 16)
             assert pipeline.passes_per_step(cfg.guidance_scale, cfg.guidance) in (1, 2)  # sample_set's stats
-            self.once("figure", _key(params.diffusion) + cfg.sampler, lambda _: self.figure(pipeline, meta.conditional, cfg))
+            self.once("figure", _key(params.diffusion) + cfg.sampler,
+                      lambda _: self.figure(pipeline, meta.conditional, cfg))
         distilled = _key(params.distill) if params.sample.sampler == "distilled" else ""
         self.once("sample", self.train_key(params) + distilled + _key(params.sample), work)
 
@@ -214,8 +219,7 @@ def test_every_combination_is_accepted_or_refused_in_one_line_naming_a_key() -> 
     assert len(outcomes) == 5 * 4 * 4 * 3 * 3 * 5 * 2 and 0 < len(refused) < len(outcomes)
 
 
-# Executed: cosine (the default) and sigmoid (explicit betas) in the fast tier; linear and scaled_linear, which reach
-# the samplers as cosine does (by name), in the slow tier.
+# Executed: cosine and sigmoid in the fast tier, linear and scaled_linear in the slow one (see the module docstring).
 EXECUTED = [pytest.param(s, marks=pytest.mark.slow) if s in ("linear", "scaled_linear") else s for s in SCHEDULES]
 
 

@@ -182,6 +182,16 @@ def test_steps_and_process_figures(pipe: DevagenPipeline) -> None:
     assert len(frames) == 11 and frames[0].shape == (16, 34) and frames[0].dtype == np.uint8
 
 
+def test_the_steps_figure_shows_only_step_counts_the_schedule_has(tiny_model_dir: Path) -> None:
+    """A 4-timestep schedule cannot be sampled in 5, 10, 20 or 50 steps (DDIM refuses): those columns are left out."""
+    from devagen.sampling.samplers import build_sampler
+
+    short = load_pipeline(tiny_model_dir, "ddim", device="cpu")
+    short.scheduler = build_sampler({"num_train_timesteps": 4, "prediction_type": "v_prediction"}, "ddim")
+    full = steps_figure(short, label=0, seed=0, steps=(1, 2, 3))
+    assert steps_figure(short, label=0, seed=0).size == full.size  # the default 1..50 gives 1, 2, 3 here
+
+
 def test_class_grid(pipe: DevagenPipeline) -> None:
     grid = generate_class_grid(pipe, CLASS_NAMES[0], n=5, cfg=ONE_STEP, per_row=4)
     assert grid.height >= 2 * 32

@@ -1,4 +1,5 @@
-"""Typed, frozen configuration read from params.yaml: one dataclass per section.
+"""Typed, frozen configuration read from params.yaml: one dataclass per section (the model section's, which
+resolves the UNet's shape, in core/shape.py).
 
 Unknown keys and bad values are rejected with a message naming `section.key`.
 Values are cast to the declared type, because `dvc exp run -S train.lr=5e-5` writes

@@ -111,15 +111,27 @@ def check_consistency(params: Params) -> None:
     check(not (params.model.style_conditioning and params.train.augment), "train.augment",
            "must be false with model.style_conditioning: augmentation changes the stroke width and slant "
            "each image is labelled with (measured once, in prepare)")
-    check(params.model.conditional or not params.distill.enabled, "distill.enabled",
-           "the students learn the class-guided teacher and are measured by the judge reading the class asked for; "
-           "an unconditional model has neither: set distill.enabled: false or model.conditional: true")
+    check_distill(params)
     check_sampling(params)
 
 
+def check_distill(params: Params) -> None:
+    """Cross-section checks of the distill stage: what it distils from and on which timesteps."""
+    if not params.distill.enabled:
+        return
+    timesteps = params.diffusion.num_train_timesteps
+    check(timesteps % params.distill.start_steps == 0, "distill.start_steps",
+           f"must divide diffusion.num_train_timesteps ({timesteps}): the students step on an even grid of them")
+    check(params.model.conditional, "distill.enabled",
+           "the students learn the class-guided teacher and are measured by the judge reading the class asked for; "
+           "an unconditional model has neither: set distill.enabled: false or model.conditional: true")
+
+
 def check_sampling(params: Params) -> None:
-    """Cross-section checks of what the sample stage reads: the guide network, the distilled students."""
+    """Cross-section checks of what the sample stage reads: the schedule, the guide network, the students."""
     sample = params.sample
+    check(sample.steps <= params.diffusion.num_train_timesteps, "sample.steps",
+           f"must be at most diffusion.num_train_timesteps ({params.diffusion.num_train_timesteps})")
     if sample.sampler == "distilled":
         check(params.distill.enabled and sample.steps in params.distill.student_steps, "sample.sampler",
                f"distilled needs distill.enabled: true and a student with sample.steps ({sample.steps}) steps "
@@ -146,9 +158,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def flatten(params: Params) -> dict[str, Any]:
-    """`section.key` → value, for MLflow params and reports."""
+    """`section.key` → value, for MLflow params and reports (lists as params.yaml writes them, not tuples)."""
     out: dict[str, Any] = {}
     for name, section in dataclasses.asdict(params).items():
         for key, value in section.items():
-            out[f"{name}.{key}"] = value
+            out[f"{name}.{key}"] = list(value) if isinstance(value, tuple) else value
     return out

@@ -89,7 +89,8 @@ def with_null_class(class_labels: torch.Tensor, null_label: int) -> torch.Tensor
 def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1) -> UNet2DModel:
     """A freshly initialised UNet2DModel (StyleUNet2DModel with model.style_conditioning) of cfg's shape (the preset
     with params.yaml's overrides) for (B, channels, S, S) inputs: images, or a latent model's latents (then image_size
-    is the latent side). A patch preset's UNet takes them as patches (devagen.diffusion.patches): (B, channels·p², S/p, S/p)."""
+    is the latent side). A patch preset's UNet takes them as patches (devagen.diffusion.patches):
+    (B, channels·p², S/p, S/p)."""
     factor = cfg.downsample_factor
     if image_size % factor:
         raise DevagenError(f"params.yaml: data.image_size: {image_size} is not a multiple of {factor}, "
