@@ -13,7 +13,7 @@ from devagen.cli import cli
 from devagen.core import tracking
 from devagen.core.config import TrackingConfig
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ import yaml
 from devagen.cli import cli
 from devagen.core.params import params_from_dict
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from devagen.commands.common import headline
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 TINY = {
     "train_ocr": {"epochs": 2, "batch_size": 32, "width": 8},
     "style_net": {"epochs": 1, "batch_size": 32, "width": 8, "train_images": 0},
@@ -100,7 +100,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
         "up to date" in _run(["dvc", "status"], tmp_path, env).lower()
     assert "didn't change, skipping" in _run(["dvc", "repro"], tmp_path, env)
 
-    # Each stage's deps are the code it runs (tests/test_stage_deps.py): an edit to the report's code
+    # Each stage's deps are the code it runs (tests/commands/test_stage_deps.py): an edit to the report's code
     # makes the report stage, and it alone, out of date.
     with (tmp_path / "src/devagen/report/pages.py").open("a") as f:
         f.write("# edited\n")

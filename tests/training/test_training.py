@@ -98,7 +98,7 @@ def test_two_runs_with_different_precisions_in_one_process(tmp_path: Path) -> No
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU choice")
 def test_mixed_precision_on_cpu() -> None:
-    """auto follows the CPU (tests/test_device.py); explicit settings are kept, fp16 is refused."""
+    """auto follows the CPU (tests/core/test_device.py); explicit settings are kept, fp16 is refused."""
     assert mixed_precision("no") == "no" and mixed_precision("bf16") == "bf16"
     with pytest.raises(DevagenError, match="train.mixed_precision"):
         mixed_precision("fp16")
@@ -379,7 +379,7 @@ def test_train_command_refuses_compile_on_cpu_before_reading_data(tmp_path: Path
 
     from devagen.cli import cli
 
-    text = (Path(__file__).parents[1] / "params.yaml").read_text()
+    text = (Path(__file__).parents[2] / "params.yaml").read_text()
     (tmp_path / "params.yaml").write_text(text.replace("  compile: off ", "  compile: max-autotune "))
     monkeypatch.chdir(tmp_path)  # no data/prepared here: the refusal must come first
     result = CliRunner().invoke(cli, ["train"])

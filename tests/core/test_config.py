@@ -10,7 +10,7 @@ from devagen.core.config import Params
 from devagen.core.errors import DevagenError
 from devagen.core.params import flatten, load_params, params_from_dict
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 
 def test_repo_params_load() -> None:

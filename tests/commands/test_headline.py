@@ -14,7 +14,7 @@ from devagen.commands.common import HEADLINE, headline, write_metrics
 from devagen.core import paths
 from devagen.core.io import read_json
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 COMMITTED = {p.stem: read_json(p) for p in sorted((REPO / "tests/fixtures/details").glob("*.json"))}  # a full run's
 MAX_EVAL_KEYS = 14  # a person reads the eval row at a glance

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).parents[1] / "src" / "devagen"
+SRC = Path(__file__).parents[2] / "src" / "devagen"
 FLOORS = {"core": 1, "report": 2, "pen": 2, "data": 3, "judges": 4, "diffusion": 4, "sampling": 5,
           "training": 6, "serving": 6, "commands": 7}
 TOP_LEVEL = {"__init__", "cli", "pipeline", "model"}  # cli and the two names old model folders import

@@ -22,7 +22,7 @@ from dvc_repo import TINY, make_repo, run
 from devagen.core import tracking
 from devagen.core.config import TrackingConfig
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 # Sizes only: every README key keeps its value unless it is listed here.
 SIZE_OVERRIDES = {"model.preset": "tiny", "sample.steps": "2"}
 # The rest of the tiny sizes, for keys README's lines do not set (they set the model and most of train).

@@ -65,7 +65,7 @@ def test_fetch_cli_bad_input_exits_nonzero_and_writes_nothing(tmp_path: Path, mo
     archive = make_archive(tmp_path / "bad.zip", train=1, test=1, mutate=_drop_class)
     work = tmp_path / "repo"
     work.mkdir()
-    (work / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text())
+    (work / "params.yaml").write_text((Path(__file__).parents[2] / "params.yaml").read_text())
     monkeypatch.chdir(work)
     result = CliRunner().invoke(cli, ["fetch", "--from", str(archive)])
     assert result.exit_code == 1

@@ -39,7 +39,7 @@ from devagen.training.checkpoints import DAMAGED_DIR, META_NAME, list_checkpoint
 from devagen.training.loop import train_diffusion
 from devagen.training.preemption import Preempted, StopRequests
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("cpu_one_thread")

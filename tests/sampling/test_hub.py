@@ -17,7 +17,7 @@ from devagen.core.errors import DevagenError
 from devagen.sampling.folder import MODEL_INDEX, PEN_FILE, model_index, read_pen
 from devagen.sampling.pipeline import DevagenPipeline, load_pipeline
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 # Run in a fresh interpreter with the Hub switched off, the way a user would type it.
 SCRIPT = r'''

@@ -123,7 +123,7 @@ def test_mlflow_models_serve_answers_a_request_with_pngs(tiny_model_dir: Path, t
     port, log = _free_port(), tmp_path / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1",  # this interpreter's mlflow and the uvicorn it runs come first
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
     command = ["mlflow", "models", "serve", "-m", str(saved), "--env-manager", "local",
                "-p", str(port), "--host", "127.0.0.1"]
     with log.open("wb") as out:

@@ -14,7 +14,7 @@ import pytest
 from devagen.core.classes import CLASS_NAMES
 from devagen.core.config import Params
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
 
 
 def _load_script(name: str):  # type: ignore[no-untyped-def]

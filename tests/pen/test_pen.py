@@ -39,7 +39,7 @@ from devagen.sampling.generate import image_generators
 from devagen.sampling.pipeline import load_pipeline
 from devagen.sampling.text import generate_text, parse_text, word_pens
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _bars(widths: list[int], size: int = 32) -> np.ndarray:

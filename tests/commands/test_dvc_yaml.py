@@ -12,7 +12,7 @@ from devagen.cli import cli
 from devagen.core import paths
 from devagen.core.config import Params
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
