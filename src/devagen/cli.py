@@ -17,7 +17,7 @@ from .core.integrity import FULL_DISK_ERRNOS, one_line
 # The commands' modules in devagen/commands/; the command is named after its module, with "-" for "_".
 STAGES = ("fetch", "prepare", "train_ocr", "style_net", "vae", "train", "distill", "sample", "evaluate", "report",
           "human_study")  # the DVC stages: a failed one leaves its experiment's MLflow run FAILED
-COMMANDS = (*STAGES, "generate", "human_score")
+COMMANDS = (*STAGES, "generate", "human_score", "lr_find")
 
 
 def load_command(module: str) -> click.Command:
