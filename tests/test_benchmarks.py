@@ -76,7 +76,7 @@ def test_sampler_quality_measures_one_setting(tiny_model_dir: Path) -> None:
 def test_recipe_probe_measures_each_setting_on_the_same_labels(tiny_model_dir: Path) -> None:
     recipe_probe = _load_script("recipe_probe")
     from devagen.core.config import OcrConfig
-    from devagen.data.archive import Split
+    from devagen.data.prepared import Split
     from devagen.judges.ocr import build_judge
 
     judge = build_judge(OcrConfig(width=4), 16).eval()
@@ -95,7 +95,7 @@ def test_recipe_probe_measures_each_setting_on_the_same_labels(tiny_model_dir: P
 def test_judge_probe_trains_each_setting_per_seed_and_refuses_unknown_fields() -> None:
     judge_probe = _load_script("judge_probe")
     from devagen.core.config import AugmentConfig, OcrConfig
-    from devagen.data.archive import Split
+    from devagen.data.prepared import Split
 
     rng = np.random.default_rng(0)
     split = Split(rng.integers(0, 256, (46 * 4, 16, 16), dtype=np.uint8), np.repeat(np.arange(46), 4))
@@ -191,7 +191,7 @@ def test_cpu_profile_times_old_and_new_paths() -> None:
     import dataclasses
 
     from devagen.core.config import (
-        DataConfig,
+        PrepareConfig,
         ModelConfig,
         OcrConfig,
         SampleConfig,
@@ -199,7 +199,7 @@ def test_cpu_profile_times_old_and_new_paths() -> None:
     )
 
     profile = _load_script("cpu_profile")
-    params = dataclasses.replace(Params(), data=DataConfig(image_size=16), model=ModelConfig(preset="tiny"),
+    params = dataclasses.replace(Params(), prepare=PrepareConfig(image_size=16), model=ModelConfig(preset="tiny"),
                                  train=TrainConfig(batch_size=2), sample=SampleConfig(batch_size=2),
                                  train_ocr=OcrConfig(batch_size=4, width=4))
     report = profile.profile_report(params, steps=1, rounds=1, echo=lambda line: None)
@@ -236,7 +236,7 @@ def _fast_path_params() -> Params:
     from devagen.core.params import params_from_dict
 
     return params_from_dict({
-        "data": {"image_size": 16}, "model": {"preset": "tiny", "conditional": True, "style_conditioning": False},
+        "prepare": {"image_size": 16}, "model": {"preset": "tiny", "conditional": True, "style_conditioning": False},
         "train": {"batch_size": 8, "max_steps": 8, "warmup_steps": 2, "mixed_precision": "no", "compile": "off"},
         "sample": {"per_class": 2, "steps": 2, "batch_size": 92}, "tracking": {"enabled": False}})
 
@@ -244,7 +244,7 @@ def _fast_path_params() -> Params:
 @pytest.fixture(scope="module")
 def fast_path_run(fast_path, tmp_path_factory: pytest.TempPathFactory):
     """One timed 8-step run of the tiny UNet on a random DHCD-shaped split, logged every 2 steps, snapshotted every 4."""
-    from devagen.data.archive import Split
+    from devagen.data.prepared import Split
 
     rng = np.random.default_rng(0)
     split = Split(rng.integers(0, 256, (46 * 4, 16, 16), dtype=np.uint8), np.repeat(np.arange(46), 4))
@@ -277,7 +277,7 @@ def test_fast_path_judges_a_snapshot_like_the_evaluate_stage(fast_path, fast_pat
     from PIL import Image
 
     from devagen.core.config import OcrConfig
-    from devagen.data.archive import Split
+    from devagen.data.prepared import Split
     from devagen.judges.legibility import fit_judge_ood
     from devagen.judges.ocr import build_judge
 

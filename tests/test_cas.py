@@ -9,7 +9,7 @@ import torch
 from devagen.core.classes import NUM_CLASSES
 from devagen.core.config import AugmentConfig, OcrConfig
 from devagen.core.errors import DevagenError
-from devagen.data.archive import Split
+from devagen.data.prepared import Split
 from devagen.judges.cas import cas_config, cas_metrics, matched_real
 
 TINY = OcrConfig(seed=0, batch_size=32, lr=0.2, width=8, label_smoothing=0.0, augment=False)

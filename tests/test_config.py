@@ -15,7 +15,7 @@ REPO = Path(__file__).parents[1]
 
 def test_repo_params_load() -> None:
     params = load_params(REPO / "params.yaml")
-    assert isinstance(params, Params) and params.data.image_size == 32
+    assert isinstance(params, Params) and params.prepare.image_size == 32
 
 
 def test_dvc_exp_style_strings_are_cast() -> None:
@@ -33,7 +33,7 @@ def test_dvc_exp_style_strings_are_cast() -> None:
     ({"model": {"preset": "huge"}}, "model.preset: unknown preset 'huge'"),
     ({"diffusion": {"beta_schedule": "quadratic"}}, "diffusion.beta_schedule"),
     ({"diffusion": {"prediction_type": "x0"}}, "diffusion.prediction_type"),
-    ({"data": {"image_size": 34}, "model": {"preset": "cpu_small"}}, "data.image_size: 34 is not a multiple of 4"),
+    ({"prepare": {"image_size": 34}, "model": {"preset": "cpu_small"}}, "prepare.image_size: 34 is not a multiple of 4"),
     ({"sample": {"sampler": "euler"}}, "sample.sampler"),
     ({"augment": {"rotate_p": 1.5}}, "augment.rotate_p"),
     ({"train": {"augment": "maybe"}}, "train.augment: expected true/false"),
@@ -48,9 +48,9 @@ def test_bad_values_name_the_key(raw: dict, key: str) -> None:
 
 
 def test_seed_preset_needs_image_size_multiple_of_32() -> None:
-    params_from_dict({"model": {"preset": "seed"}, "data": {"image_size": 64}})
-    with pytest.raises(DevagenError, match="data.image_size"):
-        params_from_dict({"model": {"preset": "seed"}, "data": {"image_size": 48}})
+    params_from_dict({"model": {"preset": "seed"}, "prepare": {"image_size": 64}})
+    with pytest.raises(DevagenError, match="prepare.image_size"):
+        params_from_dict({"model": {"preset": "seed"}, "prepare": {"image_size": 48}})
 
 
 def test_missing_and_invalid_yaml_files(tmp_path: Path) -> None:

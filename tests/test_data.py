@@ -12,8 +12,8 @@ from dhcd_fixture import glyph_image, make_archive, png_bytes, write_zip
 
 from devagen.cli import cli
 from devagen.core.errors import DevagenError
-from devagen.data import archive as data
-from devagen.data.archive import ROOT
+from devagen.data import prepared as data
+from devagen.data.archive import ROOT, validate_archive
 
 KA = f"{ROOT}/Train/character_1_ka"
 
@@ -46,7 +46,7 @@ def test_bad_archive_gets_one_line_naming_the_problem(case: str, tmp_path: Path)
     mutate, expected = BAD_CASES[case]
     archive = make_archive(tmp_path / "bad.zip", train=1, test=1, mutate=mutate)
     with pytest.raises(DevagenError) as err:
-        data.validate_archive(archive)
+        validate_archive(archive)
     message = str(err.value)
     assert expected in message and "\n" not in message and str(archive) in message
 
@@ -58,7 +58,7 @@ def test_not_a_zip_and_truncated_zip(tmp_path: Path, tiny_archive: Path) -> None
     truncated.write_bytes(tiny_archive.read_bytes()[: tiny_archive.stat().st_size // 2])
     for path in (text, truncated):
         with pytest.raises(DevagenError, match="not a zip archive"):
-            data.validate_archive(path)
+            validate_archive(path)
 
 
 def test_fetch_cli_bad_input_exits_nonzero_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import torch
 from devagen.core import device
 from devagen.core.config import ModelConfig
 from devagen.diffusion.unet import build_unet
-from devagen.training.loop import resolve_mixed_precision
+from devagen.core.device import mixed_precision
 
 CPUINFO = """processor\t: 0
 model name\t: AMD EPYC 9R14
@@ -60,7 +60,7 @@ def test_auto_uses_bf16_only_where_native(fake_cpu, native: bool) -> None:  # ty
     with device.autocast(cpu, "fp32"):
         assert torch.nn.functional.linear(torch.ones(2, 3), torch.ones(4, 3)).dtype == torch.float32
     if not torch.cuda.is_available():
-        assert resolve_mixed_precision("auto") == ("bf16" if native else "no")
+        assert mixed_precision("auto") == ("bf16" if native else "no")
 
 
 def test_math_attention_matches_sdpa() -> None:

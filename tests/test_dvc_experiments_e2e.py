@@ -52,7 +52,7 @@ def _kill_training(args: list[str], repo: Path, env: dict) -> None:
     while not list(checkpoints.glob("step_*")):  # a sealed checkpoint (step_XXXXXXX/)
         assert proc.poll() is None and time.time() < deadline, "training ended before a checkpoint was saved"
         time.sleep(0.5)
-    pids = [pid for pid in subprocess.run(["pgrep", "-f", "stages/train.py"], capture_output=True,
+    pids = [pid for pid in subprocess.run(["pgrep", "-f", "devagen train"], capture_output=True,
                                           text=True).stdout.split() if _runs_in(int(pid), repo)]
     assert pids, "no train process to kill"
     for pid in pids:

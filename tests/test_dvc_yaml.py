@@ -22,10 +22,10 @@ def _names(entries: list) -> list[str]:
 
 def test_every_stage_has_its_module_and_command() -> None:
     for name, stage in STAGES.items():
-        script = stage["cmd"].split()[1]
-        assert script == f"stages/{name}.py" and (REPO / script).is_file(), name
+        command = f"src/devagen/commands/{name}.py"
+        assert stage["cmd"] == f"devagen {name.replace('_', '-')}" and (REPO / command).is_file(), name
         assert name.replace("_", "-") in cli.list_commands(click.Context(cli)), f"devagen has no `{name}` command"
-        assert script in stage["deps"], f"{name} should depend on its own script"
+        assert command in stage["deps"], f"{name} should depend on its own command module"
 
 
 def test_every_params_key_exists() -> None:
@@ -50,9 +50,9 @@ def test_declared_outputs_match_library_paths() -> None:
 def test_style_space_is_a_stage_and_evaluate_reads_it() -> None:
     style, evaluate = STAGES["style_net"], STAGES["evaluate"]
     assert _names(style["outs"]) == [str(paths.STYLE_NET_DIR), str(paths.DETAILS_DIR / "style_net.json")]
-    assert {"stages/style_net.py", "src/devagen/judges/style_space.py", "src/devagen/judges/ocr.py", "data/prepared"} <= set(
+    assert {"src/devagen/commands/style_net.py", "src/devagen/judges/style_space.py", "src/devagen/judges/ocr.py", "data/prepared"} <= set(
         style["deps"])
-    assert {d for d in style["deps"] if not d.startswith("src/")} == {"stages/style_net.py", "data/prepared"}
+    assert {d for d in style["deps"] if not d.startswith("src/")} == {"data/prepared"}
     assert set(_names(style["params"])) == {"style_net"}  # DHCD's 32x32, whatever side the UNet works at
     assert {str(paths.STYLE_NET_DIR), "src/devagen/judges/style_space.py", "src/devagen/judges/c2st.py",
             "src/devagen/judges/ocr.py"} <= set(evaluate["deps"])

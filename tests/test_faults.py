@@ -30,7 +30,7 @@ from devagen.core.config import AugmentConfig, DiffusionConfig, OcrConfig, Train
 from devagen.core.errors import DevagenError
 from devagen.core.io import read_jsonl
 from devagen.core.params import load_params
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.judges import legibility
 from devagen.judges.ocr import build_judge, save_judge
 from devagen.pen.conditions import measure_pen
@@ -432,10 +432,10 @@ def test_sigterm_to_the_stage_command_at_a_random_step(tmp_path: Path) -> None:
     steps = 60
     _write_params(tmp_path, {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "max_steps": steps,
                                                         "checkpoint_every": 10},
-                             "data": {"image_size": IMAGES.shape[-1]}})  # the stage trains at the data's own side
+                             "prepare": {"image_size": IMAGES.shape[-1]}})  # the stage trains at the data's own side
     pen = measure_pen(IMAGES)  # the default model is pen-conditioned: prepare stores each image's pen
     data.save_split(data.Split(IMAGES, LABELS, pen), tmp_path / "data/prepared/train.npz")
-    command = [sys.executable, "-c", "from devagen.cli import run_stage; run_stage('train')"]
+    command = [sys.executable, "-c", "from devagen.cli import main; main(['train'])"]
     log = tmp_path / "models/checkpoints/log.jsonl"
     at = random.Random(16).randrange(3, 40)
     proc = subprocess.Popen(command, cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)

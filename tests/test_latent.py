@@ -15,7 +15,7 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 from devagen.core.config import (
     AugmentConfig,
     DiffusionConfig,
-    LatentConfig,
+    VaeConfig,
     ModelConfig,
     TrainConfig,
 )
@@ -25,7 +25,7 @@ from devagen.diffusion import autoencoder as latent
 from devagen.sampling.pipeline import load_pipeline
 from devagen.training.loop import train_diffusion
 
-TINY_LATENT = LatentConfig(enabled=True, downsample=2, channels=2, width=8, steps=4, batch_size=4, lr=1e-3)
+TINY_LATENT = VaeConfig(enabled=True, downsample=2, channels=2, width=8, steps=4, batch_size=4, lr=1e-3)
 
 
 def _images(n: int = 24) -> np.ndarray:
@@ -55,7 +55,7 @@ def test_autoencoder_shapes_scale_and_seeding(autoencoder: AutoencoderKL) -> Non
     assert 0.5 < spread < 2
     again, _ = latent.train_autoencoder(_images(), TINY_LATENT, torch.device("cpu"), progress=False)
     assert all(torch.equal(a, b) for a, b in zip(autoencoder.state_dict().values(), again.state_dict().values()))
-    assert latent.build_autoencoder(LatentConfig(downsample=4), 32).config.block_out_channels == (32, 64, 64)
+    assert latent.build_autoencoder(VaeConfig(downsample=4), 32).config.block_out_channels == (32, 64, 64)
 
 
 def test_psnr_and_reconstruction(autoencoder: AutoencoderKL) -> None:
@@ -91,7 +91,7 @@ def test_a_latent_model_trains_saves_its_autoencoder_and_samples_pixels(autoenco
     hub = DiffusionPipeline.from_pretrained(out, trust_remote_code=True)
     assert isinstance(hub.vae, AutoencoderKL)
     # another autoencoder is another latent space: the checkpoints of this run are not resumed with it
-    other, _ = latent.train_autoencoder(_images(), LatentConfig(**{**TINY_LATENT.__dict__, "seed": 1}),
+    other, _ = latent.train_autoencoder(_images(), VaeConfig(**{**TINY_LATENT.__dict__, "seed": 1}),
                                         torch.device("cpu"), progress=False)
     result = train_diffusion(cfg, ModelConfig(preset="tiny"), DiffusionConfig(), AugmentConfig(), images, labels,
                              tmp_path / "model2", tmp_path / "ck", progress=False, vae=other)
@@ -99,15 +99,15 @@ def test_a_latent_model_trains_saves_its_autoencoder_and_samples_pixels(autoenco
 
 
 def test_params_latent_diffusion_refuses() -> None:
-    with pytest.raises(DevagenError, match="latent.downsample"):
-        LatentConfig(downsample=8)
-    with pytest.raises(DevagenError, match="latent.downsample.*cpu_small"):
-        params_from_dict({"latent": {"enabled": True, "downsample": 4}, "data": {"image_size": 24}})
-    with pytest.raises(DevagenError, match="latent.enabled.*auxiliary"):
-        params_from_dict({"latent": {"enabled": True}, "diffusion": {"ssim_weight": 0.1}})
+    with pytest.raises(DevagenError, match="vae.downsample"):
+        VaeConfig(downsample=8)
+    with pytest.raises(DevagenError, match="vae.downsample.*cpu_small"):
+        params_from_dict({"vae": {"enabled": True, "downsample": 4}, "prepare": {"image_size": 24}})
+    with pytest.raises(DevagenError, match="vae.enabled.*auxiliary"):
+        params_from_dict({"vae": {"enabled": True}, "diffusion": {"ssim_weight": 0.1}})
     with pytest.raises(DevagenError, match="distill.enabled"):
-        params_from_dict({"latent": {"enabled": True}, "distill": {"enabled": True}})
-    assert params_from_dict({"latent": {"enabled": True}}).latent.enabled
+        params_from_dict({"vae": {"enabled": True}, "distill": {"enabled": True}})
+    assert params_from_dict({"vae": {"enabled": True}}).vae.enabled
 
 
 def test_the_vae_stage_writes_only_a_note_when_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,5 +120,5 @@ def test_the_vae_stage_writes_only_a_note_when_off(tmp_path: Path, monkeypatch: 
     assert [p.name for p in Path("models/vae").iterdir()] == ["latent.json"]
     for folder in ("reports/metrics", "reports/details"):
         assert json.loads(Path(folder, "vae.json").read_text()) == {"enabled": False}
-    with pytest.raises(DevagenError, match="no trained autoencoder.*latent.enabled"):
+    with pytest.raises(DevagenError, match="no trained autoencoder.*vae.enabled"):
         latent.load_autoencoder(Path("models/vae"))

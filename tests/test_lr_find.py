@@ -14,7 +14,7 @@ from PIL import Image
 
 from devagen.cli import cli
 from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.pen.conditions import measure_pen
 from devagen.training.lr_find import lr_sweep, suggest, sweep_factor
 

@@ -60,7 +60,7 @@ def test_count_parameters_skips_frozen() -> None:
 
 
 def test_image_size_must_suit_the_preset() -> None:
-    with pytest.raises(DevagenError, match="data.image_size"):
+    with pytest.raises(DevagenError, match="prepare.image_size"):
         build_unet(ModelConfig(preset="cpu_small"), 30)
 
 

@@ -12,7 +12,7 @@ import torch
 from devagen.core.classes import CLASS_NAMES, NUM_CLASSES
 from devagen.core.config import AugmentConfig, OcrConfig
 from devagen.core.errors import DevagenError
-from devagen.data.archive import to_model_range
+from devagen.data.prepared import to_model_range
 from devagen.judges.ocr import (
     build_judge,
     load_judge,

@@ -39,7 +39,7 @@ def test_a_patch_preset_builds_a_unet_without_the_full_resolution_level() -> Non
         build_unet(ModelConfig(preset="cpu_patch"), 30)
 
 
-@pytest.mark.parametrize("section, key", [("latent", {"enabled": True}), ("diffusion", {"ssim_weight": 0.1}),
+@pytest.mark.parametrize("section, key", [("vae", {"enabled": True}), ("diffusion", {"ssim_weight": 0.1}),
                                           ("diffusion", {"perceptual_weight": 0.1})])
 def test_params_refuse_what_a_patch_model_is_not_built_for(section: str, key: dict) -> None:
     [name] = key

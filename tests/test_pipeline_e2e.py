@@ -47,7 +47,7 @@ def _run(args: list[str], cwd: Path, env: dict) -> str:
 
 @pytest.mark.slow
 def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
-    for name in ("dvc.yaml", "stages", "src"):
+    for name in ("dvc.yaml", "src"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, tmp_path / name)
     _tiny_params(tmp_path)
     bin_dir = str(Path(sys.executable).parent)
@@ -116,8 +116,8 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     sampled = json.loads((tmp_path / "reports/details/sample.json").read_text())
     assert sampled["sampler"] == "distilled" and sampled["nfe"] == 1 and sampled["images"] == 92
 
-    # latent.enabled: the vae stage trains the autoencoder and measures its reconstructions with the judge
-    params["latent"].update(enabled=True, downsample=2, channels=2, width=8, steps=2, batch_size=8)
+    # vae.enabled: the vae stage trains the autoencoder and measures its reconstructions with the judge
+    params["vae"].update(enabled=True, downsample=2, channels=2, width=8, steps=2, batch_size=8)
     params["sample"].update(sampler="sde-dpmpp", steps=2)
     params["distill"].update(enabled=False)  # refused with latent diffusion (not built for it)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -126,11 +126,11 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     assert vae["enabled"] and vae["latent_shape"] == [2, 16, 16] and vae["psnr_db"] > 0
     assert 0 <= vae["ocr_accuracy_reconstructed"] <= 1 and (tmp_path / "models/vae/config.json").is_file()
 
-    # data.image_size: 64: the UNet (and the distilled students) work at 64x64 on upsampled DHCD; prepare, the judge and
+    # prepare.image_size: 64: the UNet (and the distilled students) work at 64x64 on upsampled DHCD; prepare, the judge and
     # the style net stay at DHCD's 32x32 and do not re-run; evaluate reads the samples resized back to 32
-    params["latent"].update(enabled=False)
+    params["vae"].update(enabled=False)
     params["distill"].update(enabled=True)
-    params["data"].update(image_size=64)
+    params["prepare"].update(image_size=64)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, env=env, capture_output=True,
                                        text=True, timeout=300, check=True).stdout)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devagen.data import archive as data
+from devagen.data import prepared as data
 
 ARCHIVE = os.environ.get("DHCD_ARCHIVE")
 

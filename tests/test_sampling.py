@@ -301,7 +301,7 @@ def test_sde_sampler_is_seeded_per_image(tiny_model_dir: Path) -> None:
 
 
 def test_black_point_maps_faint_grey_to_black_and_keeps_white() -> None:
-    from devagen.data.archive import from_model_range
+    from devagen.data.prepared import from_model_range
     from devagen.sampling.pipeline import to_pixels
 
     x = torch.linspace(-1, 1, 256).view(1, 1, 16, 16)

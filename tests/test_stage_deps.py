@@ -1,5 +1,5 @@
-"""Each DVC stage's deps in dvc.yaml list exactly the code the stage runs: its stages/<name>.py and every
-src/devagen file that it imports, directly or through other devagen modules, anywhere in a module (inside
+"""Each DVC stage's deps in dvc.yaml list exactly the code the stage runs: `devagen <name>` runs cli.py, which
+loads devagen/commands/<name>.py by name, and every src/devagen file that those import, directly or through other devagen modules, anywhere in a module (inside
 functions too). Found by reading the sources with `ast`, so an edit reruns exactly the stages that run it."""
 
 from __future__ import annotations
@@ -69,11 +69,11 @@ def import_closure(roots: Iterable[Path], src: Path, package: str) -> set[Path]:
 
 
 def stage_code(name: str) -> set[str]:
-    """The src/devagen files stage `name` runs: stages/<name>.py dispatches (through devagen.cli, by name)
-    to devagen/commands/<name>.py."""
+    """The src/devagen files stage `name` runs: `devagen <name>` starts in devagen/cli.py, which loads
+    devagen/commands/<name>.py by name."""
     command = SRC / "devagen" / "commands" / f"{name}.py"  # loaded by name (cli.load_command): no import names it
-    roots = [REPO / "stages" / f"{name}.py", command]
-    return {p.relative_to(REPO).as_posix() for p in import_closure(roots, SRC, "devagen") | {command}}
+    roots = [SRC / "devagen" / "__init__.py", SRC / "devagen" / "cli.py", command]
+    return {p.relative_to(REPO).as_posix() for p in import_closure(roots, SRC, "devagen") | set(roots)}
 
 
 @pytest.mark.parametrize("name", list(STAGES))
@@ -83,15 +83,13 @@ def test_stage_deps_are_exactly_the_code_it_runs(name: str) -> None:
     missing, extra = sorted(runs - listed), sorted(listed - runs)
     assert not missing and not extra, (f"dvc.yaml stage {name}: missing deps {missing} (code it runs), "
                                        f"extra deps {extra} (code it does not run)")
-    assert f"stages/{name}.py" in STAGES[name]["deps"]
 
 
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_runs_its_own_command_module(name: str) -> None:
     from devagen.cli import cli
 
-    script = (REPO / "stages" / f"{name}.py").read_text()
-    assert f'run_stage("{name}")' in script, f"stages/{name}.py should run its own command"
+    assert STAGES[name]["cmd"] == f"devagen {name.replace('_', '-')}", f"stage {name} should run `devagen {name}`"
     command = cli.get_command(click.Context(cli), name.replace("_", "-"))
     assert command is not None and command.callback.__module__ == f"devagen.commands.{name}"
 
@@ -137,3 +135,11 @@ def test_listing_a_stage_dep_it_does_not_run_fails() -> None:
     runs = stage_code("report")
     assert "src/devagen/report/pages.py" in runs and "src/devagen/training/loop.py" not in runs
     assert "src/devagen/training/loop.py" in stage_code("train") and "src/devagen/report/pages.py" not in stage_code("train")
+
+
+def test_fetch_runs_only_the_download_code() -> None:
+    """Editing a pen measure, MLflow tracking or a network preset must not re-download DHCD."""
+    modules = {p for p in stage_code("fetch") if not p.endswith("__init__.py")}
+    assert len(modules) <= 10, sorted(modules)
+    assert not {p for p in modules if p.split("/")[2] in ("pen", "judges", "diffusion", "sampling", "training")}
+    assert not modules & {"src/devagen/core/tracking.py", "src/devagen/core/presets.py", "src/devagen/core/params.py"}

@@ -12,7 +12,7 @@ from dhcd_fixture import glyph_image
 from devagen.core.classes import NUM_CLASSES
 from devagen.core.config import C2stConfig, EvaluateConfig, StyleNetConfig
 from devagen.core.errors import DevagenError
-from devagen.data.archive import Split, to_model_range
+from devagen.data.prepared import Split, to_model_range
 from devagen.judges import metrics, style_space
 from devagen.judges.evaluation import style_space_metrics
 

@@ -216,14 +216,15 @@ def test_dataset_inputs_carry_name_digest_context_and_rows(cfg: TrackingConfig, 
                                                            tiny_archive: Path) -> None:
     import shutil
 
-    from devagen.data import archive as data
+    from devagen.data import prepared as data
+    from devagen.data.archive import NATIVE_SIZE
     from devagen.data import lineage
     from devagen.data.fetch import ARCHIVE_NAME
 
     raw, prepared = tmp_path / "raw", tmp_path / "prepared"
     raw.mkdir()
     shutil.copy(tiny_archive, raw / ARCHIVE_NAME)
-    split = data.prepare(raw / ARCHIVE_NAME, data.NATIVE_SIZE, True, progress=False)
+    split = data.prepare(raw / ARCHIVE_NAME, NATIVE_SIZE, True, progress=False)
     data.save_split(split.train, prepared / "train.npz")
     data.save_split(split.test, prepared / "test.npz")
     splits = lineage.prepared_splits(raw, prepared, True, "https://example.org/dhcd.zip")

@@ -23,12 +23,8 @@ from devagen.diffusion.unet import build_unet
 from devagen.sampling.folder import read_meta
 from devagen.sampling.pipeline import load_pipeline
 from devagen.training.checkpoints import list_checkpoints
-from devagen.training.loop import (
-    batch_indices,
-    resolve_mixed_precision,
-    total_steps,
-    train_diffusion,
-)
+from devagen.core.device import mixed_precision
+from devagen.training.loop import batch_indices, total_steps, train_diffusion
 
 TINY = ModelConfig(preset="tiny", conditional=True)
 
@@ -103,9 +99,9 @@ def test_two_runs_with_different_precisions_in_one_process(tmp_path: Path) -> No
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU choice")
 def test_mixed_precision_on_cpu() -> None:
     """auto follows the CPU (tests/test_device.py); explicit settings are kept, fp16 is refused."""
-    assert resolve_mixed_precision("no") == "no" and resolve_mixed_precision("bf16") == "bf16"
+    assert mixed_precision("no") == "no" and mixed_precision("bf16") == "bf16"
     with pytest.raises(DevagenError, match="train.mixed_precision"):
-        resolve_mixed_precision("fp16")
+        mixed_precision("fp16")
 
 
 @pytest.mark.parametrize("images,labels,match", [

@@ -10,7 +10,8 @@ import click
 
 from ..core.errors import DevagenError
 from ..core.io import write_csv
-from .common import PARAMS_OPTION, finish, load, start_run
+from .common import finish, load, start_run
+from .options import PARAMS_OPTION
 from .train import training_inputs
 
 OUT = Path("reports/lr_find")

@@ -8,9 +8,11 @@ from typing import Any
 import click
 
 from ..core import paths
-from ..core.io import append_jsonl, read_jsonl, write_csv
 from ..core.config import Params
-from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
+from ..core.io import append_jsonl, read_jsonl, write_csv
+from .common import finish, load, start_run, write_metrics
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 
 class StepLog:
@@ -35,7 +37,7 @@ class StepLog:
 def training_inputs(params: Params) -> dict[str, Any]:
     """What train_diffusion reads besides params, from the prepared data and models: images at the model's side,
     labels, the pen (style conditioning), the OCR judge (perceptual loss) and the autoencoder (latent diffusion)."""
-    from ..data import archive as data
+    from ..data import prepared as data
 
     split = data.load_split(paths.TRAIN_NPZ)
     pen = data.read_pen(paths.TRAIN_NPZ, len(split.images)) if params.model.style_conditioning else None
@@ -44,15 +46,15 @@ def training_inputs(params: Params) -> dict[str, Any]:
         from ..judges.ocr import load_judge
         judge = load_judge(paths.OCR_DIR)
     vae = None
-    if params.latent.enabled:  # latent diffusion: the UNet learns the vae stage's latents
+    if params.vae.enabled:  # latent diffusion: the UNet learns the vae stage's latents
         from ..diffusion.autoencoder import load_autoencoder
 
         vae = load_autoencoder(paths.VAE_DIR)
-    images = data.resize(split.images, params.data.image_size)  # the model's side; DHCD's own is 32
+    images = data.resize(split.images, params.prepare.image_size)  # the model's side; DHCD's own is 32
     return {"images": images, "labels": split.labels, "pen": pen, "judge": judge, "vae": vae}
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @PARAMS_OPTION
 def train(params_path: str) -> None:
     """Train the diffusion UNet; model into models/diffusion/, curves and metrics into reports/."""

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from .errors import DevagenError
-from .presets import PRESETS
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
@@ -44,14 +43,14 @@ class FetchConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class PrepareConfig:
     """How the archive is turned into prepared arrays."""
 
     image_size: int = 32
     dedupe: bool = True
 
     def __post_init__(self) -> None:
-        check(8 <= self.image_size <= 256, "data.image_size", "must be in [8, 256]")
+        check(8 <= self.image_size <= 256, "prepare.image_size", "must be in [8, 256]")
 
 
 @dataclass(frozen=True)
@@ -170,13 +169,12 @@ class ModelConfig:
                               # features (diffusers' resnet_time_scale_shift="scale_shift"), not only a bias added
 
     def __post_init__(self) -> None:
-        check(self.preset in PRESETS, "model.preset", f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         check(self.conditional or not self.style_conditioning, "model.style_conditioning",
                "needs model.conditional: true (the style rides on the class embedding)")
 
 
 @dataclass(frozen=True)
-class LatentConfig:
+class VaeConfig:
     """Latent diffusion (devagen.diffusion.autoencoder): a diffusers AutoencoderKL trained on DHCD, and the UNet trained in its
     latent space instead of on pixels."""
 
@@ -192,14 +190,14 @@ class LatentConfig:
     precision: str = "auto"  # CPU autocast of the autoencoder's training (devagen.core.device); fp32 weights
 
     def __post_init__(self) -> None:
-        check(self.downsample in (2, 4), "latent.downsample", "must be 2 or 4")
-        check(self.channels >= 1, "latent.channels", "must be >= 1")
-        check(self.width >= 8 and self.width % 8 == 0, "latent.width", "must be a multiple of 8, at least 8")
-        check(self.steps >= 1, "latent.steps", "must be >= 1")
-        check(self.batch_size >= 1, "latent.batch_size", "must be >= 1")
-        check(self.lr > 0, "latent.lr", "must be > 0")
-        check(self.kl_weight >= 0, "latent.kl_weight", "must be >= 0")
-        check(self.precision in PRECISIONS, "latent.precision", f"must be one of {', '.join(PRECISIONS)}")
+        check(self.downsample in (2, 4), "vae.downsample", "must be 2 or 4")
+        check(self.channels >= 1, "vae.channels", "must be >= 1")
+        check(self.width >= 8 and self.width % 8 == 0, "vae.width", "must be a multiple of 8, at least 8")
+        check(self.steps >= 1, "vae.steps", "must be >= 1")
+        check(self.batch_size >= 1, "vae.batch_size", "must be >= 1")
+        check(self.lr > 0, "vae.lr", "must be > 0")
+        check(self.kl_weight >= 0, "vae.kl_weight", "must be >= 0")
+        check(self.precision in PRECISIONS, "vae.precision", f"must be one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -431,12 +429,12 @@ class Params:
     """All of params.yaml."""
 
     fetch: FetchConfig = field(default_factory=FetchConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train_ocr: OcrConfig = field(default_factory=OcrConfig)
     style_net: StyleNetConfig = field(default_factory=StyleNetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    latent: LatentConfig = field(default_factory=LatentConfig)
+    vae: VaeConfig = field(default_factory=VaeConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)

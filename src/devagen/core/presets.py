@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mid_block_type": None,
         "patch_size": 2,
     },
-    # data.image_size 64 on a CPU: cpu_small with one narrow level (16 channels) on top, so attention stays at
+    # prepare.image_size 64 on a CPU: cpu_small with one narrow level (16 channels) on top, so attention stays at
     # 8x8 and the 64x64 convs cost what cpu_small's 32x32 ones do. 41 img/s against cpu_small's 63 at 32x32
     # (batch 32, bf16, 2-core AMD EPYC); cpu_small itself at 64x64 attends at 16x16 and ran at 8 img/s.
     "cpu_64": {

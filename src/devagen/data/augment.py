@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.config import AugmentConfig
-from .archive import from_model_range, to_model_range
+from .prepared import from_model_range, to_model_range
 
 ELASTIC_CELL = 8  # pixels per cell of the low-res elastic noise: smooth at the scale of a stroke
 

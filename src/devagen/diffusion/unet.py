@@ -90,7 +90,7 @@ def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1) -> UNet2DMo
     them as patches (devagen.diffusion.patches): (B, channels·p², S/p, S/p)."""
     factor = downsample_factor(cfg.preset)
     if image_size % factor:
-        raise DevagenError(f"params.yaml: data.image_size: {image_size} is not a multiple of {factor}, "
+        raise DevagenError(f"params.yaml: prepare.image_size: {image_size} is not a multiple of {factor}, "
                            f"the downsampling of preset {cfg.preset!r}")
     extra = {"num_class_embeds": NUM_CLASSES + 1} if cfg.conditional else {}
     if cfg.scale_shift:
