@@ -193,3 +193,35 @@ def test_preview_shape_dtype_and_seed():
     assert not np.array_equal(a, augment_preview(images, ALL_ON, copies=5, seed=8))
     off = augment_preview(images, OFF, copies=2, seed=7)
     assert np.array_equal(off, np.repeat(images[:, None], 2, axis=1))
+
+
+def test_noise_injection_adds_gaussian_ink_noise_to_a_share_of_images():
+    x = torch.zeros(400, 1, 16, 16)  # mid-grey ink (u = 0.5): no clamping for a small std
+    y = augment_batch(x, replace(OFF, noise_std=0.05, noise_p=0.5), seeded(0))
+    moved = (y != x).flatten(1).any(1)
+    assert 0.4 < moved.float().mean() < 0.6  # noise_p of the images
+    residual = ((y - x) / 2)[moved]  # back to ink units
+    assert abs(float(residual.std()) - 0.05) < 0.002 and abs(float(residual.mean())) < 0.002
+    assert torch.equal(y[~moved], x[~moved])
+    black = augment_batch(torch.full((4, 1, 16, 16), -1.0), replace(OFF, noise_std=0.5, noise_p=1), seeded(0))
+    assert black.min() >= -1 and black.max() <= 1 and black.max() > -1  # clamped to the pixel range
+
+
+def test_noise_off_by_default_and_drawn_after_every_other_transform():
+    assert AugmentConfig().noise_std == 0
+    x = torch.rand(16, 1, 32, 32, generator=seeded(9)) - 0.5  # texture: another warp would differ everywhere
+    plain = augment_batch(x, ALL_ON, seeded(4))
+    noisy = augment_batch(x, replace(ALL_ON, noise_std=0.02, noise_p=1), seeded(4))
+    inside = (plain.abs() < 0.8) & (noisy.abs() < 1)  # away from the clamp
+    residual = ((noisy - plain) / 2)[inside]  # ink units: only the noise, so the other draws were kept
+    assert inside.float().mean() > 0.3 and abs(float(residual.std()) - 0.02) < 0.002
+    assert torch.equal(augment_batch(x, replace(ALL_ON, noise_std=0.1, noise_p=0), seeded(4)), plain)
+
+
+@pytest.mark.parametrize("key, value", [("noise_std", -0.1), ("noise_p", 1.5)])
+def test_bad_noise_settings_are_refused_at_load(key, value):
+    from devagen.core.errors import DevagenError
+    from devagen.core.params import params_from_dict
+
+    with pytest.raises(DevagenError, match=f"params.yaml: augment.{key}: "):
+        params_from_dict({"augment": {key: value}})
