@@ -18,7 +18,7 @@ from devagen.data import prepared as data
 from devagen.pen.conditions import measure_pen
 from devagen.training.lr_find import lr_sweep, suggest, sweep_factor
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 RNG = np.random.default_rng(0)
 IMAGES, LABELS = RNG.integers(0, 256, (32, 32, 32), dtype=np.uint8), RNG.integers(0, 46, 32)
 
