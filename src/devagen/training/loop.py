@@ -44,7 +44,7 @@ from ..core.classes import NUM_CLASSES
 from ..core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 from ..core.device import allow_precision, cpu_info, mixed_precision, use_math_attention
 from ..core.errors import DevagenError
-from ..core.loss_meter import LossMeter
+from ..core.updates import LossMeter
 from ..core.presets import patch_size
 from ..core.seeding import seeded_generator
 from ..core.updates import warmup_schedule

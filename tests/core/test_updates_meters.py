@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from devagen.core.loss_meter import SMOOTHING, LossMeter
+from devagen.core.updates import SMOOTHING, LossMeter
 
 
 def _scalar_smoothed(losses: list[float], start: float = math.nan) -> float:
