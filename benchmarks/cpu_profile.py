@@ -54,11 +54,11 @@ def _precision(bf16: bool) -> contextlib.AbstractContextManager:
 
 def _train_step(params, bf16: bool, math_attention: bool) -> tuple[Callable[[], None], int]:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
-    unet = build_unet(params.model, params.data.image_size)
+    unet = build_unet(params.model, params.prepare.image_size)
     if math_attention:
         dev.use_math_attention(unet)
     scheduler, opt = build_noise_scheduler(params.diffusion), torch.optim.AdamW(unet.parameters(), lr=1e-4)
-    b, s = params.train.batch_size, params.data.image_size
+    b, s = params.train.batch_size, params.prepare.image_size
     x0 = to_patches(torch.rand(b, 1, s, s) * 2 - 1, patch_size(params.model.preset))  # what the UNet denoises
     labels = torch.randint(0, 46, (b,)) if params.model.conditional else None
     styles = torch.randn(b, 2) * 0.3 if params.model.style_conditioning else None
@@ -74,10 +74,10 @@ def _train_step(params, bf16: bool, math_attention: bool) -> tuple[Callable[[], 
 
 def _sampler_pass(params, bf16: bool, math_attention: bool) -> tuple[Callable[[], None], int]:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
-    unet = build_unet(params.model, params.data.image_size).eval()
+    unet = build_unet(params.model, params.prepare.image_size).eval()
     if math_attention:
         dev.use_math_attention(unet)
-    b, s = 2 * params.sample.batch_size, params.data.image_size
+    b, s = 2 * params.sample.batch_size, params.prepare.image_size
     x, t = to_patches(torch.randn(b, 1, s, s), patch_size(params.model.preset)), torch.randint(0, 1000, (b,))
     labels = torch.randint(0, 47, (b,))
     cond = condition(labels, torch.randn(b, 2) * 0.3) if params.model.style_conditioning else labels
@@ -92,11 +92,11 @@ def _sampler_pass(params, bf16: bool, math_attention: bool) -> tuple[Callable[[]
 def _judge_step(params, bf16: bool, channels_last: bool,  # type: ignore[no-untyped-def]
                 pool_first: bool = False) -> tuple[Callable[[], None], int]:
     torch.manual_seed(0)
-    judge = build_judge(dataclasses.replace(params.train_ocr, pool_first=pool_first), params.data.image_size)
+    judge = build_judge(dataclasses.replace(params.train_ocr, pool_first=pool_first), params.prepare.image_size)
     if channels_last:
         judge = judge.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(judge.parameters(), lr=0.1, momentum=0.9, nesterov=True)
-    b, s = params.train_ocr.batch_size, params.data.image_size
+    b, s = params.train_ocr.batch_size, params.prepare.image_size
     x, y, gen = torch.rand(b, 1, s, s) * 2 - 1, torch.randint(0, 46, (b,)), torch.Generator().manual_seed(0)
 
     def step() -> None:

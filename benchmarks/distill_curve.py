@@ -28,7 +28,7 @@ import numpy as np
 from devagen.core import paths
 from devagen.core.device import cpu_info, precision_name
 from devagen.core.params import load_params
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.judges import legibility, ocr
 from devagen.judges.evaluation import headline_quality
 from devagen.report.figures import labelled_rows, random_per_class, save_image

@@ -52,7 +52,7 @@ import train_throughput  # noqa: E402  (sibling script: the plain loop)
 from devagen.core.classes import glyphs  # noqa: E402
 from devagen.core.config import ModelConfig, Params
 from devagen.core.params import params_from_dict  # noqa: E402
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.diffusion.unet import build_unet, condition  # noqa: E402
 from devagen.judges import legibility, ocr
 from devagen.judges.evaluation import evaluate_samples, style_evaluation  # noqa: E402

@@ -200,7 +200,7 @@ def main(configs: str, sets: tuple[str, ...], out: Path, work: Path) -> None:
     for name in names:
         raw = apply(base, {**CONFIGS[name], **COMMON, **extra})
         params = params_from_dict(raw)  # fail here, before any training, on a bad override
-        flop = train_flop_per_image(params.model, params.data.image_size)
+        flop = train_flop_per_image(params.model, params.prepare.image_size)
         click.echo(f"{name}: {flop / 1e9:.2f} GFLOP per training image (forward + backward)")
         result = run_config(name, raw, work, click.echo)
         rows.append(row(result, params, flop, peaks))

@@ -34,7 +34,7 @@ from diffusers import UNet2DModel
 from devagen.core.classes import glyphs
 from devagen.core.config import Params
 from devagen.core.params import params_from_dict
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.judges import metrics, ocr
 from devagen.pen import measures as style
 from devagen.report.figures import save_image

@@ -28,7 +28,7 @@ from devagen.core import (
 )
 from devagen.core.config import AugmentConfig, OcrConfig
 from devagen.core.params import load_params  # noqa: E402
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.judges import ocr
 
 

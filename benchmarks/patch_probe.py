@@ -30,7 +30,7 @@ from devagen.core import (
     presets,  # noqa: E402
 )
 from devagen.core.params import load_params  # noqa: E402
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.judges import ocr
 from devagen.sampling.generate import generate  # noqa: E402
 from devagen.sampling.pipeline import load_pipeline  # noqa: E402

@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from devagen.core.params import load_params
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.judges import metrics, ocr
 from devagen.pen import measures as style
 from devagen.sampling.generate import generate

@@ -16,7 +16,7 @@ import numpy as np
 from devagen.core import paths
 from devagen.core.config import EvaluateConfig, SampleConfig
 from devagen.core.io import write_csv, write_text
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.judges import metrics, ocr
 from devagen.report import plots
 from devagen.report.figures import save_image

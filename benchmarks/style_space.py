@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from devagen.core import paths
 from devagen.core.config import C2stConfig, EvaluateConfig
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.judges import c2st, metrics, ocr, style_space
 
 PER_CLASS = 20  # the evaluate stage's 920 images

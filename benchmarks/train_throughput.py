@@ -50,8 +50,10 @@ from devagen.core.classes import CLASS_NAMES
 from devagen.core.config import ModelConfig, Params
 from devagen.core.params import load_params
 from devagen.core.presets import PRESETS, patch_size
-from devagen.data.archive import ROOT, load_split
+from devagen.data.archive import ROOT
+from devagen.data.prepared import load_split
 from devagen.diffusion.unet import build_unet
+from devagen.core.device import allow_precision
 from devagen.training import loop as training
 
 # The source document's recipe for the plain loop.
@@ -205,7 +207,7 @@ class Plain:
 
 def build_plain(bench: Bench, train_dir: Path, image_size: int) -> Plain:
     """Accelerator, the same seeded UNet as ours, AdamW, cosine-with-warmup lr, the PNG DataLoader."""
-    training.allow_precision(bench.precision)
+    allow_precision(bench.precision)
     accelerator = Accelerator(mixed_precision=bench.precision, cpu=not torch.cuda.is_available())
     set_seed(bench.seed)
     unet = build_unet(bench.model, image_size)

@@ -32,13 +32,13 @@ def run(args: list[str], cwd: Path, env: dict, timeout: int = 1200) -> str:
 
 
 def make_repo(tmp: Path, sizes: dict, tracking_uri: Optional[str] = None) -> tuple[Path, dict]:
-    """tmp/repo: dvc.yaml, stages/, src/ and params.yaml updated with `sizes`, committed; and its environment.
+    """tmp/repo: dvc.yaml, src/ and params.yaml updated with `sizes`, committed; and its environment.
 
     tracking_uri None keeps params.yaml's relative sqlite:///mlflow.db (the repository's own store).
     """
     repo = tmp / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", "stages", "src"):
+    for name in ("dvc.yaml", "src"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, repo / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in sizes.items():

@@ -14,7 +14,7 @@ from dhcd_fixture import make_archive
 
 from devagen.cli import cli
 from devagen.core import paths
-from devagen.data import archive as data
+from devagen.data import prepared as data
 from devagen.judges.human_study import ANSWERS_FORMAT
 
 ITEMS = 92

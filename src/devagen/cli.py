@@ -1,23 +1,21 @@
 """`devagen ...`: the click group users type. Each command lives in devagen/commands/<name>.py and is
-imported only when it runs (or its help is shown), so a DVC stage (stages/<name>.py) loads just its own
+imported only when it runs (or its help is shown), so a DVC stage (`devagen <name>`) loads just its own
 command's code, and dvc.yaml can list exactly that code as the stage's deps.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any, Sequence
 
 import click
 
-from .core.errors import DevagenError
-from .core.integrity import FULL_DISK_ERRNOS, one_line
+from .core.errors import DevagenError, full_disk
 
 # The commands' modules in devagen/commands/; the command is named after its module, with "-" for "_".
 STAGES = ("fetch", "prepare", "train_ocr", "style_net", "vae", "train", "distill", "sample", "evaluate", "report",
-          "human_study")  # the DVC stages: a failed one leaves its experiment's MLflow run FAILED
-COMMANDS = (*STAGES, "generate", "human_score")
+          "human_study")  # the DVC stages, in dvc.yaml's order
+COMMANDS = (*STAGES, "generate", "human_score", "lr_find")
 
 
 def load_command(module: str) -> click.Command:
@@ -39,40 +37,22 @@ class LazyGroup(click.Group):
         return load_command(self.lazy[name]) if name in self.lazy else super().get_command(ctx, name)
 
 
-def _record(ctx: click.Context, error: str, status: str = "FAILED") -> None:
-    """A stage that stopped leaves its experiment's MLflow run FAILED/KILLED with the stage and error."""
-    stage = (ctx.invoked_subcommand or "").replace("-", "_")
-    if stage in STAGES:
-        from .commands.failure import record_failure
-
-        record_failure(stage, error, status)
-
-
 class _Group(LazyGroup):
-    """Turns DevagenError into one line on stderr and exit status 1 (no traceback); a stage that stops
-    on an error leaves its MLflow run FAILED (KILLED on Ctrl-C), not RUNNING, whether or not it had opened it."""
+    """Turns DevagenError (and a full disk) into one line on stderr and a non-zero exit status, no traceback.
+    A stage's own command records the failure in its MLflow run first (devagen.commands.failure)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except DevagenError as exc:
-            _record(ctx, str(exc), "KILLED" if getattr(exc, "exit_code", 1) > 128 else "FAILED")
             click.echo(f"error: {exc}", err=True)
             ctx.exit(getattr(exc, "exit_code", 1))  # 128 + signal for a run stopped by SIGTERM/SIGINT
         except OSError as exc:
-            if exc.errno not in FULL_DISK_ERRNOS:
-                _record(ctx, one_line(exc))
+            message = full_disk(exc)
+            if message is None:
                 raise
-            message = f"{exc.filename}: no space left on device; free some space, then re-run"
-            _record(ctx, message)
             click.echo(f"error: {message}", err=True)
             ctx.exit(1)
-        except KeyboardInterrupt:
-            _record(ctx, "interrupted (Ctrl-C)", "KILLED")
-            raise
-        except Exception as exc:
-            _record(ctx, one_line(exc))
-            raise
 
 
 @click.group(cls=_Group, lazy=COMMANDS)
@@ -88,7 +68,3 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="devagen")
 
-
-def run_stage(name: str) -> None:
-    """Entry point of stages/<name>.py: the same command, named after the DVC stage."""
-    main([name.replace("_", "-"), *sys.argv[1:]])

@@ -1,4 +1,4 @@
-"""What the commands share: the --params option, reading params.yaml, writing a stage's metrics and details,
+"""What the commands share: reading params.yaml, writing a stage's metrics and details,
 and opening or ending a stage's MLflow run (with the prepared DHCD splits as its dataset inputs)."""
 
 from __future__ import annotations
@@ -7,13 +7,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import click
-
 from ..core import paths, tracking
 from ..core.config import Params
 from ..core.io import write_json
 from ..core.params import flatten, load_params
 from ..data import lineage
+from .options import READ_FROM
 
 # stem -> the keys of its result a person compares across experiments: reports/metrics/<stem>.json (DVC
 # `metrics:`, the columns of `dvc exp show`) holds only these; reports/details/<stem>.json holds the whole result.
@@ -31,9 +30,6 @@ HEADLINE: dict[str, tuple[str, ...]] = {
              "space_fid", "c2st_accuracy", "floor_c2st_accuracy", "style_stroke_width_ratio", "style_ink_mass_ratio"),
 }
 
-PARAMS_OPTION = click.option("--params", "params_path", default="params.yaml", show_default=True,
-                             type=click.Path(dir_okay=False), help="params.yaml to read")
-READ_FROM = {"path": "params.yaml"}  # the params file this process's stage reads, for record_failure
 
 
 def load(params_path: str) -> Params:
@@ -46,7 +42,7 @@ def start_run(params: Params, stage: str, tags: dict | None = None) -> tracking.
     """This experiment's MLflow run, opened (or joined) by `stage` with the whole params.yaml; call it
     before the stage's work, so that a failure is recorded in the run."""
     tracker = tracking.stage_run(params.tracking, flatten(params), stage, tags)
-    log_splits(tracker, params.data.dedupe, params.fetch.url)
+    log_splits(tracker, params.prepare.dedupe, params.fetch.url)
     return tracker
 
 

@@ -6,14 +6,16 @@ import click
 
 from ..core import paths
 from ..core.integrity import replace_dir
-from .common import PARAMS_OPTION, finish, load, write_metrics
+from .common import finish, load, write_metrics
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 FIGURE = "distill.png"
 FIGURE_CLASSES = 12  # classes shown per student in the figure
 FLAT_KEYS = ("ocr_accuracy", "fid", "legible_share", "stroke_width_ratio", "ink_mass_ratio", "ms_per_image")
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @PARAMS_OPTION
 def distill(params_path: str) -> None:
     """Distil the trained model into 8/4/2/1-step DDIM students (distill.enabled) and measure each one."""
@@ -33,7 +35,7 @@ def distill(params_path: str) -> None:
     import numpy as np
     import torch
 
-    from ..data import archive as data
+    from ..data import prepared as data
     from ..diffusion.unet import condition
     from ..judges import legibility, ocr
     from ..judges.evaluation import headline_quality

@@ -6,16 +6,18 @@ import click
 
 from ..core import paths
 from ..core.io import read_json, write_csv
-from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
+from .common import finish, load, start_run, write_metrics
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @PARAMS_OPTION
 def evaluate(params_path: str) -> None:
     """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy, legibility, pen style,
     style-space FID and C2ST -> reports/details/eval.json (its headline: reports/metrics/eval.json)."""
     from ..core.classes import glyphs
-    from ..data import archive as data
+    from ..data import prepared as data
     from ..judges import cas, legibility, ocr, style_space
     from ..judges.evaluation import (
         evaluate_samples,

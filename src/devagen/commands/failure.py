@@ -1,6 +1,8 @@
 """A stage that stopped on an error: its experiment's MLflow run ends FAILED (KILLED on Ctrl-C or a signal)
 with the stage and the one-line error, and is opened first when the stage had not opened it yet (a
-params.yaml refused at load included), so every failed experiment has its run."""
+params.yaml refused at load included), so every failed experiment has its run. Each stage that belongs to
+an experiment's run declares itself with `@click.command(cls=StageCommand)` (fetch does not: it only
+downloads)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,29 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
 from ..core import tracking
 from ..core.config import FetchConfig, TrackingConfig
-from ..core.errors import DevagenError
+from ..core.errors import DevagenError, failure_of
 from ..core.params import load_params
-from .common import READ_FROM, log_splits, start_run
+from .common import log_splits, start_run
+from .options import READ_FROM
+
+
+class StageCommand(click.Command):
+    """A DVC stage's command: an error that stops it is recorded in its experiment's MLflow run, then
+    passed on (devagen.cli prints it as one line)."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            record_failure((self.name or "").replace("-", "_"), *failure_of(exc))
+            raise
 
 
 def record_failure(stage: str, error: str, status: str = "FAILED") -> None:
@@ -29,7 +47,7 @@ def record_failure(stage: str, error: str, status: str = "FAILED") -> None:
         if raw is None:
             return
         tracker = tracking.stage_run(_tracking_config(raw), _flat(raw), stage)
-        log_splits(tracker, _section(raw, "data").get("dedupe") is not False,
+        log_splits(tracker, _section(raw, "prepare").get("dedupe") is not False,
                    str(_section(raw, "fetch").get("url", FetchConfig.url)))
     tracker.fail(stage, error, status)
 

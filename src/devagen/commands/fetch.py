@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from ..core import paths
-from .common import PARAMS_OPTION, load
+from ..core.config import FetchConfig
+from ..core.sections import load_section
+from .options import PARAMS_OPTION
 
 
 @click.command()
@@ -16,6 +18,6 @@ def fetch(local: str | None, params_path: str) -> None:
     """Put the validated DHCD archive at data/raw/."""
     from ..data.fetch import fetch_archive
 
-    params = load(params_path)
-    archive, counts = fetch_archive(params.fetch, paths.RAW_DIR, local=local)
+    config = load_section(params_path, "fetch", FetchConfig)  # fetch reads only its own section
+    archive, counts = fetch_archive(config, paths.RAW_DIR, local=local)
     click.echo(f"fetch: {archive} ok ({counts['Train']} train + {counts['Test']} test images)")

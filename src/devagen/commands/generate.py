@@ -9,7 +9,8 @@ import click
 
 from ..core import paths
 from ..core.errors import DevagenError
-from .common import PARAMS_OPTION, load
+from .common import load
+from .options import PARAMS_OPTION
 
 
 @click.command()

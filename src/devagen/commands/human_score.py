@@ -9,7 +9,8 @@ import click
 
 from ..core import paths
 from ..core.errors import DevagenError
-from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
+from .common import finish, load, start_run, write_metrics
+from .options import PARAMS_OPTION
 from .human_study import KEY, OUT
 
 

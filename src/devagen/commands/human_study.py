@@ -8,14 +8,16 @@ import click
 from ..core import paths
 from ..core.integrity import replace_dir
 from ..core.io import write_json, write_text
-from .common import PARAMS_OPTION, load
+from .common import load
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 OUT = paths.HUMAN_DIR  # sheet.html and key.json (the key: keep it from the readers)
 SHEET, KEY = "sheet.html", "key.json"
 OFF_NOTE = "README.txt"
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @PARAMS_OPTION
 def human_study(params_path: str) -> None:
     """Draw human_study.items glyphs, half generated and half real, into a blind sheet and its answer key."""
@@ -30,7 +32,7 @@ def human_study(params_path: str) -> None:
         click.echo("human_study: off (human_study.enabled: false)")
         return
     from ..core.classes import CLASS_NAMES, glyphs
-    from ..data.archive import read_labelled_images
+    from ..data.prepared import read_labelled_images
     from ..judges.human_sheet import sheet_html
     from ..judges.human_study import answer_key, draw_sheet
     from ..report.figures import font_file

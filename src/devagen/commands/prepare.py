@@ -5,23 +5,26 @@ from __future__ import annotations
 import click
 
 from ..core import paths
-from .common import PARAMS_OPTION, load, write_metrics
+from .common import load, write_metrics
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @PARAMS_OPTION
 def prepare(params_path: str) -> None:
     """Decode the archive into data/prepared/{train,test}.npz, metrics and figures."""
     import numpy as np
 
     from ..core.classes import CLASS_NAMES, glyphs
-    from ..data import archive as data
+    from ..data import prepared as data
+    from ..data.archive import NATIVE_SIZE
     from ..data.augment import augment_preview
     from ..data.fetch import ARCHIVE_NAME
     from ..report import figures
 
     params = load(params_path)
-    prepared = measured(data.prepare(paths.RAW_DIR / ARCHIVE_NAME, data.NATIVE_SIZE, params.data.dedupe, progress=True))
+    prepared = measured(data.prepare(paths.RAW_DIR / ARCHIVE_NAME, NATIVE_SIZE, params.prepare.dedupe, progress=True))
     data.save_split(prepared.train, paths.TRAIN_NPZ)
     data.save_split(prepared.test, paths.TEST_NPZ)
     stats = data.data_stats(prepared)

@@ -9,10 +9,12 @@ import click
 from ..core import paths, tracking
 from ..core.io import read_json, write_json, write_text
 from ..core.params import flatten
-from .common import PARAMS_OPTION, finish, load, start_run
+from .common import finish, load, start_run
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @PARAMS_OPTION
 def report(params_path: str) -> None:
     """Render reports/report.html and reports/report.md and log them to the MLflow run."""

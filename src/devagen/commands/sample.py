@@ -5,14 +5,16 @@ from __future__ import annotations
 import click
 
 from ..core import paths
-from .common import PARAMS_OPTION, finish, load, start_run, write_metrics
+from .common import finish, load, start_run, write_metrics
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @PARAMS_OPTION
 def sample(params_path: str) -> None:
     """Draw the evaluation samples and the figures (samples, steps, denoising GIF, process)."""
-    from ..data import archive as data
+    from ..data import prepared as data
     from ..report import figures
     from ..sampling import generate as sampling
     from ..sampling.folder import read_meta

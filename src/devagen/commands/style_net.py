@@ -5,14 +5,16 @@ from __future__ import annotations
 import click
 
 from ..core import paths
-from .common import PARAMS_OPTION, load, write_metrics
+from .common import load, write_metrics
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 
-@click.command("style-net")
+@click.command("style-net", cls=StageCommand)
 @PARAMS_OPTION
 def style_net(params_path: str) -> None:
     """Train the style-space network (no augmentation: it sees pen width); into models/style_net/."""
-    from ..data import archive as data
+    from ..data import prepared as data
     from ..judges import style_space
 
     params = load(params_path)

@@ -6,14 +6,16 @@ import click
 
 from ..core import paths
 from ..core.io import write_csv
-from .common import PARAMS_OPTION, load, write_metrics
+from .common import load, write_metrics
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 
-@click.command("train-ocr")
+@click.command("train-ocr", cls=StageCommand)
 @PARAMS_OPTION
 def train_ocr(params_path: str) -> None:
     """Train the OCR judge on real train images (+ its real-feature statistics); test accuracy into ocr.json."""
-    from ..data import archive as data
+    from ..data import prepared as data
     from ..judges import legibility, ocr
     from ..judges.metrics import per_class_rows
 

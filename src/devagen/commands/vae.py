@@ -6,30 +6,32 @@ import click
 
 from ..core import paths
 from ..core.integrity import replace_dir
-from .common import PARAMS_OPTION, finish, load, write_metrics
+from .common import finish, load, write_metrics
+from .failure import StageCommand
+from .options import PARAMS_OPTION
 
 FIGURE = "vae.png"
 SHOWN = 24  # random test images in the figure, each above its reconstruction
 
 
-@click.command()
+@click.command(cls=StageCommand)
 @PARAMS_OPTION
 def vae(params_path: str) -> None:
-    """Train the AutoencoderKL that latent diffusion works in (latent.enabled) and measure its reconstructions."""
+    """Train the AutoencoderKL that latent diffusion works in (vae.enabled) and measure its reconstructions."""
     from ..core.off_notes import write_no_autoencoder
     from ..report import figures, plots
     from .optional import begin
 
     params = load(params_path)
-    cfg, out = params.latent, paths.VAE_DIR
-    started = begin(params, "vae", cfg.enabled, "latent.enabled", out, write_no_autoencoder, FIGURE, "Latent diffusion")
+    cfg, out = params.vae, paths.VAE_DIR
+    started = begin(params, "vae", cfg.enabled, "vae.enabled", out, write_no_autoencoder, FIGURE, "Latent diffusion")
     if started is None:
         return
     tmp, tracker = started
     import numpy as np
 
     from ..core.device import pick_device
-    from ..data import archive as data
+    from ..data import prepared as data
     from ..diffusion.autoencoder import (
         psnr,
         reconstruct,
@@ -41,7 +43,7 @@ def vae(params_path: str) -> None:
 
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
     judge = ocr.load_judge(paths.OCR_DIR)
-    size = params.data.image_size  # the autoencoder works at the diffusion model's side; the judge at DHCD's
+    size = params.prepare.image_size  # the autoencoder works at the diffusion model's side; the judge at DHCD's
     autoencoder, stats = train_autoencoder(data.resize(train.images, size), cfg, pick_device())
     save_autoencoder(autoencoder, tmp)
     recon = data.resize(reconstruct(autoencoder, data.resize(test.images, size)), test.images.shape[-1])

@@ -1,5 +1,5 @@
-"""Typed, frozen configuration read from params.yaml: one dataclass per section (the model section's, which
-resolves the UNet's shape, in core/shape.py).
+"""Typed, frozen configuration read from params.yaml: one dataclass per section (the model section's, with the
+UNet's shape, in core/shape.py).
 
 Unknown keys and bad values are rejected with a message naming `section.key`.
 Values are cast to the declared type, because `dvc exp run -S train.lr=5e-5` writes
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
-from .errors import DevagenError, check
+from .errors import check
 from .shape import ModelConfig  # noqa: F401  (the model section: a preset and the overrides of its shape)
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
@@ -40,14 +40,14 @@ class FetchConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class PrepareConfig:
     """How the archive is turned into prepared arrays."""
 
     image_size: int = 32
     dedupe: bool = True
 
     def __post_init__(self) -> None:
-        check(8 <= self.image_size <= 256, "data.image_size", "must be in [8, 256]")
+        check(8 <= self.image_size <= 256, "prepare.image_size", "must be in [8, 256]")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class AugmentConfig:
     brightness: float = 0.1
     contrast: float = 0.1
     color_p: float = 0.3
+    noise_std: float = 0.0  # Gaussian noise on the ink, std as a share of its [0, 1] range; 0 = off
+    noise_p: float = 0.5
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -154,7 +156,7 @@ class C2stConfig:
 
 
 @dataclass(frozen=True)
-class LatentConfig:
+class VaeConfig:
     """Latent diffusion (devagen.diffusion.autoencoder): a diffusers AutoencoderKL trained on DHCD, and the UNet trained in its
     latent space instead of on pixels."""
 
@@ -170,14 +172,14 @@ class LatentConfig:
     precision: str = "auto"  # CPU autocast of the autoencoder's training (devagen.core.device); fp32 weights
 
     def __post_init__(self) -> None:
-        check(self.downsample in (2, 4), "latent.downsample", "must be 2 or 4")
-        check(self.channels >= 1, "latent.channels", "must be >= 1")
-        check(self.width >= 8 and self.width % 8 == 0, "latent.width", "must be a multiple of 8, at least 8")
-        check(self.steps >= 1, "latent.steps", "must be >= 1")
-        check(self.batch_size >= 1, "latent.batch_size", "must be >= 1")
-        check(self.lr > 0, "latent.lr", "must be > 0")
-        check(self.kl_weight >= 0, "latent.kl_weight", "must be >= 0")
-        check(self.precision in PRECISIONS, "latent.precision", f"must be one of {', '.join(PRECISIONS)}")
+        check(self.downsample in (2, 4), "vae.downsample", "must be 2 or 4")
+        check(self.channels >= 1, "vae.channels", "must be >= 1")
+        check(self.width >= 8 and self.width % 8 == 0, "vae.width", "must be a multiple of 8, at least 8")
+        check(self.steps >= 1, "vae.steps", "must be >= 1")
+        check(self.batch_size >= 1, "vae.batch_size", "must be >= 1")
+        check(self.lr > 0, "vae.lr", "must be > 0")
+        check(self.kl_weight >= 0, "vae.kl_weight", "must be >= 0")
+        check(self.precision in PRECISIONS, "vae.precision", f"must be one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,9 @@ class DiffusionConfig:
     min_snr_gamma: float = 5.0  # 0 disables min-SNR-γ loss weighting
     ssim_weight: float = 0.0  # weight of (1 - SSIM) of the clean-image estimate, times alpha_bar_t; 0 = off
     perceptual_weight: float = 0.0  # weight of the distance in the OCR judge's features, times alpha_bar_t; 0 = off
+    focal_gamma: float = 0.0  # weight each pixel's squared error by its (normalised) error ** gamma; 0 = off
+    adversarial_weight: float = 0.0  # hinge critic on the clean-image estimate, times alpha_bar_t; 0 = off
+    critic_lr: float = 2.0e-4  # Adam lr of that critic (devagen.diffusion.adversarial)
 
     @property
     def needs_judge(self) -> bool:
@@ -203,10 +208,9 @@ class DiffusionConfig:
                f"unknown schedule {self.beta_schedule!r}; choose one of linear, cosine, sigmoid")
         check(self.prediction_type in PREDICTION_TYPES, "diffusion.prediction_type",
                f"unknown {self.prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
-        check(self.offset_noise >= 0, "diffusion.offset_noise", "must be >= 0")
-        check(self.min_snr_gamma >= 0, "diffusion.min_snr_gamma", "must be >= 0 (0 disables)")
-        check(self.ssim_weight >= 0, "diffusion.ssim_weight", "must be >= 0 (0 disables)")
-        check(self.perceptual_weight >= 0, "diffusion.perceptual_weight", "must be >= 0 (0 disables)")
+        for key in ("offset_noise", "min_snr_gamma", "ssim_weight", "perceptual_weight", "focal_gamma", "adversarial_weight"):
+            check(getattr(self, key) >= 0, f"diffusion.{key}", "must be >= 0 (0 disables)")
+        check(self.critic_lr > 0, "diffusion.critic_lr", "must be > 0")
 
     @property
     def diffusers_beta_schedule(self) -> str:
@@ -236,6 +240,9 @@ class TrainConfig:
     augment: bool = True
     guide_step: int = 0  # save the (EMA) weights at this step as guide/ for autoguidance; 0 disables
     compile: str = "off"  # torch.compile the UNet on CUDA: off | default | reduce-overhead | max-autotune
+    lr_schedule: str = "cosine"  # after warm-up: cosine (decay) | cyclic (triangular) | restarts (warm restarts)
+    lr_cycle_steps: int = 500  # cyclic and restarts: optimizer steps per cycle (devagen.core.updates.lr_factor)
+    lr_min_ratio: float = 0.0  # the lowest lr after warm-up, as a share of train.lr
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
@@ -246,6 +253,9 @@ class TrainConfig:
         check(self.epochs > 0 or self.max_steps > 0, "train.max_steps", "set max_steps > 0 or epochs > 0")
         check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
         check(self.compile in COMPILE_MODES, "train.compile", f"choose one of {', '.join(COMPILE_MODES)}")
+        check(self.lr_schedule in ("cosine", "cyclic", "restarts"), "train.lr_schedule", "choose cosine, cyclic or restarts")
+        check(self.lr_cycle_steps >= 2, "train.lr_cycle_steps", "must be >= 2")
+        check(0 <= self.lr_min_ratio < 1, "train.lr_min_ratio", "must be in [0, 1)")
         check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables)")
         check(self.mixed_precision in MIXED_PRECISION, "train.mixed_precision",
                f"choose one of {', '.join(MIXED_PRECISION)}")
@@ -401,12 +411,12 @@ class Params:
     """All of params.yaml."""
 
     fetch: FetchConfig = field(default_factory=FetchConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train_ocr: OcrConfig = field(default_factory=OcrConfig)
     style_net: StyleNetConfig = field(default_factory=StyleNetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    latent: LatentConfig = field(default_factory=LatentConfig)
+    vae: VaeConfig = field(default_factory=VaeConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)

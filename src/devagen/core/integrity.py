@@ -7,7 +7,6 @@ directory without them was either written by an older devagen (not verified) or 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import shutil
@@ -17,11 +16,10 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from .errors import DevagenError
+from .errors import FULL_DISK_ERRNOS, DevagenError, one_line
 
 MANIFEST = "checksums.json"
 CHUNK = 1 << 20
-FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def rerun(stage: str) -> str:
@@ -32,12 +30,6 @@ def rerun(stage: str) -> str:
 def damaged(path: Path, why: str, stage: str) -> DevagenError:
     """The one-line error for a damaged input: names the file, why, and the stage that rewrites it."""
     return DevagenError(f"{path}: damaged or unreadable ({why}); {rerun(stage)}")
-
-
-def one_line(exc: BaseException) -> str:
-    """'TypeName: first line of the message', for errors that must fit one line."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def sha256_file(path: Path) -> str:

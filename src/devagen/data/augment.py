@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.config import AugmentConfig
-from .archive import from_model_range, to_model_range
+from .prepared import from_model_range, to_model_range
 
 ELASTIC_CELL = 8  # pixels per cell of the low-res elastic noise: smooth at the scale of a stroke
 
@@ -101,10 +101,22 @@ def _color(u: torch.Tensor, gain: torch.Tensor, gamma: torch.Tensor) -> torch.Te
     return (gain[:, None, None, None] * u.pow(gamma[:, None, None, None])).clamp(0, 1)
 
 
+def _noise(u: torch.Tensor, std: float, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """(B, 1, H, W) ink → same plus Gaussian noise of std `std` on a share p of the images, clamped to [0, 1]
+    (drawn after every other transform's numbers, so switching it on leaves their draws as they were)."""
+    gate = _uniform((u.shape[0], 1, 1, 1), u.device, generator) < p
+    if generator is None:
+        noise = torch.randn(u.shape, device=u.device)
+    else:
+        noise = torch.randn(u.shape, generator=generator, device=generator.device).to(u.device)
+    return (u + std * gate * noise.to(u.dtype)).clamp(0, 1)
+
+
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
     """(B, 1, H, W) float32 in [-1, 1] (white ink on black) → same shape, dtype, device, range."""
     probs = _probs(cfg)
-    if not cfg.enabled or max(probs) == 0 or x.shape[0] == 0:
+    noisy = cfg.noise_std > 0 and cfg.noise_p > 0
+    if not cfg.enabled or (max(probs) == 0 and not noisy) or x.shape[0] == 0:
         return x
     d = _draw(x.shape[0], x.shape[2], x.shape[3], cfg, x.device, generator)
     u = (x + 1) / 2
@@ -114,6 +126,8 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
         u = _stroke(u, d.stroke)
     if cfg.color_p > 0:
         u = _color(u, d.gain, d.gamma)
+    if noisy:
+        u = _noise(u, cfg.noise_std, cfg.noise_p, generator)
     return u * 2 - 1
 
 

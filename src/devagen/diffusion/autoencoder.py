@@ -17,15 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm.auto import tqdm
 
-from ..core.config import LatentConfig
+from ..core.config import VaeConfig
 from ..core.device import autocast
 from ..core.errors import DevagenError
 from ..core.integrity import check_manifest, damaged, write_manifest
-from ..core.updates import WindowMean, optimizer_update
-from ..data.archive import from_model_range, to_model_range
+from ..core.updates import WindowMean, optimizer_update, warmup_schedule
+from ..data.prepared import from_model_range, to_model_range
 
 SCALE_IMAGES = 4096  # training images whose latents set scaling_factor
 WARMUP_STEPS = 50
@@ -33,7 +32,7 @@ LOSS_READ_EVERY = 25
 GRAD_CLIP = 1.0
 
 
-def build_autoencoder(cfg: LatentConfig, image_size: int) -> AutoencoderKL:
+def build_autoencoder(cfg: VaeConfig, image_size: int) -> AutoencoderKL:
     """A fresh AutoencoderKL for (B, 1, S, S) images with (B, channels, S/downsample, S/downsample) latents."""
     levels = int(math.log2(cfg.downsample)) + 1  # each level after the first halves the side
     widths = tuple(cfg.width * min(2 ** i, 2) for i in range(levels))
@@ -82,18 +81,18 @@ def latent_scale(vae: AutoencoderKL, images: np.ndarray, seed: int, batch_size: 
     return float(1.0 / latents.float().std().clamp(min=1e-6))
 
 
-def train_autoencoder(images: np.ndarray, cfg: LatentConfig, device: torch.device,
+def train_autoencoder(images: np.ndarray, cfg: VaeConfig, device: torch.device,
                       progress: bool = True) -> tuple[AutoencoderKL, dict[str, Any]]:
     """Train an AutoencoderKL on uint8 images (N, S, S) (CPU bf16 autocast per cfg.precision); its scaling_factor
     set from the data. Returns it (eval mode, fp32 weights) and its training stats."""
     torch.manual_seed(cfg.seed)
     vae = build_autoencoder(cfg, images.shape[-1]).to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
-    schedule = get_cosine_schedule_with_warmup(optimizer, min(WARMUP_STEPS, cfg.steps // 10), cfg.steps)
+    schedule = warmup_schedule(optimizer, min(WARMUP_STEPS, cfg.steps // 10), cfg.steps)
     data = torch.from_numpy(images).to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     began = time.perf_counter()
-    losses = WindowMean(device, LOSS_READ_EVERY, "vae", f"lower latent.lr (now {cfg.lr:g}) and re-run")
+    losses = WindowMean(device, LOSS_READ_EVERY, "vae", f"lower vae.lr (now {cfg.lr:g}) and re-run")
     with tqdm(range(cfg.steps), desc="autoencoder", unit="step", disable=not progress) as bar:
         for step in bar:
             index = torch.randint(0, len(data), (cfg.batch_size,), generator=generator, device=device)
@@ -142,7 +141,7 @@ def load_autoencoder(directory: Path, stage: str = "vae") -> AutoencoderKL:
     """The autoencoder the vae stage wrote, in eval mode; missing or damaged: says which stage rewrites it."""
     directory = Path(directory)
     if not (directory / "config.json").is_file():
-        raise DevagenError(f"{directory}: no trained autoencoder; set latent.enabled: true and run `dvc repro vae`")
+        raise DevagenError(f"{directory}: no trained autoencoder; set vae.enabled: true and run `dvc repro vae`")
     check_manifest(directory, stage)
     try:
         return AutoencoderKL.from_pretrained(directory).eval()

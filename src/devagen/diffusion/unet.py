@@ -12,7 +12,7 @@ from torch import nn
 from ..core.classes import NUM_CLASSES
 from ..core.config import DiffusionConfig, ModelConfig
 from ..core.errors import DevagenError
-from ..core.shape import attention_levels
+from ..core.presets import attention_levels, check_model, model_downsample, model_shape, patch_size
 
 # Class index the conditional UNet reads as "no class": label dropout trains it, and
 # classifier-free guidance uses it for the unconditional half of the batch.
@@ -91,17 +91,18 @@ def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1) -> UNet2DMo
     with params.yaml's overrides) for (B, channels, S, S) inputs: images, or a latent model's latents (then image_size
     is the latent side). A patch preset's UNet takes them as patches (devagen.diffusion.patches):
     (B, channels·p², S/p, S/p)."""
-    factor = cfg.downsample_factor
+    check_model(cfg)
+    factor = model_downsample(cfg)
     if image_size % factor:
-        raise DevagenError(f"params.yaml: data.image_size: {image_size} is not a multiple of {factor}, "
+        raise DevagenError(f"params.yaml: prepare.image_size: {image_size} is not a multiple of {factor}, "
                            f"the downsampling of preset {cfg.preset!r} with its model.* shape")
     extra = {"num_class_embeds": NUM_CLASSES + 1} if cfg.conditional else {}
     if cfg.scale_shift:
         extra["resnet_time_scale_shift"] = "scale_shift"
     cls = StyleUNet2DModel if cfg.style_conditioning else UNet2DModel
-    patch = cfg.patch_size  # a patch preset denoises (channels·p², S/p, S/p): devagen.diffusion.patches
+    patch = patch_size(cfg.preset)  # a patch preset denoises (channels·p², S/p, S/p): devagen.diffusion.patches
     return cls(sample_size=image_size // patch, in_channels=channels * patch ** 2, out_channels=channels * patch ** 2,
-               **cfg.unet_shape, **extra)
+               **model_shape(cfg), **extra)
 
 
 def built_shape(unet: UNet2DModel, patch: int) -> dict:

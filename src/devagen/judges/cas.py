@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core.config import AugmentConfig, OcrConfig
 from ..core.errors import DevagenError
-from ..data.archive import Split
+from ..data.prepared import Split
 from .metrics import ocr_accuracy
 from .ocr import predict_proba, train_judge
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..core.classes import CLASS_NAMES
 from ..core.config import C2stConfig, EvaluateConfig
-from ..data.archive import Split, resize
+from ..data.prepared import Split, resize
 from ..pen import measures as style
 from ..report import figures, plots
 from . import c2st, metrics

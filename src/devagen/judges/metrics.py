@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from ..core.classes import CLASS_GLYPHS, CLASS_NAMES, NUM_CLASSES
 from ..core.config import EvaluateConfig
 from ..core.errors import DevagenError
-from ..data.archive import to_model_range
+from ..data.prepared import to_model_range
 
 JUDGE_EXTRACTOR = "devagen-ocr-judge"  # name registered with torch-fidelity
 JUDGE_FEATURE = "penultimate"  # the one feature layer the adapter provides

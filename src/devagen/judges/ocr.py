@@ -8,7 +8,6 @@ full-resolution conv is narrow, the wide convs run at 1/2 and 1/4 of the side.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -22,10 +21,11 @@ from tqdm.auto import tqdm
 from ..core.classes import CLASS_NAMES, NUM_CLASSES
 from ..core.config import AugmentConfig, OcrConfig
 from ..core.device import autocast, pick_device, precision_name
-from ..core.errors import DevagenError
-from ..core.integrity import check_manifest, damaged, one_line, write_manifest
+from ..core.errors import DevagenError, one_line
+from ..core.integrity import check_manifest, damaged, write_manifest
 from ..core.io import read_json, write_json
-from ..data.archive import to_model_range
+from ..core.updates import one_cycle
+from ..data.prepared import to_model_range
 from ..data.augment import augment_batch
 
 CONFIG_FILE = "judge.json"
@@ -77,7 +77,7 @@ class Judge(nn.Module):
 def build_judge(cfg: OcrConfig, image_size: int, num_classes: int = NUM_CLASSES) -> Judge:
     """A freshly initialised judge for S x S images (weights drawn from torch's global RNG)."""
     if image_size < 8:
-        raise DevagenError(f"data.image_size: the OCR judge needs images of at least 8x8, got {image_size}")
+        raise DevagenError(f"prepare.image_size: the OCR judge needs images of at least 8x8, got {image_size}")
     return Judge(cfg.width, image_size, cfg.dropout, num_classes, cfg.pool_first)
 
 
@@ -141,7 +141,7 @@ def predict_features(judge: Judge, images: np.ndarray, batch_size: int = EVAL_BA
     _check_split(images, None, "predict_proba")
     if images.shape[-1] != judge.image_size:
         raise DevagenError(f"predict_proba: the judge reads {judge.image_size}x{judge.image_size} images, "
-                           f"got {images.shape[1]}x{images.shape[2]}; set data.image_size to match")
+                           f"got {images.shape[1]}x{images.shape[2]}; set prepare.image_size to match")
     feats, logits = _read(judge, torch.from_numpy(np.ascontiguousarray(images)), batch_size)
     return feats.cpu().numpy().astype(np.float32), torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
 
@@ -213,14 +213,6 @@ def _train_epoch(judge: Judge, opt: torch.optim.Optimizer, sched: Any, images: t
     return total.item() / steps
 
 
-def one_cycle(step: int, total: int, warmup: float) -> float:
-    """LR factor in (0, 1] at `step` of `total`: linear rise over a `warmup` fraction, then cosine toward 0."""
-    up = max(1, round(warmup * total))
-    if step < up:
-        return (step + 1) / up
-    return 0.5 * (1 + math.cos(math.pi * (step - up) / max(1, total - up)))
-
-
 def _optimizer(judge: Judge, cfg: OcrConfig, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
     """SGD with Nesterov momentum, weight decay on conv/linear weights only, and the one-cycle LR."""
     decay = [p for p in judge.parameters() if p.ndim > 1]
@@ -282,7 +274,7 @@ def save_judge(judge: Judge, directory: Path, cfg: OcrConfig, image_size: int) -
     from safetensors.torch import save_file
 
     if image_size != judge.image_size:
-        raise DevagenError(f"data.image_size is {image_size} but the judge was trained on {judge.image_size}x"
+        raise DevagenError(f"prepare.image_size is {image_size} but the judge was trained on {judge.image_size}x"
                            f"{judge.image_size} images; run `dvc repro prepare train_ocr` so they agree")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from torch import nn
 from ..core.config import AugmentConfig, OcrConfig, StyleNetConfig
 from ..core.errors import DevagenError
 from ..core.io import read_json, write_json
-from ..data.archive import to_model_range
+from ..data.prepared import to_model_range
 from .ocr import EVAL_BATCH, Judge, LogFn, load_judge, save_judge, train_judge
 
 STAGE = "style_net"  # the DVC stage that trains it (named in load errors)

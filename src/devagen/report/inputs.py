@@ -10,8 +10,8 @@ from typing import Any, Mapping, Optional
 
 from ..core import paths
 from ..core.classes import CLASS_NAMES
-from ..core.errors import DevagenError
-from ..core.integrity import one_line, rerun
+from ..core.errors import DevagenError, one_line
+from ..core.integrity import rerun
 from ..core.io import read_json
 from .sentences import as_float
 

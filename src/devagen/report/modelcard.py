@@ -137,7 +137,7 @@ def _evaluation(params: Mapping[str, Any], metrics: Mapping[str, Mapping[str, An
 def card_blocks(params: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]], name: str) -> list[Block]:
     """The card's body as report blocks (rendered to Markdown by report.to_markdown)."""
     kind = "class-conditional" if params.get("model.conditional") else "unconditional"
-    size = params.get("data.image_size", 32)
+    size = params.get("prepare.image_size", 32)
     return [Heading(f"devagen: handwritten Devanagari characters ({name})", 1),
             Para(f"A {kind} diffusion model (DDPM, diffusers) that writes {size}×{size} grayscale handwritten "
                  f"Devanagari characters, white strokes on black: the {len(CLASS_NAMES)} DHCD classes (36 consonants "

@@ -225,7 +225,7 @@ def distill_table(students: Sequence[Mapping[str, Any]], ev: Mapping[str, Any], 
 
 
 def _vae_section(inputs: ReportInputs) -> list[Block]:
-    """Latent diffusion's autoencoder, when the vae stage trained one (latent.enabled); nothing otherwise."""
+    """Latent diffusion's autoencoder, when the vae stage trained one (vae.enabled); nothing otherwise."""
     vae = inputs.metrics.get("vae") or {}
     if not vae.get("enabled"):
         return []

@@ -19,7 +19,7 @@ from ..core.classes import CLASS_NAMES, GLYPH_TO_INDEX, glyphs
 from ..core.config import SampleConfig
 from ..core.device import autocast, precision_name
 from ..core.errors import DevagenError
-from ..data.archive import resize
+from ..data.prepared import resize
 from ..report.figures import captioned_row, labelled_rows, random_per_class
 from .folder import ModelMeta
 from .pipeline import DevagenPipeline, Trajectory

@@ -30,7 +30,7 @@ from ..core.config import GUIDANCE
 from ..core.device import pick_device, use_math_attention
 from ..core.errors import DevagenError
 from ..core.integrity import check_manifest
-from ..data.archive import from_model_range
+from ..data.prepared import from_model_range
 from ..diffusion.guidance import output_from_x0, predicted_x0, project_guidance
 from ..diffusion.patches import from_patches
 from ..diffusion.unet import condition, is_style_conditioned, with_null_class

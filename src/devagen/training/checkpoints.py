@@ -17,14 +17,8 @@ from typing import Iterator, Optional
 
 import torch
 
-from ..core.errors import DevagenError
-from ..core.integrity import (
-    file_checksums,
-    find_damage,
-    full_disk_guard,
-    move_aside,
-    one_line,
-)
+from ..core.errors import DevagenError, one_line
+from ..core.integrity import file_checksums, find_damage, full_disk_guard, move_aside
 from ..sampling.folder import GUIDE_FOLDER
 from .state import Checkpoints, TrainRun, network_copy
 

@@ -23,16 +23,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm.auto import tqdm
 
 from ..core.config import DistillConfig
 from ..core.device import autocast
-from ..core.updates import WindowMean, optimizer_update
-from ..data.archive import to_model_range
+from ..core.seeding import seeded_generator
+from ..core.updates import WindowMean, optimizer_update, warmup_schedule
+from ..data.prepared import to_model_range
 from ..diffusion.guidance import predicted_x0
 from ..diffusion.patches import to_patches
 from ..diffusion.unet import with_null_class
@@ -127,11 +126,6 @@ class DistillData:
     patch: int = 1
 
 
-def _generator(device: torch.device, seed: int, round_index: int, step: int) -> torch.Generator:
-    state = np.random.SeedSequence([seed, round_index, step]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
 def draw_batch(data: DistillData, grid: torch.Tensor, alphas_cumprod: torch.Tensor, batch_size: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """(x_t, t, s, conditions): real images noised to a random step of the student's grid (steps, 2)."""
@@ -146,20 +140,13 @@ def draw_batch(data: DistillData, grid: torch.Tensor, alphas_cumprod: torch.Tens
     return a * x0 + sigma * noise, t, s, cond
 
 
-def _precision(device: torch.device, setting: str):  # type: ignore[no-untyped-def]
-    """bf16 autocast on CUDA; the library's CPU rule (devagen.core.device.autocast) elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return autocast(device, setting)
-
-
 def distill_round(teacher: Denoiser, student: UNet2DModel, scheduler: DDPMScheduler, data: DistillData,
                   steps: int, cfg: DistillConfig, round_index: int, progress: bool = True) -> dict:
     """Train `student` in place to sample in `steps` DDIM steps like `teacher` in 2·steps; returns the round's stats."""
     device = data.images.device
     grid = transitions(steps, scheduler.config.num_train_timesteps).to(device)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
-    lr_schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps_per_round)
+    lr_schedule = warmup_schedule(optimizer, cfg.warmup_steps, cfg.steps_per_round)
     student.train()
     began = time.perf_counter()
     losses = WindowMean(device, LOSS_READ_EVERY, f"distill ({steps}-step round)",
@@ -168,8 +155,8 @@ def distill_round(teacher: Denoiser, student: UNet2DModel, scheduler: DDPMSchedu
               disable=not progress) as bar:
         for i in bar:
             x_t, t, s, cond = draw_batch(data, grid, scheduler.alphas_cumprod, cfg.batch_size,
-                                         _generator(device, cfg.seed, round_index, i))
-            with _precision(device, cfg.precision):
+                                         seeded_generator(device, cfg.seed, round_index, i))
+            with autocast(device, cfg.precision, cuda_bf16=True):
                 target = teacher_target(teacher, scheduler.alphas_cumprod, x_t, t, s, cond)
                 loss = distillation_loss(student, scheduler, x_t, t, cond, target)
             optimizer_update(loss, student.parameters(), optimizer, lr_schedule, cfg.grad_clip)

@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import signal
 import time
 from dataclasses import asdict
@@ -37,19 +36,21 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..core.classes import NUM_CLASSES
 from ..core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
-from ..core.device import cpu_bf16, cpu_info, use_math_attention
+from ..core.device import allow_precision, cpu_info, mixed_precision, use_math_attention
 from ..core.errors import DevagenError
-from ..core.loss_meter import LossMeter
-from ..data.archive import to_model_range
+from ..core.updates import LossMeter
+from ..core.presets import patch_size
+from ..core.seeding import seeded_generator
+from ..core.updates import warmup_schedule
+from ..data.prepared import to_model_range
 from ..data.augment import augment_batch
+from ..diffusion.adversarial import Adversary
 from ..diffusion.autoencoder import encode, latent_downsample
 from ..diffusion.aux_losses import frozen
 from ..diffusion.objective import diffusion_loss
@@ -72,32 +73,6 @@ RESTORE = "(DVC removed train's outputs before this check: `dvc checkout train` 
 
 
 # ---------------------------------------------------------------- setup
-
-
-def resolve_mixed_precision(setting: str) -> str:
-    """'auto' → 'bf16' (or 'fp16') on CUDA; on CPU 'bf16' where it computes bf16 natively, else 'no'.
-
-    CPU bf16 autocast measured 1.7x fp32 on an AVX512_BF16 EPYC (with the matmul attention of
-    devagen.core.device.use_math_attention), and >100x slower than fp32 on an AVX2 CPU, which emulates it.
-    """
-    on_cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes")
-    if setting == "auto":
-        if on_cuda:
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if cpu_bf16("auto") else "no"
-    if setting == "fp16" and not on_cuda:
-        raise DevagenError(f"params.yaml: train.mixed_precision: fp16 needs a CUDA GPU; use auto or no {RESTORE}")
-    return setting
-
-
-def allow_precision(precision: str) -> None:
-    """Let this process build an Accelerator with `precision` (accelerate: no | fp16 | bf16).
-
-    accelerate keeps one precision per process; a second run in it (a notebook, a benchmark, the tests)
-    may ask for another. The process group (PartialState) is kept.
-    """
-    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
-        AcceleratorState._reset_state()
 
 
 def check_compile(cfg: TrainConfig) -> None:
@@ -140,10 +115,12 @@ def _check_data(images: np.ndarray, labels: np.ndarray, conditional: bool) -> No
 
 def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig, augment_cfg: AugmentConfig,
            images: np.ndarray, labels: np.ndarray, pen: Optional[np.ndarray],
-           judge: Optional[torch.nn.Module] = None, vae: Optional[torch.nn.Module] = None) -> TrainRun:
-    """Accelerator, seeded UNet, AdamW, warmup+cosine lr, EMA, the data as device tensors and, for the
-    perceptual loss, the judge's feature stack frozen on the device; for latent diffusion, the autoencoder."""
-    precision = resolve_mixed_precision(cfg.mixed_precision)
+           judge: Optional[torch.nn.Module] = None, vae: Optional[torch.nn.Module] = None,
+           lr_lambda: Optional[Callable[[int], float]] = None) -> TrainRun:
+    """Accelerator, seeded UNet, AdamW, the train.lr_schedule (or `lr_lambda`: step -> lr factor, lr-find's sweep),
+    EMA, the data as device tensors and, for the perceptual loss, the judge's feature stack frozen on the device; for
+    latent diffusion, the autoencoder; for the adversarial term, the critic (saved with the checkpoints)."""
+    precision = mixed_precision(cfg.mixed_precision, RESTORE)
     allow_precision(precision)
     accelerator = Accelerator(mixed_precision=precision,
                               gradient_accumulation_steps=cfg.grad_accum,
@@ -157,13 +134,20 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     fused = accelerator.device.type == "cuda"  # one multi-tensor kernel per step: matters when launch-bound
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     steps = total_steps(cfg, len(images), accelerator.num_processes)
-    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, steps)
+    lr_scheduler = (warmup_schedule(optimizer, cfg.warmup_steps, steps, cfg.lr_schedule, cfg.lr_cycle_steps,
+                                    cfg.lr_min_ratio) if lr_lambda is None
+                    else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda))
     unet, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     unet = compiled(unet, cfg.compile)  # after prepare: accelerate saves and unwraps the uncompiled module
     ema = None
     if cfg.ema_decay > 0:
         ema = EMAModel(model.parameters(), decay=cfg.ema_decay, foreach=True)
         accelerator.register_for_checkpointing(ema)  # saved and restored with the checkpoint
+    adversary = None
+    if diffusion_cfg.adversarial_weight > 0:
+        adversary = Adversary(channels * patch_size(model_cfg.preset) ** 2, patch_size(model_cfg.preset),
+                              diffusion_cfg.critic_lr, accelerator.device, cfg.seed)
+        accelerator.register_for_checkpointing(adversary)  # critic and its optimizer: a resumed run goes on exactly
     device = accelerator.device
     images_t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     labels_t = torch.from_numpy(labels.astype(np.int64)).to(device) if model_cfg.conditional else None
@@ -172,12 +156,12 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     vae = None if vae is None else frozen(vae).to(device)
     return TrainRun(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
                 build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body, vae,
-                model_cfg.patch_size)
+                patch_size(model_cfg.preset), adversary)
 
 
 def _judge_body(judge: torch.nn.Module, side: int) -> torch.nn.Sequential:
     """A frozen copy of the judge's feature stack for side x side images: a model larger than the judge's
-    images (data.image_size 64, judge 32; train_diffusion checks the side is a multiple) has its images
+    images (prepare.image_size 64, judge 32; train_diffusion checks the side is a multiple) has its images
     area-averaged down to the judge's side first."""
     body = frozen(copy.deepcopy(judge.body))
     if side == judge.image_size:
@@ -229,12 +213,6 @@ def batch_indices(n: int, seed: int, start: int, count: int, device: torch.devic
     return torch.cat(parts)
 
 
-def _generator(device: torch.device, seed: int, position: int, rank: int) -> torch.Generator:
-    """A generator on `device` seeded by (seed, micro-batch position, rank)."""
-    state = np.random.SeedSequence([seed, position, rank]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
 def _draw_batch(run: TrainRun, position: int) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
                                                   torch.Generator]:
     """This rank's share of global micro-batch `position`: x0 (b, 1, S, S) in [-1, 1] (a latent model's latents, a
@@ -243,7 +221,7 @@ def _draw_batch(run: TrainRun, position: int) -> tuple[torch.Tensor, Optional[to
     size = b * acc.num_processes
     chosen = batch_indices(len(run.images), run.cfg.seed, position * size, size, run.images.device)
     mine = chosen[acc.process_index * b:(acc.process_index + 1) * b]
-    generator = _generator(run.images.device, run.cfg.seed, position, acc.process_index)
+    generator = seeded_generator(run.images.device, run.cfg.seed, position, acc.process_index)
     x0 = to_model_range(run.images[mine])
     if run.cfg.augment:
         x0 = augment_batch(x0, run.augment_cfg, generator)
@@ -263,7 +241,8 @@ def _optimizer_step(run: TrainRun, step: int) -> torch.Tensor:
         x0, labels, styles, generator = _draw_batch(run, step * cfg.grad_accum + micro)
         with acc.accumulate(run.unet):
             loss = diffusion_loss(run.unet, run.noise_scheduler, x0, labels, run.diffusion_cfg,
-                                  cfg.cond_drop_prob, generator, styles, cfg.style_drop_prob, run.judge_body)
+                                  cfg.cond_drop_prob, generator, styles, cfg.style_drop_prob, run.judge_body,
+                                  run.adversary)
             acc.backward(loss)
             if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(run.unet.parameters(), cfg.grad_clip)
@@ -272,6 +251,8 @@ def _optimizer_step(run: TrainRun, step: int) -> torch.Tensor:
                 run.lr_scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
         total = loss.detach() if total is None else total + loss.detach()
+    if run.adversary is not None:  # the critic's turn, on the last micro-batch's real and estimated x0
+        run.adversary.step(x0, (lambda g: acc.reduce(g, "mean")) if acc.num_processes > 1 else None)
     if run.ema is not None:
         run.ema.step(run.model.parameters())
     return total / cfg.grad_accum

@@ -10,6 +10,7 @@ from ..core.classes import CLASS_NAMES, glyphs
 from ..core.config import ModelConfig
 from ..core.integrity import full_disk_guard, write_manifest
 from ..core.off_notes import write_no_autoencoder
+from ..core.presets import patch_size
 from ..diffusion.autoencoder import save_autoencoder
 from ..diffusion.unet import NULL_LABEL
 from ..pen.conditions import PenStyle
@@ -29,7 +30,7 @@ def model_meta(model_cfg: ModelConfig, image_size: int) -> ModelMeta:
     return ModelMeta(class_names=CLASS_NAMES, glyphs=tuple(glyphs()), image_size=image_size,
                      conditional=model_cfg.conditional, null_label=NULL_LABEL if model_cfg.conditional else None,
                      preset=model_cfg.preset,
-                     patch_size=model_cfg.patch_size)
+                     patch_size=patch_size(model_cfg.preset))
 
 
 def save_trained_model(run: TrainRun, ckpt: Checkpoints, model_cfg: ModelConfig, out_dir: Path,
