@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# tests/<package>/ mirror src/devagen/<package>/; the fixture modules here, and the drawing helpers some test
+# modules share across packages (test_style.bar, test_c2st.blobs, ...), import by their plain names.
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path[1:1] = sorted(str(d) for d in Path(__file__).parent.iterdir() if d.is_dir() and any(d.glob("test_*.py")))
 
 from dhcd_fixture import make_archive  # noqa: E402
 from model_fixture import make_model_dir  # noqa: E402

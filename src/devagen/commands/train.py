@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..core import paths
+from ..core.config import Params
 from ..core.io import append_jsonl, read_jsonl, write_csv
 from .common import finish, load, start_run, write_metrics
 from .failure import StageCommand
@@ -32,21 +34,12 @@ class StepLog:
         return [r for r in self.earlier if r["step"] <= resumed_from] + self.rows
 
 
-@click.command(cls=StageCommand)
-@PARAMS_OPTION
-def train(params_path: str) -> None:
-    """Train the diffusion UNet; model into models/diffusion/, curves and metrics into reports/."""
-    from ..core.device import cpu_info, pick_device
+def training_inputs(params: Params) -> dict[str, Any]:
+    """What train_diffusion reads besides params, from the prepared data and models: images at the model's side,
+    labels, the pen (style conditioning), the OCR judge (perceptual loss) and the autoencoder (latent diffusion)."""
     from ..data import prepared as data
-    from ..training.loop import check_compile, train_diffusion
 
-    params = load(params_path)
-    check_compile(params.train)  # before any data is read
     split = data.load_split(paths.TRAIN_NPZ)
-    cpu = cpu_info()
-    tracker = start_run(params, "train", {"device": str(pick_device()), "cpu": cpu["model"],
-                                          "cpu_flags": " ".join(cpu["flags"])})
-    log = StepLog(paths.CHECKPOINT_DIR / "log.jsonl", tracker)
     pen = data.read_pen(paths.TRAIN_NPZ, len(split.images)) if params.model.style_conditioning else None
     judge = None
     if params.diffusion.needs_judge:  # the perceptual loss reads the OCR judge's features
@@ -58,9 +51,27 @@ def train(params_path: str) -> None:
 
         vae = load_autoencoder(paths.VAE_DIR)
     images = data.resize(split.images, params.prepare.image_size)  # the model's side; DHCD's own is 32
-    result = train_diffusion(params.train, params.model, params.diffusion, params.augment, images,
-                             split.labels, paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=pen, judge=judge,
-                             vae=vae)
+    return {"images": images, "labels": split.labels, "pen": pen, "judge": judge, "vae": vae}
+
+
+@click.command(cls=StageCommand)
+@PARAMS_OPTION
+def train(params_path: str) -> None:
+    """Train the diffusion UNet; model into models/diffusion/, curves and metrics into reports/."""
+    from ..core.device import cpu_info, pick_device
+    from ..training.loop import check_compile, train_diffusion
+
+    params = load(params_path)
+    check_compile(params.train)  # before any data is read
+    inputs = training_inputs(params)
+    cpu = cpu_info()
+    tracker = start_run(params, "train", {"device": str(pick_device()), "cpu": cpu["model"],
+                                          "cpu_flags": " ".join(cpu["flags"])})
+    log = StepLog(paths.CHECKPOINT_DIR / "log.jsonl", tracker)
+    result = train_diffusion(params.train, params.model, params.diffusion, params.augment, inputs["images"],
+                             inputs["labels"], paths.DIFFUSION_DIR, paths.CHECKPOINT_DIR, log_fn=log, pen=inputs["pen"],
+                             judge=inputs["judge"], vae=inputs["vae"])
+    tracker.log_params({f"unet.{key}": value for key, value in result["unet"].items()})  # the shape as built
     write_csv(log.history(result["resumed_from_step"]), paths.TRAIN_LOG)
     write_metrics("train", result)
     finish(tracker)

@@ -1,4 +1,5 @@
-"""Typed, frozen configuration read from params.yaml: one dataclass per section.
+"""Typed, frozen configuration read from params.yaml: one dataclass per section (the model section's, with the
+UNet's shape, in core/shape.py).
 
 Unknown keys and bad values are rejected with a message naming `section.key`.
 Values are cast to the declared type, because `dvc exp run -S train.lr=5e-5` writes
@@ -10,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
-from .errors import DevagenError
+from .errors import check
+from .shape import ModelConfig  # noqa: F401  (the model section: a preset and the overrides of its shape)
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
@@ -21,11 +23,6 @@ GUIDANCE = ("cfg", "autoguidance")  # what guidance extrapolates away from: the 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 PRECISIONS = ("auto", "fp32", "bf16")  # CPU autocast settings (devagen.core.device)
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # train.compile
-
-
-def check(ok: bool, key: str, why: str) -> None:
-    if not ok:
-        raise DevagenError(f"params.yaml: {key}: {why}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +67,8 @@ class AugmentConfig:
     brightness: float = 0.1
     contrast: float = 0.1
     color_p: float = 0.3
+    noise_std: float = 0.0  # Gaussian noise on the ink, std as a share of its [0, 1] range; 0 = off
+    noise_p: float = 0.5
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -157,21 +156,6 @@ class C2stConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Which UNet2DModel to build; `conditional` adds 46 class embeddings + a null label."""
-
-    preset: str = "cpu_small"
-    conditional: bool = True
-    style_conditioning: bool = False  # also condition on each image's stroke width and slant (devagen.pen.conditions)
-    scale_shift: bool = True  # AdaGN: the time/class/pen embedding scales and shifts each ResNet block's normalised
-                              # features (diffusers' resnet_time_scale_shift="scale_shift"), not only a bias added
-
-    def __post_init__(self) -> None:
-        check(self.conditional or not self.style_conditioning, "model.style_conditioning",
-               "needs model.conditional: true (the style rides on the class embedding)")
-
-
-@dataclass(frozen=True)
 class VaeConfig:
     """Latent diffusion (devagen.diffusion.autoencoder): a diffusers AutoencoderKL trained on DHCD, and the UNet trained in its
     latent space instead of on pixels."""
@@ -209,6 +193,9 @@ class DiffusionConfig:
     min_snr_gamma: float = 5.0  # 0 disables min-SNR-γ loss weighting
     ssim_weight: float = 0.0  # weight of (1 - SSIM) of the clean-image estimate, times alpha_bar_t; 0 = off
     perceptual_weight: float = 0.0  # weight of the distance in the OCR judge's features, times alpha_bar_t; 0 = off
+    focal_gamma: float = 0.0  # weight each pixel's squared error by its (normalised) error ** gamma; 0 = off
+    adversarial_weight: float = 0.0  # hinge critic on the clean-image estimate, times alpha_bar_t; 0 = off
+    critic_lr: float = 2.0e-4  # Adam lr of that critic (devagen.diffusion.adversarial)
 
     @property
     def needs_judge(self) -> bool:
@@ -221,10 +208,9 @@ class DiffusionConfig:
                f"unknown schedule {self.beta_schedule!r}; choose one of linear, cosine, sigmoid")
         check(self.prediction_type in PREDICTION_TYPES, "diffusion.prediction_type",
                f"unknown {self.prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
-        check(self.offset_noise >= 0, "diffusion.offset_noise", "must be >= 0")
-        check(self.min_snr_gamma >= 0, "diffusion.min_snr_gamma", "must be >= 0 (0 disables)")
-        check(self.ssim_weight >= 0, "diffusion.ssim_weight", "must be >= 0 (0 disables)")
-        check(self.perceptual_weight >= 0, "diffusion.perceptual_weight", "must be >= 0 (0 disables)")
+        for key in ("offset_noise", "min_snr_gamma", "ssim_weight", "perceptual_weight", "focal_gamma", "adversarial_weight"):
+            check(getattr(self, key) >= 0, f"diffusion.{key}", "must be >= 0 (0 disables)")
+        check(self.critic_lr > 0, "diffusion.critic_lr", "must be > 0")
 
     @property
     def diffusers_beta_schedule(self) -> str:
@@ -254,6 +240,9 @@ class TrainConfig:
     augment: bool = True
     guide_step: int = 0  # save the (EMA) weights at this step as guide/ for autoguidance; 0 disables
     compile: str = "off"  # torch.compile the UNet on CUDA: off | default | reduce-overhead | max-autotune
+    lr_schedule: str = "cosine"  # after warm-up: cosine (decay) | cyclic (triangular) | restarts (warm restarts)
+    lr_cycle_steps: int = 500  # cyclic and restarts: optimizer steps per cycle (devagen.core.updates.lr_factor)
+    lr_min_ratio: float = 0.0  # the lowest lr after warm-up, as a share of train.lr
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
@@ -264,6 +253,9 @@ class TrainConfig:
         check(self.epochs > 0 or self.max_steps > 0, "train.max_steps", "set max_steps > 0 or epochs > 0")
         check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
         check(self.compile in COMPILE_MODES, "train.compile", f"choose one of {', '.join(COMPILE_MODES)}")
+        check(self.lr_schedule in ("cosine", "cyclic", "restarts"), "train.lr_schedule", "choose cosine, cyclic or restarts")
+        check(self.lr_cycle_steps >= 2, "train.lr_cycle_steps", "must be >= 2")
+        check(0 <= self.lr_min_ratio < 1, "train.lr_min_ratio", "must be in [0, 1)")
         check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables)")
         check(self.mixed_precision in MIXED_PRECISION, "train.mixed_precision",
                f"choose one of {', '.join(MIXED_PRECISION)}")

@@ -1,4 +1,5 @@
-"""The one exception type users see as a single line (no traceback), and how any error is told in one line."""
+"""The one exception type users see as a single line (no traceback), the check that raises it for params.yaml, and
+how any error is told in one line."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 class DevagenError(Exception):
     """A problem the user can fix; the message names the file/param and the fix."""
+
+
+def check(ok: bool, key: str, why: str) -> None:
+    """Raise DevagenError "params.yaml: key: why" unless ok."""
+    if not ok:
+        raise DevagenError(f"params.yaml: {key}: {why}")
 
 
 def one_line(exc: BaseException) -> str:

@@ -4,20 +4,19 @@ string), unknown keys refused, combinations of settings checked before any stage
 from __future__ import annotations
 
 import dataclasses
-import typing
 from pathlib import Path
 from typing import Any
 
 from .config import Params, check
-from .presets import PRESETS, downsample_factor, patch_size
-from .sections import read_yaml, section_from_dict
+from .presets import check_model, model_downsample, patch_size
+from .sections import read_yaml, section_from_dict, type_hints
 
 
 def params_from_dict(raw: Any) -> Params:
     """Build the whole Params from a parsed params.yaml mapping."""
     raw = raw or {}
     check(isinstance(raw, dict), "(top level)", "must be a mapping of sections")
-    hints = typing.get_type_hints(Params)
+    hints = type_hints(Params)
     for name in raw:
         check(name in hints, name, f"unknown section (known: {', '.join(hints)})")
     params = Params(**{n: section_from_dict(hints[n], raw.get(n), n) for n in hints if n in raw})
@@ -27,11 +26,12 @@ def params_from_dict(raw: Any) -> Params:
 
 def check_consistency(params: Params) -> None:
     """Checks that need the presets or more than one section."""
-    check(params.model.preset in PRESETS, "model.preset",
-          f"unknown preset {params.model.preset!r}; choose one of {', '.join(PRESETS)}")
-    factor = downsample_factor(params.model.preset)
+    check_model(params.model)  # the preset, and the shape its overrides ask for
+    factor = model_downsample(params.model)
     check(params.prepare.image_size % factor == 0, "prepare.image_size",
-           f"{params.prepare.image_size} is not a multiple of {factor}, the downsampling of preset {params.model.preset!r}")
+           f"{params.prepare.image_size} is not a multiple of {factor}, the downsampling of preset {params.model.preset!r}"
+           + (f" with {len(params.model.block_out_channels)} levels (model.block_out_channels)"
+              if params.model.block_out_channels is not None else ""))
     if patch_size(params.model.preset) > 1:  # the network sees pixel patches (devagen.diffusion.patches)
         for key, off, why in (
                 ("vae.enabled", not params.vae.enabled, "latent diffusion"),
@@ -51,10 +51,38 @@ def check_consistency(params: Params) -> None:
         check(not params.distill.enabled, "distill.enabled",
                "distilling a latent model is not built (the students learn in pixel space); set it false with "
                "vae.enabled: true")
-    if params.sample.sampler == "distilled":
-        check(params.distill.enabled and params.sample.steps in params.distill.student_steps, "sample.sampler",
-               f"distilled needs distill.enabled: true and a student with sample.steps ({params.sample.steps}) steps "
+    check_distill(params)
+    check_sampling(params)
+
+
+def check_distill(params: Params) -> None:
+    """Cross-section checks of the distill stage: what it distils from and on which timesteps."""
+    if not params.distill.enabled:
+        return
+    timesteps = params.diffusion.num_train_timesteps
+    check(timesteps % params.distill.start_steps == 0, "distill.start_steps",
+           f"must divide diffusion.num_train_timesteps ({timesteps}): the students step on an even grid of them")
+    check(params.model.conditional, "distill.enabled",
+           "the students learn the class-guided teacher and are measured by the judge reading the class asked for; "
+           "an unconditional model has neither: set distill.enabled: false or model.conditional: true")
+
+
+def check_sampling(params: Params) -> None:
+    """Cross-section checks of what the sample stage reads: the schedule, the guide network, the students."""
+    sample = params.sample
+    check(sample.steps <= params.diffusion.num_train_timesteps, "sample.steps",
+           f"must be at most diffusion.num_train_timesteps ({params.diffusion.num_train_timesteps})")
+    if sample.sampler == "distilled":
+        check(params.distill.enabled and sample.steps in params.distill.student_steps, "sample.sampler",
+               f"distilled needs distill.enabled: true and a student with sample.steps ({sample.steps}) steps "
                f"(distill makes {', '.join(map(str, params.distill.student_steps))}); set them or use sde-dpmpp")
+        check(sample.guidance == "cfg", "sample.guidance",
+               "the distilled students fold distill.guidance_scale's CFG into their weights and take no autoguidance; "
+               "use sample.guidance: cfg with sample.sampler: distilled")
+    elif sample.guidance == "autoguidance":
+        check(params.train.guide_step > 0, "sample.guidance",
+               "autoguidance guides by the guide/ network, an early snapshot that train.guide_step > 0 saves; set "
+               "train.guide_step (e.g. a tenth of train.max_steps) or use sample.guidance: cfg")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -63,9 +91,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def flatten(params: Params) -> dict[str, Any]:
-    """`section.key` → value, for MLflow params and reports."""
+    """`section.key` → value, for MLflow params and reports (lists as params.yaml writes them, not tuples)."""
     out: dict[str, Any] = {}
     for name, section in dataclasses.asdict(params).items():
         for key, value in section.items():
-            out[f"{name}.{key}"] = value
+            out[f"{name}.{key}"] = list(value) if isinstance(value, tuple) else value
     return out

@@ -1,5 +1,5 @@
 """Where each stage reads and writes, relative to the repository root (dvc.yaml declares the same;
-tests/test_dvc_yaml.py checks the two agree)."""
+tests/commands/test_dvc_yaml.py checks the two agree)."""
 
 from pathlib import Path
 

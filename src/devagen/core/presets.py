@@ -1,8 +1,12 @@
-"""Named UNet2DModel shapes. Pure data (no torch), so params can be validated cheaply."""
+"""Named UNet2DModel shapes, and a preset with params.yaml's shape overrides (core.shape) resolved and checked. Pure
+data (no torch), so params can be validated cheaply."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Optional
+
+from .errors import check
+from .shape import MID_BLOCKS, ModelConfig
 
 # The source document's network. Its code lists down_block_types with a missing comma
 # ("DownBlock2D" "DownBlock2D" concatenates into one bogus 5-entry tuple); this is the
@@ -92,6 +96,74 @@ def unet_shape(preset: str) -> dict[str, Any]:
     return {k: v for k, v in PRESETS[preset].items() if k != "patch_size"}
 
 
-def downsample_factor(preset: str) -> int:
-    """How many times the preset shrinks the image (patching included): image_size must be a multiple of it."""
-    return patch_size(preset) * 2 ** (len(PRESETS[preset]["block_out_channels"]) - 1)
+def downsample_factor(preset: str, levels: Optional[int] = None) -> int:
+    """How many times the preset's UNet (with `levels` levels; None: the preset's) shrinks the image, patching
+    included: image_size must be a multiple of it."""
+    levels = len(PRESETS[preset]["block_out_channels"]) if levels is None else levels
+    return patch_size(preset) * 2 ** (levels - 1)
+
+
+# ---------------------------------------------------------------- a preset with params.yaml's shape overrides
+
+UNET_DEFAULTS = {"norm_num_groups": 32, "attention_head_dim": 8}  # UNet2DModel's own, where a preset sets none
+
+
+def attention_levels(shape: Mapping[str, Any]) -> tuple[int, ...]:
+    """Levels (0 = full resolution) whose down and up blocks attend, read from a shape's down_block_types."""
+    return tuple(i for i, kind in enumerate(shape["down_block_types"]) if kind.startswith("Attn"))
+
+
+def block_types(levels: int, attention: tuple[int, ...]) -> dict[str, tuple[str, ...]]:
+    """down_block_types and up_block_types for `levels` levels attending at `attention`; up block j serves level
+    levels-1-j."""
+    down = tuple("AttnDownBlock2D" if i in attention else "DownBlock2D" for i in range(levels))
+    return {"down_block_types": down, "up_block_types": tuple(k.replace("Down", "Up") for k in reversed(down))}
+
+
+def _levels(cfg: ModelConfig) -> dict[str, Any]:
+    """The block widths and types from the overrides ({} without any): attention stays at the preset's levels, that
+    is at the same resolutions, unless model.attention_levels says otherwise."""
+    if cfg.block_out_channels is None and cfg.attention_levels is None:
+        return {}
+    base = PRESETS[cfg.preset]
+    widths = cfg.block_out_channels if cfg.block_out_channels is not None else base["block_out_channels"]
+    attend = cfg.attention_levels if cfg.attention_levels is not None else attention_levels(base)
+    whose = "" if cfg.attention_levels is not None else f"preset {cfg.preset!r} attends at "
+    check(all(0 <= i < len(widths) for i in attend) and len(set(attend)) == len(attend), "model.attention_levels",
+          f"{whose}{list(attend)}, not distinct levels in [0, {len(widths) - 1}] (one per model.block_out_channels "
+          "entry); list the levels that attend, [] for none")
+    return {"block_out_channels": tuple(widths), **block_types(len(widths), tuple(attend))}
+
+
+def model_shape(cfg: ModelConfig) -> dict[str, Any]:
+    """UNet2DModel keyword arguments (all but the sizes and conditioning): cfg.preset's, with the set overrides."""
+    shape = {**unet_shape(cfg.preset), **_levels(cfg)}
+    if cfg.mid_block is not None:
+        shape = {k: v for k, v in shape.items() if k not in ("mid_block_type", "add_attention")}
+        shape.update(MID_BLOCKS[cfg.mid_block])
+    shape.update({k: v for k, v in cfg.overrides().items() if k in ("layers_per_block", "norm_num_groups", "dropout",
+                                                                    "attention_head_dim")})
+    return shape
+
+
+def model_downsample(cfg: ModelConfig) -> int:
+    """How many times cfg's UNet shrinks the image (patching included): the image side must be a multiple."""
+    return downsample_factor(cfg.preset, len(model_shape(cfg)["block_out_channels"]))
+
+
+def check_model(cfg: ModelConfig) -> None:
+    """One-line refusals of a model section that cannot be built: an unknown preset, or a shape UNet2DModel cannot
+    build (or builds other than asked)."""
+    check(cfg.preset in PRESETS, "model.preset", f"unknown preset {cfg.preset!r}; choose one of {', '.join(PRESETS)}")
+    shape = model_shape(cfg)
+    widths, groups = shape["block_out_channels"], shape.get("norm_num_groups", UNET_DEFAULTS["norm_num_groups"])
+    check(all(w % groups == 0 for w in widths), "model.norm_num_groups",
+          f"{groups} groups must divide every width in model.block_out_channels {list(widths)}; "
+          "change one of them (e.g. widths that are multiples of 32, or norm_num_groups 8)")
+    head = shape.get("attention_head_dim", UNET_DEFAULTS["attention_head_dim"])
+    attending = [widths[i] for i in attention_levels(shape)]
+    if shape.get("mid_block_type", "UNetMidBlock2D") is not None and shape.get("add_attention", True):
+        attending.append(widths[-1])
+    check(all(w % head == 0 for w in attending), "model.attention_head_dim",
+          f"{head} must divide the width of every level that attends ({sorted(set(attending))}); "
+          "change it or model.block_out_channels")

@@ -4,6 +4,7 @@ particular: devagen.core.params builds the whole Params and checks combinations.
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from dataclasses import fields
@@ -26,6 +27,10 @@ def _cast(value: Any, typ: Any, key: str) -> Any:
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
             return None
         return _cast(value, args[0], key)
+    if origin is tuple:  # a YAML list (as `dvc exp run -S 'k=[1,2]'` writes it), or its text
+        items = yaml.safe_load(value) if isinstance(value, str) else value
+        check(isinstance(items, (list, tuple)), key, f"expected a list like [64, 128], got {value!r}")
+        return tuple(_cast(item, typing.get_args(typ)[0], f"{key}[{i}]") for i, item in enumerate(items))
     try:
         if typ is bool:
             if isinstance(value, bool):
@@ -49,11 +54,17 @@ def _cast(value: Any, typ: Any, key: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=None)
+def type_hints(cls: type) -> dict[str, Any]:
+    """cls's field types, resolved once (typing.get_type_hints compiles every annotation on each call)."""
+    return typing.get_type_hints(cls)
+
+
 def section_from_dict(cls: type, raw: Any, section: str) -> Any:
     """Build one section's dataclass from its YAML mapping; reject unknown keys."""
     raw = raw or {}
     check(isinstance(raw, dict), section, "must be a mapping of key: value")
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     known = {f.name for f in fields(cls)}
     for key in raw:
         check(key in known, f"{section}.{key}", f"unknown key (known: {', '.join(sorted(known))})")

@@ -25,8 +25,8 @@ ELASTIC_CELL = 8  # pixels per cell of the low-res elastic noise: smooth at the 
 # What each column of the augmentation labels (B, 8) holds; 0 = that transform not applied:
 # the rotation angle in units of 45 degrees, zoom - 1, shift x and y as fractions of the side,
 # the elastic field's RMS displacement in px, stroke change (+ dilate, - erode, 1 = a full pixel a side), gain - 1,
-# gamma - 1.
-AUGMENT_LABELS = ("rotate", "zoom", "shift_x", "shift_y", "elastic", "stroke", "gain", "gamma")
+# gamma - 1, the std of the added pixel noise (ink units).
+AUGMENT_LABELS = ("rotate", "zoom", "shift_x", "shift_y", "elastic", "stroke", "gain", "gamma", "noise")
 
 
 class _Draw(NamedTuple):
@@ -110,11 +110,25 @@ def _color(u: torch.Tensor, gain: torch.Tensor, gamma: torch.Tensor) -> torch.Te
     return (gain[:, None, None, None] * u.pow(gamma[:, None, None, None])).clamp(0, 1)
 
 
-def _labels(d: _Draw) -> torch.Tensor:
-    """The drawn strengths as augmentation labels (B, len(AUGMENT_LABELS)) float32, zeros for the identity."""
+def _noise(u: torch.Tensor, std: float, p: float,
+           generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, H, W) ink → (same plus Gaussian noise of std `std` on a share p of the images, clamped to [0, 1];
+    the std each image got (B,), 0 where none) (drawn after every other transform's numbers, so switching it on
+    leaves their draws as they were)."""
+    gate = _uniform((u.shape[0], 1, 1, 1), u.device, generator) < p
+    if generator is None:
+        noise = torch.randn(u.shape, device=u.device)
+    else:
+        noise = torch.randn(u.shape, generator=generator, device=generator.device).to(u.device)
+    return (u + std * gate * noise.to(u.dtype)).clamp(0, 1), std * gate.flatten().float()
+
+
+def _labels(d: _Draw, noise: torch.Tensor) -> torch.Tensor:
+    """The drawn strengths and the noise std (B,) as augmentation labels (B, len(AUGMENT_LABELS)) float32, zeros for
+    the identity."""
     elastic = torch.zeros_like(d.angle) if d.field is None else d.field.pow(2).sum(-1).mean((1, 2)).sqrt()
     return torch.stack([d.angle / (torch.pi / 4), d.zoom - 1, d.shift[:, 0], d.shift[:, 1], elastic, d.stroke,
-                        d.gain - 1, d.gamma - 1], dim=1).float()
+                        d.gain - 1, d.gamma - 1, noise.to(d.angle.device)], dim=1).float()
 
 
 def augment_labelled(x: torch.Tensor, cfg: AugmentConfig,
@@ -122,7 +136,8 @@ def augment_labelled(x: torch.Tensor, cfg: AugmentConfig,
     """(B, 1, H, W) float32 in [-1, 1] (white ink on black) → (same shape, dtype, device, range; the augmentation
     labels (B, len(AUGMENT_LABELS)) float32 on x's device, all zeros where nothing was applied)."""
     probs = _probs(cfg)
-    if not cfg.enabled or max(probs) == 0 or x.shape[0] == 0:
+    noisy = cfg.noise_std > 0 and cfg.noise_p > 0
+    if not cfg.enabled or (max(probs) == 0 and not noisy) or x.shape[0] == 0:
         return x, torch.zeros(x.shape[0], len(AUGMENT_LABELS), device=x.device)
     d = _draw(x.shape[0], x.shape[2], x.shape[3], cfg, x.device, generator)
     u = (x + 1) / 2
@@ -132,7 +147,10 @@ def augment_labelled(x: torch.Tensor, cfg: AugmentConfig,
         u = _stroke(u, d.stroke)
     if cfg.color_p > 0:
         u = _color(u, d.gain, d.gamma)
-    return u * 2 - 1, _labels(d)
+    noise = torch.zeros(x.shape[0], device=x.device)
+    if noisy:
+        u, noise = _noise(u, cfg.noise_std, cfg.noise_p, generator)
+    return u * 2 - 1, _labels(d, noise)
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm.auto import tqdm
 
 from ..core.config import VaeConfig
 from ..core.device import autocast
 from ..core.errors import DevagenError
 from ..core.integrity import check_manifest, damaged, write_manifest
-from ..core.updates import WindowMean, optimizer_update
+from ..core.updates import WindowMean, optimizer_update, warmup_schedule
 from ..data.prepared import from_model_range, to_model_range
 
 SCALE_IMAGES = 4096  # training images whose latents set scaling_factor
@@ -105,7 +104,7 @@ def train_autoencoder(images: np.ndarray, cfg: VaeConfig, device: torch.device,
     torch.manual_seed(cfg.seed)
     vae = build_autoencoder(cfg, images.shape[-1]).to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
-    schedule = get_cosine_schedule_with_warmup(optimizer, min(WARMUP_STEPS, cfg.steps // 10), cfg.steps)
+    schedule = warmup_schedule(optimizer, min(WARMUP_STEPS, cfg.steps // 10), cfg.steps)
     data = torch.from_numpy(images).to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     began = time.perf_counter()

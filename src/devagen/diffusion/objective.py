@@ -1,5 +1,6 @@
-"""The training objective: noise, targets (eps / v / x0), min-SNR weighting, CFG label dropout, and the
-optional auxiliary losses on the clean-image estimate (devagen.diffusion.aux_losses).
+"""The training objective: noise, targets (eps / v / x0), min-SNR weighting, CFG label dropout, optional focal
+pixel weights, and the optional auxiliary losses on the clean-image estimate (devagen.diffusion.aux_losses) and
+adversarial term (devagen.diffusion.adversarial).
 
 Pure functions of tensors and the DDPMScheduler; the UNet knows nothing of diffusion.
 With the seed's choices (epsilon, min_snr_gamma 0, offset_noise 0) the loss is plain MSE on noise.
@@ -14,6 +15,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from ..core.config import DiffusionConfig
 from ..diffusion.guidance import predicted_x0
+from .adversarial import Adversary
 from .aux_losses import perceptual_distance, ssim
 from .unet import NULL_LABEL, condition
 
@@ -75,9 +77,11 @@ def sample_noise(x0: torch.Tensor, offset_noise: float, generator: Optional[torc
 
 
 def auxiliary_loss(scheduler: DDPMScheduler, cfg: DiffusionConfig, estimate: torch.Tensor, x0: torch.Tensor,
-                   t: torch.Tensor, judge_body: Optional[torch.nn.Sequential] = None) -> torch.Tensor:
+                   t: torch.Tensor, judge_body: Optional[torch.nn.Sequential] = None,
+                   adversary: Optional[Adversary] = None) -> torch.Tensor:
     """Scalar: ssim_weight·(1 − SSIM) + perceptual_weight·(judge-feature distance) of the clean-image estimate
-    against x0, each per image times alpha_bar_t (the signal share of x_t), averaged over the batch."""
+    against x0 + adversarial_weight·(−critic score of the estimate), each per image times alpha_bar_t (the signal
+    share of x_t), averaged over the batch."""
     signal = scheduler.alphas_cumprod.to(x0.device, torch.float32)[t]
     per_image = torch.zeros_like(signal)
     if cfg.ssim_weight > 0:
@@ -86,7 +90,20 @@ def auxiliary_loss(scheduler: DDPMScheduler, cfg: DiffusionConfig, estimate: tor
         if judge_body is None:
             raise ValueError("diffusion.perceptual_weight > 0 needs the judge's feature network")
         per_image = per_image + cfg.perceptual_weight * perceptual_distance(judge_body, estimate, x0)
+    if cfg.adversarial_weight > 0:
+        if adversary is None:
+            raise ValueError("diffusion.adversarial_weight > 0 needs the adversary (its critic)")
+        per_image = per_image + cfg.adversarial_weight * adversary.generator_loss(estimate)
     return (signal * per_image).mean()
+
+
+def focal_weights(error: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-pixel weights like error (B, C, H, W): (|error| / its per-image mean) ** gamma, rescaled to mean 1 per
+    image and detached, so the pixels the network gets most wrong count most and the loss keeps MSE's scale."""
+    magnitude = error.detach().abs()
+    scale = magnitude.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    weights = (magnitude / scale).pow(gamma)
+    return weights / weights.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
 
 
 def drop_labels(labels: torch.Tensor, p: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -109,13 +126,15 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
                    labels: Optional[torch.Tensor], cfg: DiffusionConfig, cond_drop_prob: float,
                    generator: Optional[torch.Generator] = None, styles: Optional[torch.Tensor] = None,
                    style_drop_prob: float = 0.0, judge_body: Optional[torch.nn.Sequential] = None,
-                   augment: Optional[torch.Tensor] = None,
+                   adversary: Optional[Adversary] = None, augment: Optional[torch.Tensor] = None,
                    offset_direction: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Scalar weighted MSE for a batch x0 (B, 1, S, S) in [-1, 1]; labels (B,) or None (unconditional);
     styles (B, 2) pen codes for a style-conditioned UNet, each dropped with style_drop_prob independently
     of the class (so the class can be guided with the style held); augment (B, A): the batch's augmentation
-    labels for a UNet that reads them (never dropped). Plus auxiliary_loss when cfg weights it (judge_body: the
-    frozen judge's feature stack, for the perceptual term). offset_direction: sample_noise's direction."""
+    labels for a UNet that reads them (never dropped). Pixels weighted by focal_weights when
+    cfg.focal_gamma > 0. Plus auxiliary_loss when cfg weights it (judge_body: the frozen judge's feature stack, for
+    the perceptual term), and the adversary's term when cfg.adversarial_weight > 0. offset_direction: sample_noise's
+    direction."""
     noise = sample_noise(x0, cfg.offset_noise, generator, offset_direction)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],),
                       generator=generator, device=x0.device)
@@ -126,9 +145,11 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
         class_labels = condition(class_labels, styles, given, augment)
     prediction = unet(noisy, t, class_labels=class_labels).sample
     target = training_target(scheduler, x0, noise, t)
-    per_image = (prediction.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+    error = prediction.float() - target.float()
+    squared = error.pow(2) if cfg.focal_gamma == 0 else error.pow(2) * focal_weights(error, cfg.focal_gamma)
+    per_image = squared.mean(dim=(1, 2, 3))
     loss = (loss_weights(scheduler, t, scheduler.config.prediction_type, cfg.min_snr_gamma) * per_image).mean()
-    if cfg.ssim_weight > 0 or cfg.perceptual_weight > 0:
+    if cfg.ssim_weight > 0 or cfg.perceptual_weight > 0 or cfg.adversarial_weight > 0:
         estimate = predicted_x0(scheduler, prediction.float(), noisy.float(), t)
-        loss = loss + auxiliary_loss(scheduler, cfg, estimate, x0, t, judge_body)
+        loss = loss + auxiliary_loss(scheduler, cfg, estimate, x0, t, judge_body, adversary)
     return loss

@@ -1,9 +1,9 @@
-"""Build the UNet (from a named preset) and the noise scheduler. Knows nothing of training."""
+"""Build the UNet (a preset and its params.yaml overrides) and the noise scheduler. Knows nothing of training."""
 
 from __future__ import annotations
 
 import inspect
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
@@ -12,13 +12,15 @@ from torch import nn
 from ..core.classes import NUM_CLASSES
 from ..core.config import DiffusionConfig, ModelConfig
 from ..core.errors import DevagenError
-from ..core.presets import downsample_factor, patch_size, unet_shape
+from ..core.presets import attention_levels, check_model, model_downsample, model_shape, patch_size
 
 # Class index the conditional UNet reads as "no class": label dropout trains it, and
 # classifier-free guidance uses it for the unconditional half of the batch.
 NULL_LABEL = NUM_CLASSES  # 46
 STYLE_CODES = 2  # stroke and slant (devagen.pen.conditions.codes)
 STYLE_WIDTH = 2 + STYLE_CODES  # columns of a style condition without augmentation labels: class, codes, given
+# Beta schedules that DDPMScheduler, DDIMScheduler and DPMSolverMultistepScheduler all compute from the name alone.
+NAMED_EVERYWHERE = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
 class ClassStyleEmbedding(nn.Module):
@@ -119,16 +121,18 @@ def with_null_class(class_labels: torch.Tensor, null_label: int) -> torch.Tensor
 
 
 def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1, augment_labels: int = 0) -> UNet2DModel:
-    """A freshly initialised UNet2DModel (StyleUNet2DModel with model.style_conditioning) for (B, channels, S, S)
-    inputs: images, or a latent model's latents (then image_size is the latent side). A patch preset's UNet takes
-    them as patches (devagen.diffusion.patches): (B, channels·p², S/p, S/p). augment_labels > 0: a style-conditioned
-    UNet that also reads that many augmentation labels (ClassStyleEmbedding)."""
+    """A freshly initialised UNet2DModel (StyleUNet2DModel with model.style_conditioning) of cfg's shape (the preset
+    with params.yaml's overrides) for (B, channels, S, S) inputs: images, or a latent model's latents (then image_size
+    is the latent side). A patch preset's UNet takes them as patches (devagen.diffusion.patches):
+    (B, channels·p², S/p, S/p). augment_labels > 0: a style-conditioned UNet that also reads that many augmentation
+    labels (ClassStyleEmbedding)."""
     if augment_labels and not cfg.style_conditioning:
         raise ValueError("augmentation labels ride on the style conditions: they need model.style_conditioning")
-    factor = downsample_factor(cfg.preset)
+    check_model(cfg)
+    factor = model_downsample(cfg)
     if image_size % factor:
         raise DevagenError(f"params.yaml: prepare.image_size: {image_size} is not a multiple of {factor}, "
-                           f"the downsampling of preset {cfg.preset!r}")
+                           f"the downsampling of preset {cfg.preset!r} with its model.* shape")
     extra = {"num_class_embeds": NUM_CLASSES + 1} if cfg.conditional else {}
     if cfg.scale_shift:
         extra["resnet_time_scale_shift"] = "scale_shift"
@@ -137,7 +141,30 @@ def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1, augment_lab
     cls = StyleUNet2DModel if cfg.style_conditioning else UNet2DModel
     patch = patch_size(cfg.preset)  # a patch preset denoises (channels·p², S/p, S/p): devagen.diffusion.patches
     return cls(sample_size=image_size // patch, in_channels=channels * patch ** 2, out_channels=channels * patch ** 2,
-               **unet_shape(cfg.preset), **extra)
+               **model_shape(cfg), **extra)
+
+
+def built_shape(unet: UNet2DModel, patch: int) -> dict:
+    """The shape a UNet was built with, read from its config (what the train stage records): widths, attention
+    levels, layers, mid block, groups, dropout, head size, input side and channels, patch side."""
+    config = unet.config
+    mid = "none" if config.mid_block_type is None else ("attention" if config.add_attention else "plain")
+    return {"block_out_channels": list(config.block_out_channels),
+            "attention_levels": list(attention_levels(config)), "layers_per_block": config.layers_per_block,
+            "mid_block": mid, "norm_num_groups": config.norm_num_groups, "dropout": config.dropout,
+            "attention_head_dim": config.attention_head_dim, "sample_size": config.sample_size,
+            "in_channels": config.in_channels, "patch_size": patch}
+
+
+def explicit_betas(schedule: Mapping[str, Any]) -> dict[str, Any]:
+    """A scheduler config (training's or a saved one) that every sampler builds: a beta_schedule that not all of
+    diffusers' DDPM, DDIM and DPM-Solver schedulers compute by name (sigmoid: DDPM only) gets its betas, computed
+    once by DDPMScheduler, as trained_betas (float32 values, exact through JSON); other configs come back unchanged."""
+    config = dict(schedule)
+    if config.get("trained_betas") is not None or config.get("beta_schedule", "linear") in NAMED_EVERYWHERE:
+        return config
+    betas = DDPMScheduler.from_config({**config, "rescale_betas_zero_snr": False}).betas  # a sampler may rescale them
+    return {**config, "trained_betas": betas.tolist()}
 
 
 def build_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
@@ -145,10 +172,9 @@ def build_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
     # clip_sample only acts in DDPMScheduler.step (ancestral sampling), never in training.
     # Off here so every sampler sees the raw prediction; samplers that want clipping or
     # dynamic thresholding turn it on themselves.
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps,
-                         beta_schedule=cfg.diffusers_beta_schedule,
-                         prediction_type=cfg.prediction_type,
-                         clip_sample=False)
+    return DDPMScheduler(**explicit_betas({"num_train_timesteps": cfg.num_train_timesteps,
+                                           "beta_schedule": cfg.diffusers_beta_schedule,
+                                           "prediction_type": cfg.prediction_type, "clip_sample": False}))
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -8,7 +8,6 @@ full-resolution conv is narrow, the wide convs run at 1/2 and 1/4 of the side.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -25,6 +24,7 @@ from ..core.device import autocast, pick_device, precision_name
 from ..core.errors import DevagenError, one_line
 from ..core.integrity import check_manifest, damaged, write_manifest
 from ..core.io import read_json, write_json
+from ..core.updates import one_cycle
 from ..data.prepared import to_model_range
 from ..data.augment import augment_batch
 
@@ -211,14 +211,6 @@ def _train_epoch(judge: Judge, opt: torch.optim.Optimizer, sched: Any, images: t
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         bar.update(1)
     return total.item() / steps
-
-
-def one_cycle(step: int, total: int, warmup: float) -> float:
-    """LR factor in (0, 1] at `step` of `total`: linear rise over a `warmup` fraction, then cosine toward 0."""
-    up = max(1, round(warmup * total))
-    if step < up:
-        return (step + 1) / up
-    return 0.5 * (1 + math.cos(math.pi * (step - up) / max(1, total - up)))
 
 
 def _optimizer(judge: Judge, cfg: OcrConfig, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:

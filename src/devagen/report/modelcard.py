@@ -98,8 +98,8 @@ def _training(params: Mapping[str, Any], train: Mapping[str, Any]) -> list[Block
     blocks: list[Block] = [Heading("Training"), Para(
         f"A diffusers `UNet2DModel` (preset `{params.get('model.preset')}`"
         + (f", {fmt_num(train['params'])} parameters" if train.get("params") else "")
-        + ") trained on the DHCD train split, exact duplicates removed, by devagen's pipeline "
-          "(`dvc repro`). `unet/` holds the EMA weights"
+        + ")" + shape_sentence(train.get("unet")) + " trained on the DHCD train split, exact duplicates removed, by "
+          "devagen's pipeline (`dvc repro`). `unet/` holds the EMA weights"
         + (f" (decay {fmt_num(params.get('train.ema_decay'))})" if params.get("train.ema_decay") else "")
         + ", `unet_raw/` the raw ones, `scheduler/` the training noise schedule."),
         Table(["parameter (params.yaml)", "value"], rows)]
@@ -110,6 +110,17 @@ def _training(params: Mapping[str, Any], train: Mapping[str, Any]) -> list[Block
         blocks.append(Table(["training run", "value"],
                             [[label, fmt(train[key])] for label, key, fmt in spec if train.get(key) is not None]))
     return blocks
+
+
+def shape_sentence(unet: Optional[Mapping[str, Any]]) -> str:
+    """', built as ...' from the train stage's record of the UNet's shape (details `unet`); '' when absent."""
+    if not unet:
+        return ""
+    attention = ", ".join(map(str, unet["attention_levels"])) or "none"
+    patches = f", seeing {unet['patch_size']}×{unet['patch_size']} pixel patches as channels" if unet["patch_size"] > 1 else ""
+    return (f", built with levels of {'/'.join(map(str, unet['block_out_channels']))} channels (attention at levels: "
+            f"{attention}; mid block: {unet['mid_block']}), {unet['layers_per_block']} ResNet layer(s) per block, "
+            f"{unet['norm_num_groups']} norm groups, dropout {fmt_num(unet['dropout'])}{patches},")
 
 
 def _evaluation(params: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]]) -> list[Block]:

@@ -136,10 +136,12 @@ def samples_figure(images: np.ndarray, labels: np.ndarray, glyph_list: Sequence[
 def steps_figure(pipeline: DevagenPipeline, label: Optional[int], seed: int,
                  steps: Sequence[int] = (1, 2, 3, 5, 10, 20, 50), title: Optional[str] = None,
                  **guidance: Any) -> Image.Image:
-    """The same initial noise sampled with each step count, captioned "1 step", "2 steps", ...
+    """The same initial noise sampled with each step count the schedule has timesteps for, captioned "1 step",
+    "2 steps", ...
 
     guidance: the pipeline's guidance keywords (guidance_options); none = unguided.
     """
+    steps = [n for n in steps if n <= pipeline.scheduler.config.num_train_timesteps] or [1]
     labels = None if label is None else [label]
     images = np.concatenate([
         pipeline(labels=labels, batch_size=1, num_inference_steps=n, generator=image_generators(seed, 0, 1),

@@ -9,6 +9,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..core.errors import DevagenError
+from ..diffusion.unet import explicit_betas
 
 # Options every inference sampler gets on top of the saved DDPM config:
 # - "trailing" spacing starts at t = T-1. The saved DDPMScheduler says "leading", which never visits
@@ -50,7 +51,7 @@ def build_sampler(ddpm_config: dict, sampler: str, latent: bool = False) -> Sche
     latent: for a latent model (no clipping or thresholding of x0, LATENT_OPTIONS)."""
     if sampler not in SAMPLER_CLASSES:
         raise DevagenError(f"params.yaml: sample.sampler: unknown {sampler!r}; choose one of {', '.join(SAMPLER_CLASSES)}")
-    schedule = {k: v for k, v in ddpm_config.items() if k in SCHEDULE_KEYS}
+    schedule = explicit_betas({k: v for k, v in ddpm_config.items() if k in SCHEDULE_KEYS})  # sigmoid too
     options = {**COMMON_OPTIONS, **SAMPLER_OPTIONS[sampler]}
     if latent:
         options.update({k: v for k, v in LATENT_OPTIONS.items() if k in options})

@@ -25,13 +25,12 @@ from typing import Callable, Optional
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm.auto import tqdm
 
 from ..core.config import DistillConfig
 from ..core.device import autocast
 from ..core.seeding import seeded_generator
-from ..core.updates import WindowMean, optimizer_update
+from ..core.updates import WindowMean, optimizer_update, warmup_schedule
 from ..data.prepared import to_model_range
 from ..diffusion.guidance import predicted_x0
 from ..diffusion.patches import to_patches
@@ -147,7 +146,7 @@ def distill_round(teacher: Denoiser, student: UNet2DModel, scheduler: DDPMSchedu
     device = data.images.device
     grid = transitions(steps, scheduler.config.num_train_timesteps).to(device)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
-    lr_schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps_per_round)
+    lr_schedule = warmup_schedule(optimizer, cfg.warmup_steps, cfg.steps_per_round)
     student.train()
     began = time.perf_counter()
     losses = WindowMean(device, LOSS_READ_EVERY, f"distill ({steps}-step round)",

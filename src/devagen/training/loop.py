@@ -37,7 +37,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -45,16 +44,18 @@ from ..core.classes import NUM_CLASSES
 from ..core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
 from ..core.device import allow_precision, cpu_info, mixed_precision, use_math_attention
 from ..core.errors import DevagenError
-from ..core.loss_meter import LossMeter
+from ..core.updates import LossMeter
 from ..core.presets import patch_size
 from ..core.seeding import seeded_generator
+from ..core.updates import warmup_schedule
 from ..data.augment import AUGMENT_LABELS, augment_labelled
 from ..data.prepared import from_model_range, to_model_range
+from ..diffusion.adversarial import Adversary
 from ..diffusion.autoencoder import brightness_direction, encode, latent_downsample
 from ..diffusion.aux_losses import frozen
 from ..diffusion.objective import diffusion_loss
 from ..diffusion.patches import to_patches
-from ..diffusion.unet import augment_dim, build_noise_scheduler, build_unet, count_parameters
+from ..diffusion.unet import augment_dim, build_noise_scheduler, build_unet, built_shape, count_parameters
 from ..pen.conditions import PenReference, measure_pen, pen_style, training_codes
 from .checkpoints import resume, save_checkpoint, save_guide, sealed_on_exit
 from .output import save_trained_model
@@ -114,9 +115,11 @@ def _check_data(images: np.ndarray, labels: np.ndarray, conditional: bool) -> No
 
 def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig, augment_cfg: AugmentConfig,
            images: np.ndarray, labels: np.ndarray, pen: Optional[np.ndarray],
-           judge: Optional[torch.nn.Module] = None, vae: Optional[torch.nn.Module] = None) -> TrainRun:
-    """Accelerator, seeded UNet, AdamW, warmup+cosine lr, EMA, the data as device tensors and, for the
-    perceptual loss, the judge's feature stack frozen on the device; for latent diffusion, the autoencoder."""
+           judge: Optional[torch.nn.Module] = None, vae: Optional[torch.nn.Module] = None,
+           lr_lambda: Optional[Callable[[int], float]] = None) -> TrainRun:
+    """Accelerator, seeded UNet, AdamW, the train.lr_schedule (or `lr_lambda`: step -> lr factor, lr-find's sweep),
+    EMA, the data as device tensors and, for the perceptual loss, the judge's feature stack frozen on the device; for
+    latent diffusion, the autoencoder; for the adversarial term, the critic (saved with the checkpoints)."""
     precision = mixed_precision(cfg.mixed_precision, RESTORE)
     allow_precision(precision)
     accelerator = Accelerator(mixed_precision=precision,
@@ -133,23 +136,32 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     fused = accelerator.device.type == "cuda"  # one multi-tensor kernel per step: matters when launch-bound
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     steps = total_steps(cfg, len(images), accelerator.num_processes)
-    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, steps)
+    lr_scheduler = (warmup_schedule(optimizer, cfg.warmup_steps, steps, cfg.lr_schedule, cfg.lr_cycle_steps,
+                                    cfg.lr_min_ratio) if lr_lambda is None
+                    else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda))
     unet, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     unet = compiled(unet, cfg.compile)  # after prepare: accelerate saves and unwraps the uncompiled module
     ema = None
     if cfg.ema_decay > 0:
         ema = EMAModel(model.parameters(), decay=cfg.ema_decay, foreach=True)
         accelerator.register_for_checkpointing(ema)  # saved and restored with the checkpoint
+    adversary = None
+    if diffusion_cfg.adversarial_weight > 0:
+        adversary = Adversary(channels * patch_size(model_cfg.preset) ** 2, patch_size(model_cfg.preset),
+                              diffusion_cfg.critic_lr, accelerator.device, cfg.seed)
+        accelerator.register_for_checkpointing(adversary)  # critic and its optimizer: a resumed run goes on exactly
     device = accelerator.device
     images_t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     labels_t = torch.from_numpy(labels.astype(np.int64)).to(device) if model_cfg.conditional else None
     styles_t = torch.from_numpy(training_codes(pen, labels)).to(device) if model_cfg.style_conditioning else None
     judge_body = _judge_body(judge, side).to(device) if diffusion_cfg.needs_judge else None
     vae = None if vae is None else frozen(vae).to(device)
-    offset = brightness_direction(vae, images_t) if vae is not None and diffusion_cfg.offset_noise > 0 else None
+    offset = None  # offset noise's direction: None = the same in every channel (pixels and pixel patches)
+    if vae is not None and diffusion_cfg.offset_noise > 0:
+        offset = to_patches(brightness_direction(vae, images_t), patch_size(model_cfg.preset))
     return TrainRun(cfg, diffusion_cfg, augment_cfg, accelerator, model, unet, optimizer, lr_scheduler, ema,
                 build_noise_scheduler(diffusion_cfg), images_t, labels_t, styles_t, steps, judge_body, vae,
-                patch_size(model_cfg.preset), PenReference.of(pen, labels) if labelled else None, offset)
+                patch_size(model_cfg.preset), adversary, PenReference.of(pen, labels) if labelled else None, offset)
 
 
 def _judge_body(judge: torch.nn.Module, side: int) -> torch.nn.Sequential:
@@ -174,7 +186,7 @@ def run_fingerprint(run: TrainRun, model_cfg: ModelConfig, images: np.ndarray, l
     facts = {
         "train": {k: v for k, v in asdict(run.cfg).items() if k not in NOT_FINGERPRINTED},
         "mixed_precision": run.accelerator.mixed_precision,
-        "model": asdict(model_cfg),
+        "model": {k: v for k, v in asdict(model_cfg).items() if v is not None},  # unset shape keys: the preset's
         "diffusion": asdict(run.diffusion_cfg),
         "augment": asdict(run.augment_cfg) if run.cfg.augment else None,
         "num_processes": run.accelerator.num_processes,
@@ -246,7 +258,7 @@ def _optimizer_step(run: TrainRun, step: int) -> torch.Tensor:
         with acc.accumulate(run.unet):
             loss = diffusion_loss(run.unet, run.noise_scheduler, x0, labels, run.diffusion_cfg,
                                   cfg.cond_drop_prob, generator, styles, cfg.style_drop_prob, run.judge_body,
-                                  augment, run.offset_direction)
+                                  run.adversary, augment, run.offset_direction)
             acc.backward(loss)
             if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(run.unet.parameters(), cfg.grad_clip)
@@ -255,6 +267,8 @@ def _optimizer_step(run: TrainRun, step: int) -> torch.Tensor:
                 run.lr_scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
         total = loss.detach() if total is None else total + loss.detach()
+    if run.adversary is not None:  # the critic's turn, on the last micro-batch's real and estimated x0
+        run.adversary.step(x0, (lambda g: acc.reduce(g, "mean")) if acc.num_processes > 1 else None)
     if run.ema is not None:
         run.ema.step(run.model.parameters())
     return total / cfg.grad_accum
@@ -376,7 +390,8 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     return {
         "steps": run.total_steps, "epochs": run.total_steps * run.global_batch / len(images),
         "final_loss": loss, "img_per_s": img_per_s, "wall_s": time.perf_counter() - began,
-        "params": count_parameters(run.model), "device": str(run.accelerator.device),
+        "params": count_parameters(run.model), "unet": built_shape(run.model, run.patch),
+        "device": str(run.accelerator.device),
         "global_batch": run.global_batch, "resumed_from_step": start,
         "mixed_precision": run.accelerator.mixed_precision, "cpu": cpu_info(),
     }

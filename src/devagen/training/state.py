@@ -15,6 +15,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
 
 from ..core.config import AugmentConfig, DiffusionConfig, TrainConfig
+from ..diffusion.adversarial import Adversary
 from ..pen.conditions import PenReference
 
 
@@ -39,6 +40,7 @@ class TrainRun:
     judge_body: Optional[torch.nn.Sequential] = None  # the frozen judge's feature stack (perceptual loss) on the device
     vae: Optional[torch.nn.Module] = None  # latent diffusion: the frozen autoencoder whose latents the UNet learns
     patch: int = 1  # a patch preset's patch side: x0 is denoised as devagen.diffusion.patches.to_patches(x0, patch)
+    adversary: Optional[Adversary] = None  # diffusion.adversarial_weight > 0: the critic and its optimizer
     pen_reference: Optional[PenReference] = None  # pen model with train.augment: codes are measured per batch against it
     offset_direction: Optional[torch.Tensor] = None  # latent model: offset noise's direction (sample_noise), on the device
 
