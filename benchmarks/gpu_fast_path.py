@@ -50,7 +50,8 @@ import gpu_runs  # noqa: E402  (sibling script: the README's GPU configurations)
 import train_throughput  # noqa: E402  (sibling script: the plain loop)
 
 from devagen.core.classes import glyphs  # noqa: E402
-from devagen.core.config import ModelConfig, Params
+from devagen.core.params import Params
+from devagen.core.shape import ModelConfig
 from devagen.core.params import params_from_dict  # noqa: E402
 from devagen.data import prepared as data
 from devagen.diffusion.unet import build_unet, condition  # noqa: E402

@@ -33,7 +33,8 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from devagen.core import paths
-from devagen.core.config import ModelConfig, Params
+from devagen.core.params import Params
+from devagen.core.shape import ModelConfig
 from devagen.core.params import params_from_dict
 from devagen.diffusion.unet import build_unet
 

@@ -32,7 +32,7 @@ from accelerate.state import AcceleratorState
 from diffusers import UNet2DModel
 
 from devagen.core.classes import glyphs
-from devagen.core.config import Params
+from devagen.core.params import Params
 from devagen.core.params import params_from_dict
 from devagen.data import prepared as data
 from devagen.judges import metrics, ocr

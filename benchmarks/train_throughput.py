@@ -47,7 +47,8 @@ from torchvision import datasets, transforms
 
 from devagen.core import paths
 from devagen.core.classes import CLASS_NAMES
-from devagen.core.config import ModelConfig, Params
+from devagen.core.params import Params
+from devagen.core.shape import ModelConfig
 from devagen.core.params import load_params
 from devagen.core.presets import PRESETS, patch_size
 from devagen.data.archive import ROOT

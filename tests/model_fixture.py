@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from devagen.core.classes import CLASS_NAMES, NUM_CLASSES, glyphs
-from devagen.core.config import DiffusionConfig, ModelConfig
+from devagen.core.config import DiffusionConfig
+from devagen.core.shape import ModelConfig
 from devagen.diffusion.unet import NULL_LABEL, build_noise_scheduler, build_unet
 from devagen.pen.conditions import PenStyle
 from devagen.sampling.folder import ModelMeta, write_meta, write_model_index

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from devagen.core.classes import CLASS_NAMES
-from devagen.core.config import Params
+from devagen.core.params import Params
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
 
@@ -190,13 +190,8 @@ def test_style_control_benchmark_runs_and_an_untrained_model_fails_its_targets(t
 def test_cpu_profile_times_old_and_new_paths() -> None:
     import dataclasses
 
-    from devagen.core.config import (
-        PrepareConfig,
-        ModelConfig,
-        OcrConfig,
-        SampleConfig,
-        TrainConfig,
-    )
+    from devagen.core.config import OcrConfig, PrepareConfig, SampleConfig, TrainConfig
+    from devagen.core.shape import ModelConfig
 
     profile = _load_script("cpu_profile")
     params = dataclasses.replace(Params(), prepare=PrepareConfig(image_size=16), model=ModelConfig(preset="tiny"),

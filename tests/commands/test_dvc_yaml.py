@@ -10,7 +10,7 @@ import yaml
 
 from devagen.cli import cli
 from devagen.core import paths
-from devagen.core.config import Params
+from devagen.core.params import Params
 
 REPO = Path(__file__).parents[2]
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from devagen.cli import cli
-from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from devagen.core.config import AugmentConfig, DiffusionConfig, TrainConfig
+from devagen.core.shape import ModelConfig
 from devagen.data import prepared as data
 from devagen.pen.conditions import measure_pen
 from devagen.training.lr_find import lr_sweep, suggest, sweep_factor

@@ -140,6 +140,6 @@ def test_listing_a_stage_dep_it_does_not_run_fails() -> None:
 def test_fetch_runs_only_the_download_code() -> None:
     """Editing a pen measure, MLflow tracking or a network preset must not re-download DHCD."""
     modules = {p for p in stage_code("fetch") if not p.endswith("__init__.py")}
-    assert len(modules) <= 11, sorted(modules)  # the typed config is two modules: config and the model section's shape
+    assert len(modules) <= 10, sorted(modules)
     assert not {p for p in modules if p.split("/")[2] in ("pen", "judges", "diffusion", "sampling", "training")}
     assert not modules & {"src/devagen/core/tracking.py", "src/devagen/core/presets.py", "src/devagen/core/params.py"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devagen.core.config import Params
+from devagen.core.params import Params
 from devagen.core.errors import DevagenError
 from devagen.core.params import flatten, load_params, params_from_dict
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from devagen.core import device
-from devagen.core.config import ModelConfig
+from devagen.core.shape import ModelConfig
 from devagen.diffusion.unet import build_unet
 from devagen.core.device import mixed_precision
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from dvc.utils.hydra import apply_overrides
 
-from devagen.core.config import ModelConfig
+from devagen.core.shape import ModelConfig
 from devagen.core.errors import DevagenError
 from devagen.core.params import load_params, params_from_dict
 from devagen.core.presets import PRESETS, model_downsample, model_shape, unet_shape

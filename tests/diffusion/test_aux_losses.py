@@ -10,15 +10,10 @@ import pytest
 import torch
 from test_style import bar
 
-from devagen.core.config import (
-    AugmentConfig,
-    DiffusionConfig,
-    ModelConfig,
-    OcrConfig,
-    TrainConfig,
-)
+from devagen.core.config import AugmentConfig, DiffusionConfig, OcrConfig, TrainConfig
 from devagen.core.errors import DevagenError
 from devagen.core.params import params_from_dict
+from devagen.core.shape import ModelConfig
 from devagen.diffusion.aux_losses import (
     frozen,
     perceptual_distance,

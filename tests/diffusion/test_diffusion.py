@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from devagen.core.config import DiffusionConfig, ModelConfig
+from devagen.core.config import DiffusionConfig
+
+from devagen.core.shape import ModelConfig
 from devagen.diffusion.objective import (
     diffusion_loss,
     drop_labels,

@@ -12,15 +12,10 @@ import torch
 from click.testing import CliRunner
 from diffusers import AutoencoderKL, DiffusionPipeline
 
-from devagen.core.config import (
-    AugmentConfig,
-    DiffusionConfig,
-    VaeConfig,
-    ModelConfig,
-    TrainConfig,
-)
+from devagen.core.config import AugmentConfig, DiffusionConfig, TrainConfig, VaeConfig
 from devagen.core.errors import DevagenError
 from devagen.core.params import params_from_dict
+from devagen.core.shape import ModelConfig
 from devagen.diffusion import autoencoder as latent
 from devagen.sampling.pipeline import load_pipeline
 from devagen.training.loop import train_diffusion

@@ -7,7 +7,8 @@ import torch
 from diffusers import DDPMScheduler
 
 from devagen.core.classes import NUM_CLASSES
-from devagen.core.config import DiffusionConfig, ModelConfig
+from devagen.core.config import DiffusionConfig
+from devagen.core.shape import ModelConfig
 from devagen.core.errors import DevagenError
 from devagen.diffusion.unet import (
     NULL_LABEL,

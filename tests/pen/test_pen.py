@@ -15,7 +15,8 @@ import torch
 from click.testing import CliRunner
 
 from devagen.cli import cli
-from devagen.core.config import DiffusionConfig, ModelConfig, SampleConfig, TrainConfig
+from devagen.core.config import DiffusionConfig, SampleConfig, TrainConfig
+from devagen.core.shape import ModelConfig
 from devagen.core.errors import DevagenError
 from devagen.core.params import params_from_dict
 from devagen.diffusion.objective import diffusion_loss

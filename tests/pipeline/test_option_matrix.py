@@ -26,7 +26,9 @@ import numpy as np
 import pytest
 import torch
 
-from devagen.core.config import PREDICTION_TYPES, SAMPLERS, Params, SampleConfig
+from devagen.core.config import PREDICTION_TYPES, SAMPLERS, SampleConfig
+
+from devagen.core.params import Params
 from devagen.core.errors import DevagenError
 from devagen.core.params import params_from_dict
 from devagen.diffusion.autoencoder import load_autoencoder, save_autoencoder, train_autoencoder

@@ -7,7 +7,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from devagen.core.config import Params
+from devagen.core.params import Params
 from devagen.core.params import flatten
 from devagen.report.modelcard import write_model_card
 

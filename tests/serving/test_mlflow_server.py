@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from devagen.core import tracking
-from devagen.core.config import Params, TrackingConfig
+from devagen.core.config import TrackingConfig
+from devagen.core.params import Params
 from devagen.core.params import flatten
 
 COMPARED = ("ocr_accuracy", "fid", "kid", "img_per_s")

@@ -389,7 +389,8 @@ import os, sys, time
 from pathlib import Path
 import numpy as np
 from devagen.training import loop as training
-from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from devagen.core.config import AugmentConfig, DiffusionConfig, TrainConfig
+from devagen.core.shape import ModelConfig
 from devagen.core.errors import DevagenError
 {data}
 ck, out, steps, delay = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])

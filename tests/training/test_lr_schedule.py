@@ -10,7 +10,9 @@ import pytest
 import torch
 from diffusers.optimization import get_cosine_schedule_with_warmup
 
-from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from devagen.core.config import AugmentConfig, DiffusionConfig, TrainConfig
+
+from devagen.core.shape import ModelConfig
 from devagen.core.errors import DevagenError
 from devagen.core.params import params_from_dict
 from devagen.core.updates import lr_factor, warmup_schedule

@@ -17,7 +17,9 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from safetensors.torch import load_file
 
-from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from devagen.core.config import AugmentConfig, DiffusionConfig, TrainConfig
+
+from devagen.core.shape import ModelConfig
 from devagen.core.errors import DevagenError
 from devagen.diffusion.unet import build_unet
 from devagen.sampling.folder import read_meta
@@ -267,7 +269,8 @@ import hashlib, sys, time
 from pathlib import Path
 import numpy as np
 from devagen.training import loop as training
-from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from devagen.core.config import AugmentConfig, DiffusionConfig, TrainConfig
+from devagen.core.shape import ModelConfig
 {data}
 root, steps, delay = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 save = training.save_trained_model

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..core import paths, tracking
-from ..core.config import Params
+from ..core.params import Params
 from ..core.io import write_json
 from ..core.params import flatten, load_params
 from ..data import lineage

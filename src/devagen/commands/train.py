@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..core import paths
-from ..core.config import Params
+from ..core.params import Params
 from ..core.io import append_jsonl, read_jsonl, write_csv
 from .common import finish, load, start_run, write_metrics
 from .failure import StageCommand

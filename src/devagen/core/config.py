@@ -8,11 +8,10 @@ Values are cast to the declared type, because `dvc exp run -S train.lr=5e-5` wri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Optional
 
 from .errors import check
-from .shape import ModelConfig  # noqa: F401  (the model section: a preset and the overrides of its shape)
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
@@ -404,27 +403,3 @@ class TrackingConfig:
     experiment: str = "devagen"
     uri: str = "sqlite:///mlflow.db"
     log_model: bool = True  # log the trained model as an MLflow pyfunc model (copies one UNet's weights)
-
-
-@dataclass(frozen=True)
-class Params:
-    """All of params.yaml."""
-
-    fetch: FetchConfig = field(default_factory=FetchConfig)
-    prepare: PrepareConfig = field(default_factory=PrepareConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    train_ocr: OcrConfig = field(default_factory=OcrConfig)
-    style_net: StyleNetConfig = field(default_factory=StyleNetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    vae: VaeConfig = field(default_factory=VaeConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    c2st: C2stConfig = field(default_factory=C2stConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
-    human_study: HumanStudyConfig = field(default_factory=HumanStudyConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-
-

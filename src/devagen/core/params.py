@@ -4,12 +4,53 @@ string), unknown keys refused, combinations of settings checked before any stage
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Params, check
+from .config import (
+    AugmentConfig,
+    C2stConfig,
+    DiffusionConfig,
+    DistillConfig,
+    EvaluateConfig,
+    FetchConfig,
+    HumanStudyConfig,
+    OcrConfig,
+    PrepareConfig,
+    ReportConfig,
+    SampleConfig,
+    StyleNetConfig,
+    TrackingConfig,
+    TrainConfig,
+    VaeConfig,
+)
+from .errors import check
 from .presets import check_model, model_downsample, patch_size
 from .sections import read_yaml, section_from_dict, type_hints
+from .shape import ModelConfig
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of params.yaml."""
+
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train_ocr: OcrConfig = field(default_factory=OcrConfig)
+    style_net: StyleNetConfig = field(default_factory=StyleNetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    vae: VaeConfig = field(default_factory=VaeConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    c2st: C2stConfig = field(default_factory=C2stConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    human_study: HumanStudyConfig = field(default_factory=HumanStudyConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 def params_from_dict(raw: Any) -> Params:

@@ -13,8 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .config import check
-from .errors import DevagenError
+from .errors import DevagenError, check
 
 T = TypeVar("T")
 

@@ -10,7 +10,8 @@ from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
 from ..core.classes import NUM_CLASSES
-from ..core.config import DiffusionConfig, ModelConfig
+from ..core.config import DiffusionConfig
+from ..core.shape import ModelConfig
 from ..core.errors import DevagenError
 from ..core.presets import attention_levels, check_model, model_downsample, model_shape, patch_size
 

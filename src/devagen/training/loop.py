@@ -41,7 +41,8 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..core.classes import NUM_CLASSES
-from ..core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from ..core.config import AugmentConfig, DiffusionConfig, TrainConfig
+from ..core.shape import ModelConfig
 from ..core.device import allow_precision, cpu_info, mixed_precision, use_math_attention
 from ..core.errors import DevagenError
 from ..core.updates import LossMeter

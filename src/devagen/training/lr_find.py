@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from ..core.config import AugmentConfig, DiffusionConfig, TrainConfig
+
+from ..core.shape import ModelConfig
 from ..core.errors import DevagenError
 from .loop import _check_data, _optimizer_step, _setup, check_compile
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.classes import CLASS_NAMES, glyphs
-from ..core.config import ModelConfig
+from ..core.shape import ModelConfig
 from ..core.integrity import full_disk_guard, write_manifest
 from ..core.off_notes import write_no_autoencoder
 from ..core.presets import patch_size
