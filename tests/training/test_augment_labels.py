@@ -12,7 +12,8 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline
 
-from devagen.core.config import AugmentConfig, DiffusionConfig, ModelConfig, TrainConfig
+from devagen.core.config import AugmentConfig, DiffusionConfig, TrainConfig
+from devagen.core.shape import ModelConfig
 from devagen.core.params import params_from_dict
 from devagen.data.prepared import to_model_range
 from devagen.data.augment import AUGMENT_LABELS, augment_batch, augment_labelled
