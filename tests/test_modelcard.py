@@ -61,6 +61,6 @@ def test_style_conditioned_card_says_how_to_ask_for_a_pen(tmp_path: Path) -> Non
 def test_card_says_whether_the_output_is_tone_mapped(tmp_path: Path) -> None:
     said = {on: _card(tmp_path, flatten(Params()), {**METRICS, "sample": {**METRICS["sample"], "tone_map": on}},
                       f"tone_{on}")[1] for on in (True, False)}
-    assert "The output is tone-mapped: `tone.json` in this folder" in said[True] and "on 230 images" in said[True]
+    assert "The output is tone-mapped: `tone.json` in this folder" in said[True] and "on 460 images" in said[True]
     assert "`pipeline(..., tone_map=False)`" in said[True]
     assert "The output is not tone-mapped" in said[False] and "at or below 8 set to black" in said[False]

@@ -303,7 +303,7 @@ class SampleConfig:
     precision: str = "fp32"  # auto: bf16 autocast where the CPU computes bf16 natively (devagen.core.device.cpu_bf16)
     black_point: int = 8  # grey level (0-255) mapped to black, the rest stretched back to 0-255 (devagen.sampling.pipeline)
     tone_map: bool = True  # grey levels by the model folder's tone map (devagen.sampling.tone), if any; else black_point
-    tone_reference: int = 230  # images drawn (other seeds than the samples') to fit the tone map on
+    tone_reference: int = 460  # images drawn (other seeds than the samples') to fit the tone map on
 
     def __post_init__(self) -> None:
         check(self.sampler in SAMPLERS, "sample.sampler", f"choose one of {', '.join(SAMPLERS)}")

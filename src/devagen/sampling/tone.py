@@ -21,7 +21,7 @@ import torch
 LEVELS = 256  # uint8 grey levels
 # The thresholds are smoothed over this many levels either side (fewer at the ends): the empirical quantiles of a
 # few hundred reference images scatter each mid-grey level's share by ~6 %, which a histogram classifier reads
-# (230 reference images: tone C2ST 0.64 unsmoothed, 0.53 smoothed; benchmarks/results/quality_tone/README.md).
+# (460 reference images: tone C2ST 0.58 unsmoothed, 0.51 smoothed; benchmarks/results/quality_tone/README.md).
 SMOOTHING = 4
 
 
