@@ -19,7 +19,7 @@ TINY = {
     "train_ocr": {"epochs": 1, "batch_size": 64, "width": 8},
     "model": {"preset": "tiny"},
     "train": {"max_steps": 6, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 1000, "log_every": 2},
-    "sample": {"steps": 2, "per_class": 2, "count": 92, "batch_size": 128},
+    "sample": {"steps": 2, "per_class": 2, "count": 92, "batch_size": 128, "tone_reference": 46},
     "evaluate": {"kid_subset_size": 20, "kid_subsets": 10, "batch_size": 128},
 }
 

@@ -428,3 +428,20 @@ def test_patch_probe_trains_a_patch_preset_of_the_asked_widths_and_draws_full_si
     drawn = generate(pipe, np.array([0, 5]), 2, dataclasses.replace(SampleConfig(), steps=2, precision="fp32"),
                      progress=False)
     assert drawn.shape == (2, 32, 32) and drawn.dtype == np.uint8
+
+
+def test_quality_tone_reads_settings_and_tabulates_rows_with_their_floors() -> None:
+    study = _load_script("quality_tone")
+    try:
+        name, cfg = study.parse_config("CFG 3, off:guidance_scale=3,tone_map=false,steps=15", Params().sample)
+        assert name == "CFG 3, off" and cfg.guidance_scale == 3.0 and cfg.tone_map is False and cfg.steps == 15
+        assert study.parse_config("as is:", Params().sample)[1] == Params().sample
+        with pytest.raises(click.BadParameter, match="'lr' is not a sample key"):
+            study.parse_config("x:lr=1", Params().sample)
+        rows = [{"name": "a", "c2st": 0.7612, "floor_c2st": 0.5, "tone_c2st": 0.95, "floor_tone_c2st": 0.51,
+                 "minutes": 1.5}, {"name": "b", "c2st": 0.65, "floor_c2st": None, "tone_c2st": 0.55}]
+        text = study.table(rows)
+        assert "| a | 0.761 | 0.950 | — |" in text and "| b | 0.650 | 0.550 |" in text
+        assert "| real vs real (floor) | 0.500 | 0.510 |" in text
+    finally:
+        del sys.modules["quality_tone"]

@@ -64,6 +64,9 @@ def test_c2st_metrics_balances_classes_and_reports_its_floor() -> None:
                             blobs(120, seed=6), real_labels, cfg)
     assert out["n_heldout"] == 2 * 4 * 8  # 15 a class from each set: 7 train, 8 held out (the odd one)
     assert out["accuracy"] > 0.85 and abs(out["floor_accuracy"] - 0.5) < 0.2
+    scores = out["generated_scores"]  # each sample's held-out P(generated): the bolder discs read as generated
+    assert scores.shape == (60,) and np.isfinite(scores).sum() >= 32 and np.nanmedian(scores) > 0.7
+    assert ((scores[np.isfinite(scores)] >= 0) & (scores[np.isfinite(scores)] <= 1)).all()
 
 
 def test_the_median_over_seeds_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +76,8 @@ def test_the_median_over_seeds_is_reported(monkeypatch: pytest.MonkeyPatch) -> N
 
     def fake(real, other, groups, cfg):  # type: ignore[no-untyped-def]
         seen.append(cfg.seed)
-        return {"accuracy": by_seed[cfg.seed], "n_train": 2, "n_heldout": 2}
+        return {"accuracy": by_seed[cfg.seed], "n_train": 2, "n_heldout": 2,
+                "second_scores": np.full(len(other), np.nan)}
     monkeypatch.setattr(c2st, "two_sample_accuracy", fake)
     out = c2st.c2st_metrics(blobs(8, seed=1), np.zeros(8, dtype=np.int64), blobs(8, seed=2), np.zeros(8, dtype=np.int64),
                             blobs(8, seed=3), np.zeros(8, dtype=np.int64), replace(CFG, seed=10, repeats=3))

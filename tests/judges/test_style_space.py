@@ -14,7 +14,7 @@ from devagen.core.config import C2stConfig, EvaluateConfig, StyleNetConfig
 from devagen.core.errors import DevagenError
 from devagen.data.prepared import Split, to_model_range
 from devagen.judges import metrics, style_space
-from devagen.judges.evaluation import style_space_metrics
+from devagen.judges.evaluation import style_space_metrics, two_sample_tests
 
 TINY = StyleNetConfig(epochs=2, train_images=0, width=4, batch_size=32, lr=0.2)
 EVAL = EvaluateConfig(kid_subsets=5, kid_subset_size=50)
@@ -89,12 +89,16 @@ def test_save_load_round_trip_and_errors(trained, tmp_path: Path) -> None:
         style_space.load_style_space(tmp_path / "style")
 
 
-def test_evaluation_adds_style_space_and_c2st_keys(trained) -> None:
+def test_evaluation_adds_style_space_and_both_c2st_keys(trained) -> None:
     space = trained[0]
     train, test = Split(*glyphs(3, seed=6)), Split(*glyphs(3, seed=7))
     samples, intended = glyphs(2, seed=8)
-    out = style_space_metrics(space, bolder(samples), intended, train, test, EVAL, C2stConfig(epochs=8, width=4, batch_size=16))
+    out = style_space_metrics(space, bolder(samples), intended, train, test, EVAL)
     for key in ("fid", "kid", "kid_std", "precision", "recall"):
         assert np.isfinite(out[f"space_{key}"]) and np.isfinite(out[f"floor_space_{key}"]), key
     assert out["space_fid"] > 5 * out["floor_space_fid"]
+    tests = two_sample_tests(bolder(samples), intended, train, test, C2stConfig(epochs=8, width=4, batch_size=16))
+    out = tests.metrics
     assert 0 <= out["floor_c2st_accuracy"] <= 1 and out["c2st_accuracy"] > 0.6 and out["c2st_heldout"] == 92 * 2 // 2
+    assert out["tone_c2st_accuracy"] > 0.6 and 0 <= out["floor_tone_c2st_accuracy"] <= 1  # bolder: more white
+    assert tests.scores.shape == (len(samples),)

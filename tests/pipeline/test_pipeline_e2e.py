@@ -24,7 +24,7 @@ TINY = {
     "c2st": {"epochs": 2, "width": 4},
     "model": {"preset": "tiny", "conditional": True},
     "train": {"max_steps": 6, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 3, "log_every": 2},
-    "sample": {"steps": 2, "per_class": 2, "batch_size": 64},
+    "sample": {"steps": 2, "per_class": 2, "batch_size": 64, "tone_reference": 46},
     "distill": {"enabled": True, "start_steps": 2, "steps_per_round": 2, "batch_size": 4, "warmup_steps": 0,
                 "per_class": 1},
     "evaluate": {"kid_subset_size": 20, "batch_size": 64, "cas": True, "cas_epochs": 2, "cas_batch_size": 32},
@@ -76,8 +76,13 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     ev = metrics["eval"]
     for key in ("fid", "kid", "precision", "recall", "floor_fid", "ocr_accuracy", "per_class_accuracy",
                 "space_fid", "space_kid", "space_precision", "space_recall", "floor_space_fid", "c2st_accuracy",
-                "floor_c2st_accuracy"):
+                "floor_c2st_accuracy", "tone_c2st_accuracy", "floor_tone_c2st_accuracy"):
         assert key in ev, key
+    telltale = ev["c2st_telltale"]  # the samples the C2ST is surest of, each with a real neighbour of its class
+    assert 0 < telltale["count"] <= 48 and len(telltale["neighbours"]) == telltale["count"]
+    assert telltale["measures"] and {"measure", "generated", "real", "effect"} <= set(telltale["measures"][0])
+    tone = json.loads((tmp_path / "models/diffusion/tone.json").read_text())["tone"]
+    assert len(tone["thresholds"]) == 255 and tone["fitted_with"]["images"] == 46
     assert np.isfinite(ev["space_fid"]) and ev["space_fid"] >= 0 and 0 <= ev["c2st_accuracy"] <= 1
     assert np.isfinite(ev["fid"]) and ev["fid"] >= 0 and 0 <= ev["ocr_accuracy"] <= 1
     assert len(ev["per_class_accuracy"]) == 46
@@ -91,7 +96,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
         assert npz["images"].shape == (92, 32, 32) and npz["images"].dtype == np.uint8
         assert sorted(set(npz["labels"].tolist())) == list(range(46))
     for name in ("dataset.png", "augment.png", "samples.png", "steps.png", "process.png", "denoising.gif",
-                 "confusion.png", "style.png", "loss_curve.png", "per_class.png", "distill.png"):
+                 "confusion.png", "style.png", "telltale.png", "loss_curve.png", "per_class.png", "distill.png"):
         with Image.open(tmp_path / "reports/figures" / name) as img:
             assert img.width > 50 and img.height > 30, name
     html = (tmp_path / "reports/report.html").read_text()

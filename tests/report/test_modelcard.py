@@ -69,3 +69,11 @@ def test_the_card_says_the_shape_training_built(tmp_path: Path) -> None:
     assert "| model.block_out_channels | [64, 128, 192] |" in text
     older = _card(tmp_path, flatten(Params()), METRICS, "older")[1]  # train details from before the shape was kept
     assert "parameters) trained on the DHCD train split" in older
+
+
+def test_card_says_whether_the_output_is_tone_mapped(tmp_path: Path) -> None:
+    said = {on: _card(tmp_path, flatten(Params()), {**METRICS, "sample": {**METRICS["sample"], "tone_map": on}},
+                      f"tone_{on}")[1] for on in (True, False)}
+    assert "The output is tone-mapped: `tone.json` in this folder" in said[True] and "on 460 images" in said[True]
+    assert "`pipeline(..., tone_map=False)`" in said[True]
+    assert "The output is not tone-mapped" in said[False] and "at or below 8 set to black" in said[False]

@@ -42,7 +42,17 @@ EVAL = {"conditional": True, "n_generated": 2300, "ocr_accuracy": 0.931, "ocr_in
                   "edge_softness": {"ratio_median": 0.97, "floor_ratio_median": 1.0},
                   "slant": {"ratio_median": None, "diff_median": -2.34, "floor_diff_median": 0.4},
                   "compared": {"generated": 920, "real": 920, "classes": 46}},
-        "space_fid": 1.23, "floor_space_fid": 0.049, "c2st_accuracy": 0.97, "floor_c2st_accuracy": 0.51}
+        "space_fid": 1.23, "floor_space_fid": 0.049, "c2st_accuracy": 0.97, "floor_c2st_accuracy": 0.51,
+        "tone_c2st_accuracy": 0.955, "floor_tone_c2st_accuracy": 0.515,
+        "c2st_telltale": {"count": 48, "samples": list(range(48)), "neighbours": list(range(48)),
+                          "measures": [{"measure": "white_share", "generated": 0.021, "real": 0.104, "effect": -1.2,
+                                        "all_effect": -0.9},
+                                       {"measure": "stroke_width", "generated": 2.1, "real": 1.8, "effect": 0.61,
+                                        "all_effect": 0.05},
+                                       {"measure": "slant", "generated": 3.0, "real": 1.0, "effect": 0.2,
+                                        "all_effect": 0.1},
+                                       {"measure": "background", "generated": 0.0, "real": 0.0, "effect": 0.0,
+                                        "all_effect": 0.0}]}}
 METRICS = {"data": {"train": 78150, "test": 13800, "classes": 46, "duplicates_removed": 25,
                     "pixel_mean": 0.2404, "pixel_std": 0.41},
            "ocr": {"test_accuracy": 0.962, "train_seconds": 310.0,
@@ -71,7 +81,7 @@ def make_report_root(root: Path) -> Path:
     write_csv([{"step": s, "loss": 0.05 + math.exp(-s / 500), "lr": 1e-3 * min(1.0, s / 200), "img_per_s": 30.0}
                for s in range(25, 3001, 25)], root / paths.TRAIN_LOG)
     cells = np.random.default_rng(0).integers(0, 256, (8, 32, 32), dtype=np.uint8)
-    for name in ("dataset", "augment", "samples", "steps", "process", "confusion", "style", "distill", "vae"):
+    for name in ("dataset", "augment", "samples", "steps", "process", "confusion", "style", "telltale", "distill", "vae"):
         figures.save_image(figures.image_row(cells), root / paths.FIGURES_DIR / f"{name}.png")
     figures.save_gif(list(cells), root / paths.FIGURES_DIR / "denoising.gif", scale=2)
     render_plots(root)
@@ -120,6 +130,7 @@ def test_sections_appear_in_order_with_numbers_beside_their_floor(rendered) -> N
     assert positions == sorted(positions)
     assert "| FID, judge features | 12.3 | 1.1 |" in md and "| KID, judge features | 0.0123 ± 0.0004 | 0.0002 |" in md
     assert "| FID, style space | 1.23 | 0.049 |" in md and "| C2ST accuracy | 97.0 % | 51.0 % |" in md
+    assert "| tone C2ST accuracy | 95.5 % | 51.5 % |" in md and "### What gives the samples away" in md
     assert "skipped: evaluate.inception_weights is null" in md
     assert "| train.lr | 0.001 |" in md and "exp-b (this report)" in md
     assert "ङ (character_5_kna) 12.5 %" in md and "1 class has no samples" in md
@@ -159,7 +170,7 @@ def test_summary_is_read_from_the_numbers() -> None:
     for part in ("93.1 %", "2,300", "96.2 %", "12.3 against 1.1", "11.2 times", "0.81", "0.62",
                  "inception_weights is null", "3,000 steps", "101.7 min", "123 ms",
                  "blind to pen width", "style space, which sees pen width, FID is 1.23 (real: 0.049)",
-                 "97.0 % of the time (real from real: 51.0 %"):
+                 "97.0 % of the time (real from real: 51.0 %", "by their grey levels alone, 95.5 % (real from real: 51.5 %)"):
         assert part in text, part
     worse = summarize({**METRICS, "eval": {**EVAL, "ocr_accuracy": 0.5, "fid": 40.0}}, PARAMS)
     assert "50.0 %" in worse and "40 against 1.1" in worse and "93.1" not in worse and "12.3" not in worse
@@ -271,3 +282,17 @@ def test_the_pen_style_section_names_the_classes_furthest_from_real_and_the_chan
         in summarize({**METRICS, "eval": ev}, PARAMS)
     assert "per class" not in summarize(METRICS, PARAMS) and not any(  # no band (unconditional, or no reference)
         isinstance(block, Table) and block.header[0] == "per class" for block in pages._style_blocks(EVAL))
+
+
+def test_the_telltale_sentence_names_what_separates_the_surest_samples() -> None:
+    from devagen.report.sentences import telltale_sentence
+
+    text = telltale_sentence(EVAL)
+    assert text.startswith("The 48 samples the CNN is surest are generated differ from their nearest real images most in "
+                           "pixels at exactly 255 2.1 % against 10.4 % (-1.20 spreads; all samples -0.90); stroke width "
+                           "2.1 against 1.8 (+0.61 spreads; all samples +0.05); slant 3 against 1 (+0.20 spreads")
+    assert "background" not in text  # three measures named
+    assert "Grey levels alone give the samples away (tone C2ST 95.5 %, real from real 51.5 %)" in text
+    alike = telltale_sentence({**EVAL, "tone_c2st_accuracy": 0.53})
+    assert "Grey levels alone barely give the samples away (tone C2ST 53.0 %" in alike
+    assert telltale_sentence({k: v for k, v in EVAL.items() if k != "c2st_telltale"}) == ""

@@ -10,12 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from model_fixture import FIXTURE_PEN
 
 from devagen.core.errors import DevagenError
-from devagen.sampling.folder import MODEL_INDEX, PEN_FILE, model_index, read_pen
+from devagen.sampling.folder import MODEL_INDEX, PEN_FILE, model_index, read_pen, read_tone, write_tone
 from devagen.sampling.pipeline import DevagenPipeline, load_pipeline
+from devagen.sampling.tone import ToneMap
 
 REPO = Path(__file__).parents[2]
 
@@ -49,6 +51,9 @@ from devagen.sampling.pipeline import load_pipeline
 ref = load_pipeline(cond, "dpmpp", device="cpu")(labels=[0, 33], guidance_scale=2.0, num_inference_steps=3,
                                                  generator=torch.manual_seed(1))
 out["cond"] = [type(pipe).__module__ + "." + type(pipe).__name__, list(drawn.shape), bool((drawn == ref).all())]
+# The folder's tone map (tone.json) reaches diffusers' pipeline too: switched off, the pixels differ.
+plain = pipe(labels=[0, 33], guidance_scale=2.0, num_inference_steps=3, generator=torch.manual_seed(1), tone_map=False)
+out["tone"] = [pipe.tone is not None, bool((drawn != plain).any())]
 print("RESULT " + json.dumps(out))
 '''
 
@@ -73,10 +78,13 @@ def _offline(script: str, folders: list[Path], tmp_path: Path) -> dict:
 
 def test_diffusers_loads_both_kinds_offline(tiny_model_dir: Path, tiny_uncond_model_dir: Path, tmp_path: Path) -> None:
     assert json.loads((tiny_uncond_model_dir / "model_index.json").read_text())["_class_name"] == "DDPMPipeline"
-    result = _offline(SCRIPT, [tiny_uncond_model_dir, tiny_model_dir], tmp_path)
+    toned = Path(shutil.copytree(tiny_model_dir, tmp_path / "toned"))
+    write_tone(toned, ToneMap(tuple(float(t) for t in np.linspace(20, 230, 255))))  # a contrast stretch
+    result = _offline(SCRIPT, [tiny_uncond_model_dir, toned], tmp_path)
     assert result["uncond"] == ["DDPMPipeline", 4, "L", [16, 16]]
     assert result["uncond_max_diff"] <= 1  # rounding to uint8 only
     assert result["cond"] == ["devagen.sampling.pipeline.DevagenPipeline", [2, 16, 16], True]
+    assert result["tone"] == [True, True]
 
 
 # A style-conditioned folder through both diffusers calls: each pipeline must draw with the folder's pen, so its
@@ -86,6 +94,7 @@ import dataclasses, json, sys
 import torch
 from diffusers import DiffusionPipeline
 from devagen.sampling.pipeline import DevagenPipeline, load_pipeline
+from devagen.sampling.tone import ToneMap
 
 def draw(pipe):
     gens = [torch.Generator().manual_seed(i) for i in range(2)]
@@ -141,9 +150,10 @@ def test_a_pipeline_without_its_pen_names_pen_json(tiny_style_model_dir: Path, t
     bare = DevagenPipeline(unet=pipe.unet, scheduler=pipe.scheduler)
     with pytest.raises(DevagenError, match="needs its pen ranges.*pen.json"):
         bare(labels=[0], num_inference_steps=1)
+    pipe.tone = ToneMap(tuple(float(t) for t in range(255)))
     pipe.save_pretrained(tmp_path / "saved")  # diffusers' save writes pen.json too, not the pen into model_index.json
     assert json.loads((tmp_path / "saved" / MODEL_INDEX).read_text()).get("pen") is None
-    assert read_pen(tmp_path / "saved") == FIXTURE_PEN
+    assert read_pen(tmp_path / "saved") == FIXTURE_PEN and read_tone(tmp_path / "saved") == pipe.tone
 
 
 def test_diffusers_loads_style_folders_new_and_old_with_their_pen(tiny_style_model_dir: Path, tmp_path: Path) -> None:

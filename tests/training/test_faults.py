@@ -298,7 +298,7 @@ TINY_PARAMS = {
     "train_ocr": {"epochs": 1, "batch_size": 32, "width": 8},
     "model": {"preset": "tiny", "conditional": True},
     "train": {"max_steps": 2, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 2, "log_every": 1},
-    "sample": {"steps": 1, "per_class": 1, "batch_size": 64},
+    "sample": {"steps": 1, "per_class": 1, "batch_size": 64, "tone_reference": 46},
     "tracking": {"enabled": False},
 }
 

@@ -27,7 +27,8 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "distill": ("enabled", "steps_*_ocr_accuracy", "steps_*_fid"),
     "sample": ("images", "images_per_s", "nfe"),
     "eval": ("ocr_accuracy", "legible_share", "class_coverage", "fid", "floor_fid", "precision", "recall",
-             "space_fid", "c2st_accuracy", "floor_c2st_accuracy", "style_stroke_width_ratio", "style_ink_mass_ratio"),
+             "space_fid", "c2st_accuracy", "floor_c2st_accuracy", "tone_c2st_accuracy", "floor_tone_c2st_accuracy",
+             "style_stroke_width_ratio", "style_ink_mass_ratio"),
 }
 
 

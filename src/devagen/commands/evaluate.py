@@ -17,7 +17,8 @@ from .options import PARAMS_OPTION
 @PARAMS_OPTION
 def evaluate(params_path: str) -> None:
     """FID/KID/precision/recall in judge features with the real-data floor, OCR accuracy, legibility, pen style,
-    style-space FID and C2ST -> reports/details/eval.json (its headline: reports/metrics/eval.json)."""
+    style-space FID, the CNN and tone C2STs and what gives the samples away -> reports/details/eval.json (its headline:
+    reports/metrics/eval.json) and figures."""
     from ..core.classes import glyphs
     from ..data import prepared as data
     from ..judges import cas, legibility, metrics, ocr, style_space
@@ -25,7 +26,10 @@ def evaluate(params_path: str) -> None:
         evaluate_samples,
         style_evaluation,
         style_space_metrics,
+        telltale_block,
+        two_sample_tests,
     )
+    from ..judges.telltale import telltale_figure
     from ..report import figures
 
     params = load(params_path)
@@ -49,7 +53,12 @@ def evaluate(params_path: str) -> None:
     result.metrics.update(pen.metrics)
     figures.save_image(pen.figure, paths.FIGURES_DIR / "style.png")
     space = style_space.load_style_space(paths.STYLE_NET_DIR)
-    result.metrics.update(style_space_metrics(space, samples, intended, train, test, cfg, params.c2st, say))
+    result.metrics.update(style_space_metrics(space, samples, intended, train, test, cfg, say))
+    tests = two_sample_tests(samples, intended, train, test, params.c2st, say)
+    result.metrics.update(tests.metrics)
+    result.metrics["c2st_telltale"] = telltale_block(judge, samples, intended, tests.scores, test, cfg.batch_size)
+    figures.save_image(telltale_figure(samples, test.images, result.metrics["c2st_telltale"]),
+                       paths.FIGURES_DIR / "telltale.png")
     result.metrics.update(sample_side=side, judged_side=int(judge.image_size))
     ocr_metrics = paths.METRICS_DIR / "ocr.json"
     if ocr_metrics.is_file():
@@ -59,7 +68,7 @@ def evaluate(params_path: str) -> None:
     figures.save_image(metrics.confusion_figure(result.confusion, glyphs(), axes=result.confusion_axes),
                        paths.FIGURES_DIR / "confusion.png")
     tracker.log_artifact(paths.EVAL_PER_CLASS, "results")  # the per-class table, as dvc plots shows it
-    finish(tracker, figures=("confusion.png", "style.png"))
+    finish(tracker, figures=("confusion.png", "style.png", "telltale.png"))
     click.echo(f"evaluate: {headline(result.metrics)}")
 
 
@@ -70,7 +79,8 @@ def headline(m: dict) -> str:
     return (f"{first}, FID {m['fid']:.3f} (real floor {m['floor_fid']:.3f}), "
             f"stroke width {_times(m['style_stroke_width_ratio'])} real (floor {_times(m['style_stroke_width_floor_ratio'])}), "
             f"style-space FID {m['space_fid']:.3f} (floor {m['floor_space_fid']:.3f}), "
-            f"C2ST {m['c2st_accuracy']:.3f} (floor {m['floor_c2st_accuracy']:.3f})")
+            f"C2ST {m['c2st_accuracy']:.3f} (floor {m['floor_c2st_accuracy']:.3f}), "
+            f"tone C2ST {m['tone_c2st_accuracy']:.3f} (floor {m['floor_tone_c2st_accuracy']:.3f})")
 
 
 def _times(ratio: float | None) -> str:

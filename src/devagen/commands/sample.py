@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ..core import paths
 from .common import finish, load, start_run, write_metrics
 from .failure import StageCommand
 from .options import PARAMS_OPTION
+
+if TYPE_CHECKING:
+    from ..core.config import SampleConfig
+    from ..sampling.folder import ModelMeta
+    from ..sampling.pipeline import DevagenPipeline
+    from ..sampling.tone import ToneMap
 
 
 @click.command(cls=StageCommand)
@@ -17,7 +25,7 @@ def sample(params_path: str) -> None:
     from ..data import prepared as data
     from ..report import figures
     from ..sampling import generate as sampling
-    from ..sampling.folder import read_meta
+    from ..sampling.folder import read_meta, write_tone
     from ..sampling.pipeline import load_pipeline
 
     params = load(params_path)
@@ -35,7 +43,10 @@ def sample(params_path: str) -> None:
                                  with_guide=cfg.guidance == "autoguidance")
     meta = read_meta(paths.DIFFUSION_DIR)
     real = data.load_split(paths.TEST_NPZ) if meta.conditional else None  # read before minutes of sampling
+    pipeline.tone = fit_tone(pipeline, meta, cfg) if cfg.tone_map else None
+    write_tone(paths.DIFFUSION_DIR, pipeline.tone)  # generate and diffusers users draw with the same map
     images, labels, stats = sampling.sample_set(pipeline, meta, cfg)
+    stats["tone_map"] = pipeline.tone is not None
     save_samples(images, labels)
     write_metrics("sample", stats)
     fig = sampling.samples_figure(images, labels, meta.glyphs, real=None if real is None else (real.images, real.labels))
@@ -49,6 +60,19 @@ def sample(params_path: str) -> None:
     figures.save_gif(sampling.denoising_frames(trajectory), paths.FIGURES_DIR / "denoising.gif")
     finish(tracker, figures=("samples.png", "steps.png", "process.png", "denoising.gif"))
     click.echo(f"sample: {stats['images']} images at {stats['images_per_s']:.2f} img/s ({stats['nfe']} NFE each)")
+
+
+def fit_tone(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig) -> ToneMap:
+    """The tone map onto the train split's grey levels (devagen.sampling.tone), said aloud with its cost."""
+    import time
+
+    from ..data import prepared as data
+    from ..sampling.generate import fit_tone as fit
+
+    start = time.perf_counter()
+    tone = fit(pipeline, meta, cfg, data.load_split(paths.TRAIN_NPZ).images)
+    click.echo(f"sample: tone map fitted on {cfg.tone_reference} images in {time.perf_counter() - start:.1f} s")
+    return tone
 
 
 def save_samples(images, labels) -> None:  # type: ignore[no-untyped-def]

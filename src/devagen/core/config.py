@@ -145,9 +145,13 @@ class C2stConfig:
     batch_size: int = 32  # capped at the number of training images
     lr: float = 0.05  # peak of the one-cycle schedule (SGD with Nesterov momentum)
     repeats: int = 3  # seeds seed, seed+1, ...: the median is reported (one CNN can fail to train)
+    tone_folds: int = 5  # the tone C2ST's cross-validation folds (devagen.judges.tone_c2st)
+    tone_l2: float = 0.01  # its ridge on the standardised histogram weights
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "c2st.epochs", "must be >= 1")
+        check(self.tone_folds >= 2, "c2st.tone_folds", "must be >= 2 (cross-validation folds)")
+        check(self.tone_l2 >= 0, "c2st.tone_l2", "must be >= 0")
         check(self.repeats >= 1, "c2st.repeats", "must be >= 1")
         check(self.width >= 4, "c2st.width", "must be >= 4")
         check(self.batch_size >= 1, "c2st.batch_size", "must be >= 1")
@@ -287,10 +291,13 @@ class SampleConfig:
     use_ema: bool = True
     precision: str = "fp32"  # auto: bf16 autocast where the CPU computes bf16 natively (devagen.core.device.cpu_bf16)
     black_point: int = 8  # grey level (0-255) mapped to black, the rest stretched back to 0-255 (devagen.sampling.pipeline)
+    tone_map: bool = True  # grey levels by the model folder's tone map (devagen.sampling.tone), if any; else black_point
+    tone_reference: int = 460  # images drawn (other seeds than the samples') to fit the tone map on
 
     def __post_init__(self) -> None:
         check(self.sampler in SAMPLERS, "sample.sampler", f"choose one of {', '.join(SAMPLERS)}")
         check(0 <= self.black_point <= 128, "sample.black_point", "must be in [0, 128] (0 = off)")
+        check(self.tone_reference >= 1, "sample.tone_reference", "must be >= 1 (images to fit the tone map on)")
         check(self.precision in PRECISIONS, "sample.precision", f"must be one of {', '.join(PRECISIONS)}")
         check(self.steps >= 1, "sample.steps", "must be >= 1")
         check(self.sampler != "distilled" or self.steps in DISTILL_STEPS, "sample.steps",

@@ -144,6 +144,16 @@ def data_stats(prepared: Prepared) -> dict:
     }
 
 
+def grey_histogram(images: np.ndarray, per_image: bool = False) -> np.ndarray:
+    """uint8 (N, S, S) -> float64 shares of pixels at each grey level: (256,) over all pixels, or (N, 256) per image
+    (each row sums to 1)."""
+    flat = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
+    if not per_image:
+        return np.bincount(flat.reshape(-1), minlength=256) / max(flat.size, 1)
+    offsets = flat.astype(np.int64) + 256 * np.arange(len(flat))[:, None]
+    return np.bincount(offsets.reshape(-1), minlength=256 * len(flat)).reshape(len(flat), 256) / max(flat.shape[1], 1)
+
+
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 tensor (B, S, S) or (B, 1, S, S) -> float32 (B, 1, S, S) in [-1, 1]."""
     x = images.float() if images.dim() == 4 else images.float().unsqueeze(1)

@@ -1,7 +1,8 @@
 """Judge generated samples against real data: the metrics of the evaluate stage.
 
 evaluate_samples gathers the OCR judge's (whose features are blind to pen width by design);
-style_space_metrics adds the style space's and the classifier two-sample test, which see pen style.
+style_space_metrics adds the style space's, which sees pen style; two_sample_tests the classifier two-sample
+tests (a CNN on the images, a linear classifier on their grey levels); telltale_block what gives the samples away.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from . import c2st, metrics
 from .legibility import OodStats, in_distribution, judge_legibility
 from .ocr import Judge, predict_features
 from .style_space import StyleSpace
+from .telltale import telltale
+from .tone_c2st import tone_c2st_metrics
 
 
 @dataclass(frozen=True)
@@ -178,15 +181,42 @@ def style_evaluation(samples: np.ndarray, intended: np.ndarray, real: np.ndarray
 
 
 def style_space_metrics(space: StyleSpace, samples: np.ndarray, intended: np.ndarray, train: Split, test: Split,
-                        cfg: EvaluateConfig, c2st_cfg: C2stConfig,
-                        say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """space_fid/kid/precision/recall (+ floor_space_*) in the style space; c2st_accuracy and floor_c2st_accuracy."""
+                        cfg: EvaluateConfig, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """space_fid/kid/precision/recall (+ floor_space_*) in the style space."""
     say("FID / KID / precision / recall in the style space (sees pen width)")
     out = _prefixed(metrics.judge_feature_metrics(space, samples, test.images, cfg), "space_")
     out.update(_prefixed(metrics.real_floor(space, train.images, test.images, cfg, n=len(samples)), "floor_space_"))
-    say("classifier two-sample test: generated vs real test, and real train vs real test")
-    test_result = c2st.c2st_metrics(samples, intended, train.images, train.labels, test.images, test.labels, c2st_cfg)
-    out.update(c2st_accuracy=test_result["accuracy"], floor_c2st_accuracy=test_result["floor_accuracy"],
-               c2st_accuracies=test_result["accuracies"], floor_c2st_accuracies=test_result["floor_accuracies"],
-               c2st_heldout=test_result["n_heldout"])
     return out
+
+
+@dataclass(frozen=True)
+class TwoSampleTests:
+    """eval.json's C2ST keys (the CNN's and the tone one's, each with its floor) and the CNN's per-sample scores."""
+
+    metrics: dict[str, Any]
+    scores: np.ndarray  # float (N,): each sample's held-out probability of being generated, NaN if never held out
+
+
+def two_sample_tests(samples: np.ndarray, intended: np.ndarray, train: Split, test: Split, cfg: C2stConfig,
+                     say: Callable[[str], None] = lambda _: None) -> TwoSampleTests:
+    """c2st_accuracy and floor_c2st_accuracy (a CNN), tone_c2st_accuracy and floor_tone_c2st_accuracy (grey-level
+    histograms only) for uint8 (N, S, S) samples with intended labels (N,), against real test images."""
+    say("classifier two-sample test: generated vs real test, and real train vs real test")
+    cnn = c2st.c2st_metrics(samples, intended, train.images, train.labels, test.images, test.labels, cfg)
+    say("tone C2ST: the same sets told apart by their grey-level histograms alone")
+    tone = tone_c2st_metrics(samples, intended, train.images, train.labels, test.images, test.labels, cfg)
+    out = {"c2st_accuracy": cnn["accuracy"], "floor_c2st_accuracy": cnn["floor_accuracy"],
+           "c2st_accuracies": cnn["accuracies"], "floor_c2st_accuracies": cnn["floor_accuracies"],
+           "c2st_heldout": cnn["n_heldout"], "tone_c2st_accuracy": tone["accuracy"],
+           "floor_tone_c2st_accuracy": tone["floor_accuracy"], "tone_c2st_accuracies": tone["accuracies"],
+           "floor_tone_c2st_accuracies": tone["floor_accuracies"]}
+    return TwoSampleTests(out, cnn["generated_scores"])
+
+
+def telltale_block(judge: Judge, samples: np.ndarray, intended: np.ndarray, scores: np.ndarray, test: Split,
+                   batch_size: int) -> dict[str, Any]:
+    """eval.json's c2st_telltale: the samples the C2ST finds most generated, their nearest real test images in judge
+    features and what separates them (devagen.judges.telltale)."""
+    gen_feats, _ = predict_features(judge, samples, batch_size)
+    real_feats, _ = predict_features(judge, test.images, batch_size)
+    return _finite(telltale(scores, gen_feats, intended, samples, real_feats, test.labels, test.images))

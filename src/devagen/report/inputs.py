@@ -21,11 +21,11 @@ HUMAN_SCORE = "`devagen human-score ANSWERS...`"  # writes reports/details/human
 
 
 FIGURES = ("dataset", "augment", "loss_curve", "samples", "steps", "denoising", "process", "per_class", "confusion",
-           "style", "vae", "distill")
+           "style", "telltale", "vae", "distill")
 
 
-KEY_METRICS = ("ocr_accuracy", "legible_share", "fid", "space_fid", "c2st_accuracy", "kid", "precision", "recall",
-               "inception_fid", "final_loss", "img_per_s")
+KEY_METRICS = ("ocr_accuracy", "legible_share", "fid", "space_fid", "c2st_accuracy", "tone_c2st_accuracy", "kid",
+               "precision", "recall", "inception_fid", "final_loss", "img_per_s")
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,18 @@ def _usage(params: Mapping[str, Any]) -> list[Block]:
     return blocks
 
 
+def _tone_usage(params: Mapping[str, Any], sample: Mapping[str, Any]) -> list[Block]:
+    """Whether the output is tone-mapped (the sample stage's record, else params), and how to switch it off."""
+    if not sample.get("tone_map", params.get("sample.tone_map", False)):
+        return [Para("The output is not tone-mapped: the network's grey levels, faint grey at or below "
+                     f"{fmt_num(params.get('sample.black_point', 8))} set to black (`black_point`).")]
+    return [Para("The output is tone-mapped: `tone.json` in this folder maps the network's grey levels onto the "
+                 "pixel-value distribution of the DHCD train split (stroke cores at exactly 255, the faint halo beside "
+                 f"strokes), fitted by the sample stage on {fmt_num(params.get('sample.tone_reference'))} images "
+                 "drawn with its sampler and guidance. devagen's pipeline applies it (plain `DDPMPipeline` does not); "
+                 "`pipeline(..., tone_map=False)` gives the network's own levels with the black point instead.")]
+
+
 def _pen_usage(params: Mapping[str, Any]) -> list[Block]:
     """Style-conditioned models: the stroke and slant options."""
     if not params.get("model.style_conditioning"):
@@ -142,7 +154,7 @@ def card_blocks(params: Mapping[str, Any], metrics: Mapping[str, Mapping[str, An
             Para(f"A {kind} diffusion model (DDPM, diffusers) that writes {size}×{size} grayscale handwritten "
                  f"Devanagari characters, white strokes on black: the {len(CLASS_NAMES)} DHCD classes (36 consonants "
                  "including क्ष त्र ज्ञ, and the digits ० … ९). Isolated characters only: no vowel signs, no words."),
-            Heading("Use"), *_usage(params), *_training(params, metrics.get("train") or {}),
+            Heading("Use"), *_usage(params), *_tone_usage(params, metrics.get("sample") or {}), *_training(params, metrics.get("train") or {}),
             *_evaluation(params, metrics),
             Heading("Samples"), Figure("samples", "Generated samples beside real DHCD test characters."),
             Heading("Data and license"),

@@ -28,6 +28,7 @@ from .sentences import (
     kv_table,
     off_sentence,
     summarize,
+    telltale_sentence,
     times_text,
 )
 
@@ -47,6 +48,8 @@ CAPTIONS = {
     "style": "Pen style at 4× zoom: generated crops beside random real crops of the same classes, the classes "
              "furthest from real in pen first, then random ones; stroke width and ink coverage of every generated "
              "image against as many real test images.",
+    "telltale": "The samples the C2ST's CNN finds most generated, surest first, each beside its nearest real test "
+                "image of the same class in the OCR judge's features, at 4×.",
     "distill": "The distilled students' samples at 4×: one row per student, the same classes and seeds.",
     "vae": "Random real test images (top) and the autoencoder's reconstructions of them (bottom), 4×.",
 }
@@ -83,6 +86,8 @@ EVAL_ROWS = (
     ("recall", "recall", fmt_num, "floor_recall", "real variety the samples reach"),
     ("FID, style space", "space_fid", fmt_num, "floor_space_fid", "a net trained without augmentation: sees pen width"),
     ("C2ST accuracy", "c2st_accuracy", fmt_pct, "floor_c2st_accuracy", "a CNN telling samples from real (median over c2st.repeats seeds); 50 % = alike"),
+    ("tone C2ST accuracy", "tone_c2st_accuracy", fmt_pct, "floor_tone_c2st_accuracy",
+     "a linear classifier on each image's 256 grey-level shares (no shape), cross-validated; 50 % = alike"),
     ("Inception FID", "inception_fid", fmt_num, None, "ImageNet features; a weak judge of 32×32 glyphs"),
     ("CAS accuracy", "cas_accuracy", fmt_pct, "cas_real_accuracy",
      "judge's architecture trained on the samples, tested on real; floor: trained on as many real"),
@@ -157,10 +162,16 @@ def _style_blocks(ev: Mapping[str, Any]) -> list[Block]:
     return [Heading("Pen style", 3), Para(text), style_table(block), *per_class, _figure("style")]
 
 
+def _telltale_blocks(ev: Mapping[str, Any]) -> list[Block]:
+    """What the C2ST sees: the sentence on its surest samples (none before evaluate wrote them) and their figure."""
+    text = telltale_sentence(ev)
+    return [Heading("What gives the samples away", 3), *([Para(text)] if text else []), _figure("telltale")]
+
+
 def _metrics_section(inputs: ReportInputs) -> list[Block]:
     ev, ocr = inputs.metrics.get("eval") or {}, inputs.metrics.get("ocr") or {}
     blocks: list[Block] = [Heading("Metrics"), eval_table(ev, ocr) if ev else _not_run("eval"),
-                           *_style_blocks(ev), Heading("OCR judge", 3)]
+                           *_style_blocks(ev), *_telltale_blocks(ev), Heading("OCR judge", 3)]
     spec = [("test accuracy on real images", "test_accuracy", fmt_pct),
             ("training time", "train_seconds", fmt_duration), ("precision", "precision", str)]
     return blocks + [kv_table(ocr, spec) if ocr else _not_run("ocr")]

@@ -129,6 +129,9 @@ def _space_sentence(ev: Mapping[str, Any]) -> str:
     if as_float(ev.get("c2st_accuracy")) is not None:
         parts.append(f"a CNN tells samples from real characters {fmt_pct(ev['c2st_accuracy'])} of the time "
                      f"(real from real: {fmt_pct(ev.get('floor_c2st_accuracy'))}; 50 % = indistinguishable)")
+    if as_float(ev.get("tone_c2st_accuracy")) is not None:
+        parts.append(f"by their grey levels alone, {fmt_pct(ev['tone_c2st_accuracy'])} "
+                     f"(real from real: {fmt_pct(ev.get('floor_tone_c2st_accuracy'))})")
     text = "; ".join(parts)
     return text[:1].upper() + text[1:] + "." if text else ""
 
@@ -238,3 +241,41 @@ def off_sentence(block: Mapping[str, Any]) -> str:
     return (f"Class by class, against all other real test images of the class: a real set of the samples' class sizes "
             f"strays as far as {ranges}; {found}, and a second real set of those sizes has {len(real)} outside. "
             "A count near the real set's is within chance at this many samples per class.")
+
+
+# telltale measures not in STYLE_ROWS: (words, format)
+PIXEL_WORDS = {"white_share": ("pixels at exactly 255", lambda v: fmt_pct(v)),
+               "faint_share": ("faint 1–8 pixels", lambda v: fmt_pct(v)),
+               "black_share": ("pixels at exactly 0", lambda v: fmt_pct(v))}
+TELLTALE_SHOWN = 3  # measures named in the sentence
+TONE_MARGIN = 0.05  # tone C2ST within this of its floor: the grey levels do not give the samples away
+
+
+def _telltale_part(row: Mapping[str, Any]) -> str:
+    """'stroke width 1.9 against 1.6 (+0.8 spreads; all samples +0.1)' for one row of c2st_telltale's measures."""
+    key = row.get("measure")
+    label, fmt = PIXEL_WORDS.get(key) or next(((lab.split(" (")[0], fmt_num) for k, _, lab, _ in STYLE_ROWS
+                                                if k == key), (str(key), fmt_num))
+    effect, overall = as_float(row.get("effect")), as_float(row.get("all_effect"))
+    spreads = MISSING if effect is None else f"{effect:+.2f} spreads"
+    tail = "" if overall is None else f"; all samples {overall:+.2f}"
+    return f"{label} {fmt(row.get('generated'))} against {fmt(row.get('real'))} ({spreads}{tail})"
+
+
+def telltale_sentence(ev: Mapping[str, Any]) -> str:
+    """What separates the samples the C2ST is surest of from their nearest real images, and whether the grey levels
+    alone give samples away; '' before evaluate wrote c2st_telltale."""
+    block = ev.get("c2st_telltale") or {}
+    rows = [r for r in block.get("measures") or [] if as_float(r.get("effect")) is not None][:TELLTALE_SHOWN]
+    if not rows:
+        return ""
+    text = (f"The {fmt_num(block.get('count'))} samples the CNN is surest are generated differ from their nearest real "
+            f"images most in {'; '.join(_telltale_part(r) for r in rows)}: medians of the samples against their "
+            "neighbours, and the median paired difference in spreads of that measure (over all samples and their "
+            "neighbours).")
+    tone, floor = as_float(ev.get("tone_c2st_accuracy")), as_float(ev.get("floor_tone_c2st_accuracy"))
+    if tone is not None and floor is not None:
+        gives = "barely give" if tone - floor < TONE_MARGIN else "give"
+        text += (f" Grey levels alone {gives} the samples away (tone C2ST {fmt_pct(tone)}, real from real "
+                 f"{fmt_pct(floor)}).")
+    return text

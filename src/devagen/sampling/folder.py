@@ -3,7 +3,8 @@
 A folder holds `unet/` (EMA weights), `unet_raw/` (raw weights), `scheduler/` (the DDPMScheduler it was trained
 with), `devagen.json` (ModelMeta), `pen.json` (the pen of a pen-conditioned model, else null), `model_index.json`
 and `pipeline_devagen.py` (for diffusers), `checksums.json` (written last: devagen.core.integrity), and when set
-`guide/` (autoguidance) and `vae/` (latent diffusion).
+`guide/` (autoguidance) and `vae/` (latent diffusion). The sample stage adds `tone.json` (the tone map fitted for its
+sampler, devagen.sampling.tone, or null) and the report stage the model card; neither is in checksums.json.
 
 The trained model folder as diffusers expects it: model_index.json, and for conditional models the
 custom-pipeline file that lets `DiffusionPipeline.from_pretrained` return devagen's pipeline.
@@ -37,9 +38,11 @@ from ..core.errors import DevagenError
 from ..core.integrity import damaged
 from ..diffusion.unet import UNET_CLASSES
 from ..pen.conditions import PenStyle
+from .tone import ToneMap
 
 META_FILE = "devagen.json"
 PEN_FILE = "pen.json"  # {"pen": PenStyle as JSON, or null for a model without pen conditioning}
+TONE_FILE = "tone.json"  # {"tone": ToneMap as JSON, or null: the output is not tone-mapped}
 OLD_PEN_HOME = "model_index.json"  # where folders written before pen.json kept the pen (diffusers config, ~90 KB)
 GUIDE_FOLDER = "guide"  # the early-training snapshot that autoguidance guides by
 VAE_FOLDER = "vae"  # latent diffusion's autoencoder (devagen.diffusion.autoencoder), copied into the model folder
@@ -180,3 +183,21 @@ def load_ddpm_config(model_dir: Path) -> dict:
         return dict(DDPMScheduler.load_config(model_dir / "scheduler"))
     except Exception as exc:  # malformed JSON surfaces as EnvironmentError or ValueError
         raise damaged(model_dir, f"scheduler/ does not load ({type(exc).__name__})", "train") from exc
+
+
+def write_tone(model_dir: Path, tone: Optional[ToneMap]) -> None:
+    """Write model_dir/tone.json; None (tone mapping off) writes {"tone": null}, so the file always exists."""
+    payload = {"tone": None if tone is None else tone.to_json()}
+    (Path(model_dir) / TONE_FILE).write_text(json.dumps(payload) + "\n", encoding="utf-8")
+
+
+def read_tone(model_dir: Path) -> Optional[ToneMap]:
+    """model_dir's tone map; None when tone.json is absent (a folder the sample stage has not tone-mapped) or null;
+    DevagenError naming the file if it is malformed."""
+    path = Path(model_dir) / TONE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return ToneMap.from_json(json.loads(path.read_text(encoding="utf-8")).get("tone"))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise damaged(path, f"no valid tone map ({type(exc).__name__}: {exc})", "sample") from None

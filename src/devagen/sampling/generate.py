@@ -19,10 +19,11 @@ from ..core.classes import CLASS_NAMES, GLYPH_TO_INDEX, glyphs
 from ..core.config import SampleConfig
 from ..core.device import autocast, precision_name
 from ..core.errors import DevagenError
-from ..data.prepared import resize
+from ..data.prepared import grey_histogram, resize
 from ..report.figures import captioned_row, labelled_rows, random_per_class
 from .folder import ModelMeta
 from .pipeline import DevagenPipeline, Trajectory
+from .tone import ToneMap, fit_tone_map
 
 BLANK = 255  # filler cells are figure-background white, so they read as space, not as a black image
 
@@ -49,29 +50,47 @@ def guidance_options(cfg: SampleConfig) -> dict:
 
 def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int, cfg: SampleConfig,
              progress: bool = True, stroke: Optional[np.ndarray] = None, slant: Optional[np.ndarray] = None,
-             slant_shear: bool = True) -> np.ndarray:
+             slant_shear: bool = True, start: int = 0, output_type: str = "np") -> np.ndarray:
     """`count` images uint8 (N, H, W) for labels (N,) in [0, 46) or None (unconditional); same cfg ⇒ same images.
 
-    Uses cfg.seed, steps, guidance options, black_point and batch_size; the sampler is the pipeline's own scheduler.
-    stroke, slant float (N,) (style-conditioned models; NaN or None = drawn per image from its class).
+    Uses cfg.seed, steps, guidance options, tone_map, black_point and batch_size; the sampler is the pipeline's own
+    scheduler. stroke, slant float (N,) (style-conditioned models; NaN or None = drawn per image from its class).
     slant_shear: shear images to the asked slant (DevagenPipeline's option of that name).
+    start: index of the first image's generator (image_generators). output_type "levels": float32 (N, H, W) grey
+    levels before any tone map (DevagenPipeline).
     """
     if labels is not None and len(labels) != count:
         raise ValueError(f"{len(labels)} labels for {count} images")
-    batches = [np.zeros((0, *pipeline.image_shape), np.uint8)]
+    batches = [np.zeros((0, *pipeline.image_shape), np.float32 if output_type == "levels" else np.uint8)]
     with tqdm(total=count, unit="img", desc="sampling", disable=not progress) as bar, \
             autocast(pipeline.device, cfg.precision):
-        for start in range(0, count, cfg.batch_size):
-            n = min(cfg.batch_size, count - start)
-            batch_labels = None if labels is None else np.asarray(labels[start:start + n])
-            pen = {name: values[start:start + n] for name, values in (("stroke", stroke), ("slant", slant))
+        for i in range(0, count, cfg.batch_size):
+            n = min(cfg.batch_size, count - i)
+            batch_labels = None if labels is None else np.asarray(labels[i:i + n])
+            pen = {name: values[i:i + n] for name, values in (("stroke", stroke), ("slant", slant))
                    if values is not None}
             batches.append(pipeline(labels=batch_labels, batch_size=n, num_inference_steps=cfg.steps,
-                                    generator=image_generators(cfg.seed, start, n), slant_shear=slant_shear,
-                                    black_point=cfg.black_point,
+                                    generator=image_generators(cfg.seed, start + i, n), slant_shear=slant_shear,
+                                    black_point=cfg.black_point, tone_map=cfg.tone_map, output_type=output_type,
                                     **guidance_options(cfg), **pen))
             bar.update(n)
     return np.concatenate(batches)
+
+
+TONE_STREAM = 2**32  # the tone map's reference images use generators from this index on: never a sample's own
+
+
+def fit_tone(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig, real: np.ndarray) -> ToneMap:
+    """The ToneMap of this pipeline and cfg onto real uint8 (M, S, S) images' grey levels (the train split): fitted on
+    cfg.tone_reference images drawn as cfg draws its samples (classes in turn), seeded apart from every sample."""
+    labels = (np.arange(cfg.tone_reference, dtype=np.int64) % len(meta.class_names)) if meta.conditional else None
+    levels = generate(pipeline, labels, cfg.tone_reference, cfg, progress=False, start=TONE_STREAM,
+                      output_type="levels")
+    side = pipeline.image_shape[-1]
+    target = grey_histogram(resize(real, side))  # a 64x64 model: DHCD's images at its side
+    return fit_tone_map(levels, target, {"images": cfg.tone_reference, "sampler": cfg.sampler, "steps": cfg.steps,
+                                         "guidance": cfg.guidance, "guidance_scale": cfg.guidance_scale,
+                                         "guidance_interval": [cfg.guidance_t_min, cfg.guidance_t_max]})
 
 
 def sample_set(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig,

@@ -45,9 +45,12 @@ from .folder import (
     load_unet,
     read_meta,
     read_pen,
+    read_tone,
     write_pen,
+    write_tone,
 )
 from .samplers import build_sampler
+from .tone import ToneMap
 
 Generators = Union[torch.Generator, list[torch.Generator], None]
 Labels = Union[Sequence[int], np.ndarray, torch.Tensor, None]
@@ -74,6 +77,12 @@ ALL_TIMESTEPS = (0, 10**9)  # a guidance interval that contains every timestep
 BLACK_POINT = 8
 
 
+def to_levels(x: torch.Tensor) -> torch.Tensor:
+    """Model-range images (B, 1, S, S) -> float32 grey levels (B, S, S) on the 0-255 scale, unclamped and unrounded
+    (what a tone map reads)."""
+    return ((x.float() + 1.0) * 127.5).squeeze(1)
+
+
 def to_pixels(x: torch.Tensor, black_point: int = 0) -> torch.Tensor:
     """Model-range images (B, 1, S, S) -> uint8 (B, S, S), grey level `black_point` (0-255) and below mapped to
     black and the rest stretched linearly so that white stays white."""
@@ -97,6 +106,9 @@ class DevagenPipeline(DiffusionPipeline):
     training images of its class (`pen`: devagen.pen.conditions.PenStyle, kept in the model folder's pen.json).
     CFG then guides the class only: both predictions get the same pen. An asked slant is finished by a shear
     (slant_shear, devagen.pen.shear): the network on its own follows it only a little.
+
+    A folder's tone map (tone.json, devagen.sampling.tone) moves the output grey levels onto DHCD's pixel-value
+    distribution; without one (or with tone_map=False) the black point applies instead.
     """
 
     model_cpu_offload_seq = "unet->vae"
@@ -104,13 +116,30 @@ class DevagenPipeline(DiffusionPipeline):
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, guide: Optional[UNet2DModel] = None,
                  pen: Union[PenStyle, dict, None] = None, vae: Optional[AutoencoderKL] = None,
-                 patch_size: int = 1) -> None:
+                 patch_size: int = 1, tone: Union[ToneMap, dict, None] = None) -> None:
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, guide=guide, vae=vae)
         self.register_to_config(patch_size=patch_size)  # not the pen: save_pretrained writes it to pen.json
         self.patch_size = patch_size
         # None for a style-conditioned model built by DiffusionPipeline.from_pretrained: see `pen`
         self._pen = pen if isinstance(pen, PenStyle) else PenStyle.from_json(pen)
+        # None from DiffusionPipeline.from_pretrained: `tone` reads the folder's tone.json on first use
+        self._tone = tone if isinstance(tone, ToneMap) else ToneMap.from_json(tone)
+        self._tone_read = tone is not None
+
+    @property
+    def tone(self) -> Optional[ToneMap]:
+        """The tone map of the output (None: black point only): given, set, or read from the tone.json of the folder
+        diffusers loaded the pipeline from (`name_or_path`, set after __init__) on first use."""
+        if not self._tone_read:
+            folder = self.name_or_path
+            self._tone = read_tone(Path(folder)) if folder and Path(folder).is_dir() else None
+            self._tone_read = True
+        return self._tone
+
+    @tone.setter
+    def tone(self, tone: Optional[ToneMap]) -> None:
+        self._tone, self._tone_read = tone, True
 
     @property
     def pen(self) -> Optional[PenStyle]:
@@ -126,9 +155,11 @@ class DevagenPipeline(DiffusionPipeline):
         return self._pen
 
     def save_pretrained(self, save_directory: Union[str, Path], **kwargs: Any) -> None:
-        """diffusers' save_pretrained, plus pen.json, so that the folder loads again with its pen."""
+        """diffusers' save_pretrained, plus pen.json and tone.json, so that the folder loads again with its pen and
+        tone map."""
         super().save_pretrained(save_directory, **kwargs)
         write_pen(Path(save_directory), self.pen)
+        write_tone(Path(save_directory), self.tone)
 
     @property
     def style_conditioned(self) -> bool:
@@ -280,16 +311,19 @@ class DevagenPipeline(DiffusionPipeline):
                  callback: Optional[StepCallback] = None, guidance: str = "cfg",
                  guidance_interval: tuple[int, int] = ALL_TIMESTEPS,
                  guidance_parallel: float = 1.0, stroke: PenValues = None,
-                 slant: PenValues = None, slant_shear: bool = True,
-                 black_point: int = BLACK_POINT) -> np.ndarray | list[Image.Image]:
-        """Sample B images: uint8 numpy (B, H, W) ("np") or B PIL 'L' images ("pil").
+                 slant: PenValues = None, slant_shear: bool = True, black_point: int = BLACK_POINT,
+                 tone_map: bool = True) -> np.ndarray | list[Image.Image]:
+        """Sample B images: uint8 numpy (B, H, W) ("np"), B PIL 'L' images ("pil"), or float32 (B, H, W) grey levels
+        on the 0-255 scale before any tone map, black point or shear ("levels": what a tone map is fitted on).
 
         labels (B,) in [0, 46), or None: unconditional (a conditional model then gets its null label;
         CFG then has nothing to guide by, autoguidance still guides).
         stroke, slant (style-conditioned models only): one value for all, one per image, or None (drawn).
         slant_shear: where a slant is asked, shear each drawn image so that its measured slant is the asked one
         (devagen.pen.shear); the network alone follows an asked slant only a little. False: the network's own.
-        black_point: grey level mapped to black (to_pixels; BLACK_POINT explains the default); 0 = the raw output.
+        tone_map: map the grey levels with the pipeline's tone map (`tone`), when it has one.
+        black_point: grey level mapped to black (to_pixels; BLACK_POINT explains the default) where no tone map
+        applies; 0 = the raw output.
         """
         class_labels, batch_size, given = self._class_labels(labels, batch_size)
         targets = None
@@ -314,7 +348,13 @@ class DevagenPipeline(DiffusionPipeline):
                 x0 = x0 if x0 is not None else predicted_x0(self.scheduler, out, x, t)
                 callback(i, int(t), self.decoded(x), self.decoded(x0))
             x = step.prev_sample
-        images = to_pixels(self.decoded(x), black_point).cpu().numpy()
+        decoded = self.decoded(x)
+        if output_type == "levels":
+            return to_levels(decoded).cpu().numpy()
+        if tone_map and self.tone is not None:
+            images = self.tone.apply(to_levels(decoded)).cpu().numpy()
+        else:
+            images = to_pixels(decoded, black_point).cpu().numpy()
         if targets is not None:
             images = shear_to_slant(images, targets)
         if output_type == "pil":
@@ -383,6 +423,7 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
                                  f"{unet.config.in_channels} input channels")
     pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=pen,
                                vae=vae, patch_size=meta.patch_size).use_sampler(sampler)
+    pipeline.tone = read_tone(model_dir)
     pipeline.set_progress_bar_config(disable=True)
     pipeline.to(device if device is not None else pick_device())
     for network in (pipeline.unet, pipeline.guide):
