@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -144,7 +142,7 @@ HUMAN = {"sheet_id": "0123456789abcdef", "items": 92, "readers": 1, "judgements"
 def test_the_mlflow_ui_lists_both_runs_and_compares_their_params_and_metrics(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from selenium.webdriver.common.by import By
-    from test_mlflow_server import _free_port, _log_two_runs
+    from test_mlflow_server import _log_two_runs, _serve
 
     from devagen.core.config import TrackingConfig
 
@@ -157,10 +155,7 @@ def test_the_mlflow_ui_lists_both_runs_and_compares_their_params_and_metrics(tmp
     client = mlflow.MlflowClient(store)
     experiment = client.get_experiment_by_name("devagen").experiment_id
     run_ids = {r.info.run_name: r.info.run_id for r in client.search_runs([experiment])}
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", store, "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server, port = _serve(store, tmp_path / "server.log")  # the port the server bound (no race for a free one)
     driver = chromium(tmp_path / "profile")
     try:
         base = f"http://127.0.0.1:{port}"
