@@ -8,6 +8,7 @@ import torch
 
 from devagen.core.classes import CLASS_NAMES, NUM_CLASSES, glyphs
 from devagen.core.config import DiffusionConfig
+from devagen.core.presets import patch_size
 from devagen.core.shape import ModelConfig
 from devagen.diffusion.unet import NULL_LABEL, build_noise_scheduler, build_unet
 from devagen.pen.conditions import PenStyle
@@ -20,16 +21,20 @@ FIXTURE_PEN = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0),
 
 
 def make_model_dir(path: Path, conditional: bool = True, image_size: int = 16,
-                   prediction_type: str = "v_prediction", style: bool = False) -> Path:
+                   prediction_type: str = "v_prediction", style: bool = False, preset: str = "tiny",
+                   learned_variance: bool = False) -> Path:
     """unet/ (seed 0), unet_raw/ (seed 1), guide/ (seed 2), scheduler/, devagen.json, model_index.json and pen.json
-    for the `tiny` preset; style: a style-conditioned UNet with FIXTURE_PEN."""
-    cfg = ModelConfig(preset="tiny", conditional=conditional, style_conditioning=style)
+    for the `tiny` preset (or `preset`); style: a style-conditioned UNet with FIXTURE_PEN; learned_variance: a UNet
+    with a variance half and its learned_range scheduler (diffusion.learned_variance)."""
+    cfg = ModelConfig(preset=preset, conditional=conditional, style_conditioning=style)
     pen = FIXTURE_PEN if style else None
     for subfolder, seed in (("unet", 0), ("unet_raw", 1), ("guide", 2)):
         torch.manual_seed(seed)
-        build_unet(cfg, image_size).save_pretrained(path / subfolder)
-    build_noise_scheduler(DiffusionConfig(prediction_type=prediction_type)).save_pretrained(path / "scheduler")
+        build_unet(cfg, image_size, learned_variance=learned_variance).save_pretrained(path / subfolder)
+    diffusion = DiffusionConfig(prediction_type=prediction_type, learned_variance=learned_variance)
+    build_noise_scheduler(diffusion).save_pretrained(path / "scheduler")
     write_meta(ModelMeta(class_names=CLASS_NAMES, glyphs=tuple(glyphs()), image_size=image_size,
-                         conditional=conditional, null_label=NULL_LABEL, preset="tiny"), path)
-    write_model_index(path, conditional, pen)
+                         conditional=conditional, null_label=NULL_LABEL, preset=preset,
+                         patch_size=patch_size(preset)), path)
+    write_model_index(path, conditional, pen, patch_size=patch_size(preset))
     return path

@@ -39,7 +39,7 @@ from devagen.sampling.generate import generate, guidance_options, image_generato
 from devagen.sampling.pipeline import DevagenPipeline, load_pipeline
 from devagen.sampling.students import SAMPLER as STUDENT_SAMPLER
 from devagen.sampling.students import load_student, student_dir, write_student
-from devagen.training.distill import DistillData, distill
+from devagen.training.distill import DistillData, distill, fresh_student
 from devagen.training.loop import train_diffusion
 
 pytestmark = pytest.mark.usefixtures("cpu_one_thread")
@@ -142,8 +142,11 @@ class Stages:
                 codes = torch.from_numpy(training_codes(PEN, LABELS)) if teacher.style_conditioned else None
                 conditions = condition(labels, codes) if codes is not None else labels
             batch = DistillData(torch.from_numpy(IMAGES), conditions, meta.patch_size)
+            preset = params.distill.student_preset
+            student = None if preset is None else fresh_student(preset, teacher.unet, meta.patch_size, 0)
             rounds = distill(teacher.unet, teacher.scheduler, batch, params.distill, meta.null_label,
-                             lambda steps, net: write_student(net, model_dir, student_dir(out, steps)), progress=False)
+                             lambda steps, net: write_student(net, model_dir, student_dir(out, steps), preset),
+                             progress=False, student=student)
             cfg = replace(params.sample, sampler=STUDENT_SAMPLER, guidance_scale=1.0,
                           per_class=params.distill.per_class)
             intended = np.repeat(np.arange(len(meta.class_names), dtype=np.int64), params.distill.per_class)[:1]
@@ -243,3 +246,23 @@ def test_every_accepted_combination_trains_distils_and_samples(schedule: str, ne
     assert stages.counts["train"] == 3 * 2  # per prediction type: with and without the guide
     assert stages.counts["distill"] == (3 * 2 if distils else 0)
     assert stages.counts["sample"] == 3 * (4 + 4 + distils)  # 4 samplers under CFG and autoguidance, the student
+
+
+@pytest.mark.parametrize("network", ("pixels", "patches", "latents"))
+def test_learned_variance_trains_distils_and_samples_with_every_sampler(network: str, tmp_path: Path) -> None:
+    """diffusion.learned_variance on each network, class-conditioned, under CFG and autoguidance: trained, distilled
+    (patches: into a fresh student of another preset, distill.student_preset) and drawn by every sampler."""
+    stages = Stages(tmp_path)
+    distils = network != "latents"
+    for guidance, sampler in itertools.product(("cfg", "autoguidance"), SAMPLERS):
+        if sampler == "distilled" and (guidance != "cfg" or not distils):
+            continue
+        settings = {**NETWORKS[network], **CONDITIONING["class"], **GUIDANCE[guidance], "sample.sampler": sampler,
+                    "diffusion.learned_variance": True, "distill.enabled": distils,
+                    "distill.student_preset": "cpu_patch_small" if network == "patches" else None}
+        params = _params(settings)
+        assert not isinstance(params, str), params
+        stages.run(params)
+        config = load_pipeline(stages.train(params), "ddpm", device="cpu").unet.config
+        assert config.in_channels == (1 if network == "pixels" else 4) and config.out_channels == 2 * config.in_channels
+    assert stages.counts["train"] == 2 and stages.counts["distill"] == (2 if distils else 0)

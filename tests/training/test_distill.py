@@ -162,3 +162,76 @@ def test_the_stage_writes_only_a_note_when_off(tmp_path: Path, monkeypatch: pyte
     for folder in ("reports/metrics", "reports/details"):
         assert json.loads(Path(folder, "distill.json").read_text()) == {"enabled": False}
     assert Path("reports/figures/distill.png").is_file()
+
+
+# ---------------------------------------------------------------- distill.student_preset and learned variance
+
+
+def _one_round(teacher_dir: Path, student: torch.nn.Module | None, patch: int) -> list:
+    pipeline = load_pipeline(teacher_dir, "ddim", device="cpu")
+    cfg = DistillConfig(enabled=True, start_steps=2, min_steps=2, steps_per_round=2, batch_size=4, lr=1e-3,
+                        warmup_steps=0, precision="fp32")
+    data = D.DistillData(_data().images, _data().conditions, patch)
+    saved: list = []
+    D.distill(pipeline.unet, pipeline.scheduler, data, cfg, NULL_LABEL, lambda steps, net: saved.append((steps, net)),
+              progress=False, student=student)
+    return saved
+
+
+def test_a_smaller_student_of_another_preset_is_built_fresh_and_distilled(tmp_path: Path) -> None:
+    from model_fixture import make_model_dir
+
+    from devagen.core.shape import ModelConfig
+    from devagen.diffusion.unet import build_unet, count_parameters
+    from devagen.sampling.folder import read_meta
+
+    teacher_dir = make_model_dir(tmp_path / "teacher", preset="tiny_patch")
+    teacher = load_pipeline(teacher_dir, "ddim", device="cpu").unet
+    rng = torch.get_rng_state()
+    student = D.fresh_student("cpu_patch_small", teacher, 2, seed=0)
+    assert torch.equal(torch.get_rng_state(), rng)  # seeded on the side
+    again = D.fresh_student("cpu_patch_small", teacher, 2, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), again.state_dict().values()))
+    config = student.config
+    assert tuple(config.block_out_channels) == (32, 64) and config.sample_size == 8
+    assert config.in_channels == config.out_channels == 4 and config.num_class_embeds == teacher.config.num_class_embeds
+    assert count_parameters(student) < count_parameters(build_unet(ModelConfig(preset="cpu_patch"), 32)) / 2
+    initial = {k: v.clone() for k, v in student.state_dict().items()}
+    [(steps, trained)] = _one_round(teacher_dir, student, 2)
+    assert steps == 2 and trained is student and any(not torch.equal(initial[k], v) for k, v in trained.state_dict().items())
+    folder = student_dir(tmp_path / "distilled", 2)
+    write_student(trained, teacher_dir, folder, "cpu_patch_small")
+    assert read_meta(folder).preset == "cpu_patch_small" and read_meta(folder).patch_size == 2
+    pipeline = load_student(tmp_path / "distilled", 2, device="cpu")
+    assert tuple(pipeline.unet.config.block_out_channels) == (32, 64)
+    assert pipeline(labels=[0, 5], num_inference_steps=2).shape == (2, 16, 16)
+
+
+def test_a_learned_variance_teacher_distils_into_a_student_without_the_variance_half(tmp_path: Path) -> None:
+    from model_fixture import make_model_dir
+
+    teacher_dir = make_model_dir(tmp_path / "teacher", learned_variance=True)
+    [(_, student)] = _one_round(teacher_dir, None, 1)
+    assert student.config.out_channels == student.config.in_channels == 1
+    write_student(student, teacher_dir, student_dir(tmp_path / "distilled", 2))
+    pipeline = load_student(tmp_path / "distilled", 2, device="cpu")
+    assert pipeline(labels=[0, 5], num_inference_steps=2).shape == (2, 16, 16)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"distill": {"student_preset": "nope"}}, "distill.student_preset: unknown preset 'nope'"),
+    ({"model": {"preset": "cpu_patch"}, "distill": {"student_preset": "cpu_conv"}},
+     "distill.student_preset: preset 'cpu_conv' sees 1x1 pixel patches, the teacher.*2x2"),
+    ({"prepare": {"image_size": 10}, "model": {"preset": "tiny"}, "distill": {"student_preset": "cpu_small"}},
+     r"distill.student_preset: preset 'cpu_small' \(downsampling 4\) cannot take the teacher's 10x10"),
+])
+def test_a_student_preset_that_does_not_fit_the_teacher_is_refused(settings: dict, message: str) -> None:
+    with pytest.raises(DevagenError, match=message) as caught:
+        params_from_dict(settings)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_smaller_preset_fits_the_default_teacher() -> None:
+    params = params_from_dict({"model": {"preset": "cpu_patch"}, "distill": {"enabled": True,
+                                                                            "student_preset": "cpu_patch_small"}})
+    assert params.distill.student_preset == "cpu_patch_small" and DistillConfig().student_preset is None

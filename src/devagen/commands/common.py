@@ -24,7 +24,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "style_net": ("test_accuracy",),
     "vae": ("enabled", "psnr_db", "ocr_accuracy_reconstructed", "stroke_width_ratio", "ink_mass_ratio"),
     "train": ("final_loss", "img_per_s", "wall_s"),
-    "distill": ("enabled", "steps_*_ocr_accuracy", "steps_*_fid"),
+    "distill": ("enabled", "student_params", "steps_*_ocr_accuracy", "steps_*_fid"),
     "sample": ("images", "images_per_s", "nfe"),
     "eval": ("ocr_accuracy", "legible_share", "class_coverage", "fid", "floor_fid", "precision", "recall",
              "space_fid", "c2st_accuracy", "floor_c2st_accuracy", "tone_c2st_accuracy", "floor_tone_c2st_accuracy",

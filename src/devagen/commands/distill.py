@@ -36,7 +36,7 @@ def distill(params_path: str) -> None:
     import torch
 
     from ..data import prepared as data
-    from ..diffusion.unet import condition
+    from ..diffusion.unet import built_shape, condition, count_parameters
     from ..judges import legibility, ocr
     from ..judges.evaluation import headline_quality
     from ..pen.conditions import training_codes
@@ -47,6 +47,7 @@ def distill(params_path: str) -> None:
     from ..sampling.pipeline import load_pipeline
     from ..training.distill import DistillData
     from ..training.distill import distill as run_distill
+    from ..training.distill import fresh_student
 
     meta = read_meta(paths.DIFFUSION_DIR)
     teacher = load_pipeline(paths.DIFFUSION_DIR, students.SAMPLER, use_ema=True)
@@ -62,8 +63,18 @@ def distill(params_path: str) -> None:
         conditions = condition(labels, codes) if codes is not None else labels
     images = torch.from_numpy(data.resize(split.images, meta.image_size)).to(device)  # the teacher's side
     batch = DistillData(images, None if conditions is None else conditions.to(device), meta.patch_size)
+    student, shape = None, {}
+    if cfg.student_preset is not None:  # a smaller network of its own, trained from scratch by the same rounds
+        student = fresh_student(cfg.student_preset, teacher.unet, meta.patch_size, cfg.seed)
+        size = count_parameters(student)
+        shape = {"student_params": size, "student": {"preset": cfg.student_preset, "params": size,
+                                                     "unet": built_shape(student, meta.patch_size)}}
+        click.echo(f"distill: student preset {cfg.student_preset!r}, {size:,} parameters "
+                   f"(teacher {count_parameters(teacher.unet):,})")
     rounds = run_distill(teacher.unet, teacher.scheduler, batch, cfg, meta.null_label,
-                         lambda steps, net: students.write_student(net, paths.DIFFUSION_DIR, students.student_dir(tmp, steps)))
+                         lambda steps, net: students.write_student(
+                             net, paths.DIFFUSION_DIR, students.student_dir(tmp, steps), cfg.student_preset),
+                         student=student)
     write_distill_status(tmp, True, cfg.student_steps)
     sample_cfg = dataclasses.replace(params.sample, sampler=students.SAMPLER, guidance_scale=1.0, per_class=cfg.per_class)
     intended = np.repeat(np.arange(len(meta.class_names), dtype=np.int64), cfg.per_class)
@@ -82,7 +93,7 @@ def distill(params_path: str) -> None:
                    f"stroke width {quality['stroke_width_ratio']:.2f}x, {ms:.1f} ms/image")
     replace_dir(tmp, out)
     flat = {f"steps_{row['steps']}_{key}": row[key] for row in rows for key in FLAT_KEYS}  # top level: MLflow logs them
-    write_metrics("distill", {"enabled": True, **flat, "students": rows})
+    write_metrics("distill", {"enabled": True, **shape, **flat, "students": rows})
     figures.save_image(figures.labelled_rows(strips, scale=4, title="Distilled students (DDIM, no CFG pass), 4x"),
                        paths.FIGURES_DIR / FIGURE)
     finish(tracker, figures=(FIGURE,))

@@ -199,6 +199,8 @@ class DiffusionConfig:
     focal_gamma: float = 0.0  # weight each pixel's squared error by its (normalised) error ** gamma; 0 = off
     adversarial_weight: float = 0.0  # hinge critic on the clean-image estimate, times alpha_bar_t; 0 = off
     critic_lr: float = 2.0e-4  # Adam lr of that critic (devagen.diffusion.adversarial)
+    learned_variance: bool = False  # a second output half learns each reverse step's variance (devagen.diffusion.variance)
+    vlb_weight: float = 0.001  # λ of Improved DDPM's hybrid loss: MSE + λ·(the variational bound), with learned_variance
 
     @property
     def needs_judge(self) -> bool:
@@ -214,6 +216,9 @@ class DiffusionConfig:
         for key in ("offset_noise", "min_snr_gamma", "ssim_weight", "perceptual_weight", "focal_gamma", "adversarial_weight"):
             check(getattr(self, key) >= 0, f"diffusion.{key}", "must be >= 0 (0 disables)")
         check(self.critic_lr > 0, "diffusion.critic_lr", "must be > 0")
+        check(self.vlb_weight >= 0, "diffusion.vlb_weight", "must be >= 0")
+        check(self.vlb_weight > 0 or not self.learned_variance, "diffusion.vlb_weight",
+              "must be > 0 with diffusion.learned_variance: true (only the bound trains the variance); e.g. 0.001")
 
     @property
     def diffusers_beta_schedule(self) -> str:
@@ -330,6 +335,7 @@ class DistillConfig:
     guidance_t_max: int = 1000
     precision: str = "auto"  # CPU autocast of teacher and student (devagen.core.device); bf16 autocast on CUDA
     per_class: int = 20  # samples per class each student is measured on (distill.json)
+    student_preset: Optional[str] = None  # None: the student is the teacher's network and weights; a preset: a fresh one
 
     def __post_init__(self) -> None:
         allowed = ", ".join(map(str, DISTILL_STEPS))

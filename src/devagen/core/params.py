@@ -26,7 +26,7 @@ from .config import (
     VaeConfig,
 )
 from .errors import check
-from .presets import check_model, model_downsample, patch_size
+from .presets import PRESETS, check_model, downsample_factor, model_downsample, patch_size
 from .sections import read_yaml, section_from_dict, type_hints
 from .shape import ModelConfig
 
@@ -97,7 +97,8 @@ def check_consistency(params: Params) -> None:
 
 
 def check_distill(params: Params) -> None:
-    """Cross-section checks of the distill stage: what it distils from and on which timesteps."""
+    """Cross-section checks of the distill stage: what it distils from and on which timesteps, and into what."""
+    check_student(params)
     if not params.distill.enabled:
         return
     timesteps = params.diffusion.num_train_timesteps
@@ -106,6 +107,22 @@ def check_distill(params: Params) -> None:
     check(params.model.conditional, "distill.enabled",
            "the students learn the class-guided teacher and are measured by the judge reading the class asked for; "
            "an unconditional model has neither: set distill.enabled: false or model.conditional: true")
+
+
+def check_student(params: Params) -> None:
+    """distill.student_preset: a known preset that denoises what the teacher does (its patching, the image side).
+    The conditioning needs no check: presets carry none, the student is conditioned as the teacher is."""
+    student, teacher, side = params.distill.student_preset, params.model.preset, params.prepare.image_size
+    if student is None:
+        return
+    check(student in PRESETS, "distill.student_preset",
+          f"unknown preset {student!r}; choose one of {', '.join(PRESETS)}, or null for a copy of the teacher")
+    check(patch_size(student) == patch_size(teacher), "distill.student_preset",
+          f"preset {student!r} sees {patch_size(student)}x{patch_size(student)} pixel patches, the teacher (model.preset "
+          f"{teacher!r}) {patch_size(teacher)}x{patch_size(teacher)}; pick one with the teacher's (cpu_patch_small for cpu_patch)")
+    check(side % downsample_factor(student) == 0, "distill.student_preset",
+          f"preset {student!r} (downsampling {downsample_factor(student)}) cannot take the teacher's {side}x{side} "
+          "images (prepare.image_size); pick a shallower preset")
 
 
 def check_sampling(params: Params) -> None:

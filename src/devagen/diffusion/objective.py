@@ -18,6 +18,7 @@ from ..diffusion.guidance import predicted_x0
 from .adversarial import Adversary
 from .aux_losses import perceptual_distance, ssim
 from .unet import NULL_LABEL, condition
+from .variance import split_output, vlb_term
 
 
 def training_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor,
@@ -134,7 +135,8 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
     labels for a UNet that reads them (never dropped). Pixels weighted by focal_weights when
     cfg.focal_gamma > 0. Plus auxiliary_loss when cfg weights it (judge_body: the frozen judge's feature stack, for
     the perceptual term), and the adversary's term when cfg.adversarial_weight > 0. offset_direction: sample_noise's
-    direction."""
+    direction. A learned-variance UNet's output is split: the MSE and the auxiliary terms read its prediction half,
+    cfg.vlb_weight·T·(the variational bound's term at t) trains its variance half (devagen.diffusion.variance)."""
     noise = sample_noise(x0, cfg.offset_noise, generator, offset_direction)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],),
                       generator=generator, device=x0.device)
@@ -143,7 +145,7 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
     if styles is not None:
         given = ~drop_mask(labels.shape, style_drop_prob, labels.device, generator)
         class_labels = condition(class_labels, styles, given, augment)
-    prediction = unet(noisy, t, class_labels=class_labels).sample
+    prediction, variance = split_output(unet(noisy, t, class_labels=class_labels).sample, noisy.shape[1])
     target = training_target(scheduler, x0, noise, t)
     error = prediction.float() - target.float()
     squared = error.pow(2) if cfg.focal_gamma == 0 else error.pow(2) * focal_weights(error, cfg.focal_gamma)
@@ -152,4 +154,7 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
     if cfg.ssim_weight > 0 or cfg.perceptual_weight > 0 or cfg.adversarial_weight > 0:
         estimate = predicted_x0(scheduler, prediction.float(), noisy.float(), t)
         loss = loss + auxiliary_loss(scheduler, cfg, estimate, x0, t, judge_body, adversary)
+    if variance is not None:  # learned variance: + λ·L_vlb, L_vlb = T·E_t[L_t] (Improved DDPM's hybrid loss)
+        bound = vlb_term(scheduler, prediction, variance, noisy, x0, t)
+        loss = loss + cfg.vlb_weight * scheduler.config.num_train_timesteps * bound.mean()
     return loss

@@ -14,6 +14,7 @@ from ..core.config import DiffusionConfig
 from ..core.shape import ModelConfig
 from ..core.errors import DevagenError
 from ..core.presets import attention_levels, check_model, model_downsample, model_shape, patch_size
+from .variance import LEARNED_RANGE
 
 # Class index the conditional UNet reads as "no class": label dropout trains it, and
 # classifier-free guidance uses it for the unconditional half of the batch.
@@ -121,12 +122,14 @@ def with_null_class(class_labels: torch.Tensor, null_label: int) -> torch.Tensor
     return out
 
 
-def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1, augment_labels: int = 0) -> UNet2DModel:
+def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1, augment_labels: int = 0,
+               learned_variance: bool = False) -> UNet2DModel:
     """A freshly initialised UNet2DModel (StyleUNet2DModel with model.style_conditioning) of cfg's shape (the preset
     with params.yaml's overrides) for (B, channels, S, S) inputs: images, or a latent model's latents (then image_size
     is the latent side). A patch preset's UNet takes them as patches (devagen.diffusion.patches):
     (B, channels·p², S/p, S/p). augment_labels > 0: a style-conditioned UNet that also reads that many augmentation
-    labels (ClassStyleEmbedding)."""
+    labels (ClassStyleEmbedding). learned_variance: twice the output channels, the second half the reverse step's
+    variance (devagen.diffusion.variance)."""
     if augment_labels and not cfg.style_conditioning:
         raise ValueError("augmentation labels ride on the style conditions: they need model.style_conditioning")
     check_model(cfg)
@@ -141,7 +144,8 @@ def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1, augment_lab
         extra["augment_dim"] = augment_labels
     cls = StyleUNet2DModel if cfg.style_conditioning else UNet2DModel
     patch = patch_size(cfg.preset)  # a patch preset denoises (channels·p², S/p, S/p): devagen.diffusion.patches
-    return cls(sample_size=image_size // patch, in_channels=channels * patch ** 2, out_channels=channels * patch ** 2,
+    inputs = channels * patch ** 2
+    return cls(sample_size=image_size // patch, in_channels=inputs, out_channels=inputs * (2 if learned_variance else 1),
                **model_shape(cfg), **extra)
 
 
@@ -169,13 +173,16 @@ def explicit_betas(schedule: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
-    """The DDPM forward process; saved with the model so samplers rebuild the same schedule."""
+    """The DDPM forward process; saved with the model so samplers rebuild the same schedule (and a diffusers user's
+    DDPM step reads a learned variance)."""
     # clip_sample only acts in DDPMScheduler.step (ancestral sampling), never in training.
     # Off here so every sampler sees the raw prediction; samplers that want clipping or
     # dynamic thresholding turn it on themselves.
+    # A learned-variance model's saved scheduler says so: diffusers' DDPM step then reads the output's variance half.
+    learned = {"variance_type": LEARNED_RANGE} if cfg.learned_variance else {}
     return DDPMScheduler(**explicit_betas({"num_train_timesteps": cfg.num_train_timesteps,
                                            "beta_schedule": cfg.diffusers_beta_schedule,
-                                           "prediction_type": cfg.prediction_type, "clip_sample": False}))
+                                           "prediction_type": cfg.prediction_type, "clip_sample": False, **learned}))
 
 
 def count_parameters(model: torch.nn.Module) -> int:

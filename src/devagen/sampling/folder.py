@@ -5,6 +5,9 @@ with), `devagen.json` (ModelMeta), `pen.json` (the pen of a pen-conditioned mode
 and `pipeline_devagen.py` (for diffusers), `checksums.json` (written last: devagen.core.integrity), and when set
 `guide/` (autoguidance) and `vae/` (latent diffusion). The sample stage adds `tone.json` (the tone map fitted for its
 sampler, devagen.sampling.tone, or null) and the report stage the model card; neither is in checksums.json.
+A learned-variance model (diffusion.learned_variance) has a UNet with twice the output channels and a scheduler/ that
+says variance_type "learned_range", so diffusers' DDPMScheduler, loaded from the folder by DDPMPipeline or
+DevagenPipeline, reads the variance half; load_pipeline refuses a folder whose two disagree.
 
 The trained model folder as diffusers expects it: model_index.json, and for conditional models the
 custom-pipeline file that lets `DiffusionPipeline.from_pretrained` return devagen's pipeline.

@@ -34,6 +34,7 @@ from ..data.prepared import from_model_range
 from ..diffusion.guidance import output_from_x0, predicted_x0, project_guidance
 from ..diffusion.patches import from_patches
 from ..diffusion.unet import condition, is_style_conditioned, no_augmentation, with_null_class
+from ..diffusion.variance import LEARNED_RANGE, join_output, learns_variance, mean_half, split_output
 from ..pen.conditions import PenStyle, codes
 from ..pen.shear import shear_to_slant
 from .folder import (
@@ -49,7 +50,7 @@ from .folder import (
     write_pen,
     write_tone,
 )
-from .samplers import build_sampler
+from .samplers import build_sampler, reads_variance
 from .tone import ToneMap
 
 Generators = Union[torch.Generator, list[torch.Generator], None]
@@ -206,7 +207,8 @@ class DevagenPipeline(DiffusionPipeline):
 
     def use_sampler(self, sampler: str = "dpmpp") -> "DevagenPipeline":
         """Swap in devagen's tuned inference scheduler ("dpmpp" | "ddim" | "ddpm") for the same schedule; returns self."""
-        self.scheduler = build_sampler(dict(self.scheduler.config), sampler, latent=self.latent)
+        self.scheduler = build_sampler(dict(self.scheduler.config), sampler, latent=self.latent,
+                                       learned_variance=learns_variance(self.unet))
         return self
 
     def guided(self, guidance_scale: float, guidance: str = "cfg") -> bool:
@@ -228,7 +230,8 @@ class DevagenPipeline(DiffusionPipeline):
 
     def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor],
                      guidance_scale: float = 1.0, guidance: str = "cfg", parallel: float = 1.0) -> torch.Tensor:
-        """Network output (B, C, H, W), guided as worse + g·(model − worse).
+        """Network output (B, C, H, W), guided as worse + g·(model − worse); a learned-variance network's (B, 2C, H, W),
+        guided in its prediction half, its variance half the model's (devagen.diffusion.variance).
 
         CFG's two predictions come from ONE batched pass. The combination is linear, so it is valid
         for eps, v and x0 predictions alike. parallel != 1 reweights the guidance update's component
@@ -244,10 +247,12 @@ class DevagenPipeline(DiffusionPipeline):
         else:
             null = with_null_class(labels, self.null_label)
             good, worse = net(self.unet, torch.cat([x, x]), torch.cat([labels, null])).chunk(2)
+        (good, variance), worse = split_output(good, x.shape[1]), mean_half(worse, x.shape[1])  # variance: good's
         if parallel == 1.0:
-            return worse + guidance_scale * (good - worse)
+            return join_output(worse + guidance_scale * (good - worse), variance)
         x0_good, x0_worse = (predicted_x0(self.scheduler, out, x, t) for out in (good, worse))
-        return output_from_x0(self.scheduler, project_guidance(x0_good, x0_worse, guidance_scale, parallel), x, t)
+        guided = output_from_x0(self.scheduler, project_guidance(x0_good, x0_worse, guidance_scale, parallel), x, t)
+        return join_output(guided, variance)
 
     def _class_labels(self, labels: Labels, batch_size: Optional[int]) -> tuple[Optional[torch.Tensor], int, bool]:
         """(class labels (B,) int64 on device or None, batch size, whether real labels were given)."""
@@ -342,6 +347,7 @@ class DevagenPipeline(DiffusionPipeline):
             scale = guidance_scale if lo <= int(t) <= hi else 1.0
             out = self.model_output(self.scheduler.scale_model_input(x, t), t, class_labels, scale, guidance,
                                     guidance_parallel)
+            out = out if reads_variance(self.scheduler) else mean_half(out, x.shape[1])  # a learned variance: DDPM's
             step = self.scheduler.step(out, t, x, generator=generator)
             if callback is not None:
                 x0 = getattr(step, "pred_original_sample", None)
@@ -413,6 +419,9 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
                                "train.guide_step > 0 and run `dvc repro train`, or use sample.guidance: cfg")
         guide = load_unet(model_dir, GUIDE_FOLDER).eval()
     training = DDPMScheduler.from_config(load_ddpm_config(model_dir))
+    if learns_variance(unet) != (training.config.variance_type == LEARNED_RANGE):
+        raise broken(model_dir, f"scheduler/ says variance_type {training.config.variance_type} but the UNet "
+                                f"{'has' if learns_variance(unet) else 'has no'} variance half (diffusion.learned_variance)")
     vae = None
     from ..diffusion.autoencoder import has_autoencoder, load_autoencoder
 

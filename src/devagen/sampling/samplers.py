@@ -10,6 +10,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..core.errors import DevagenError
 from ..diffusion.unet import explicit_betas
+from ..diffusion.variance import LEARNED_RANGE
 
 # Options every inference sampler gets on top of the saved DDPM config:
 # - "trailing" spacing starts at t = T-1. The saved DDPMScheduler says "leading", which never visits
@@ -46,13 +47,23 @@ SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule
 LATENT_OPTIONS: dict[str, Any] = {"thresholding": False, "clip_sample": False}
 
 
-def build_sampler(ddpm_config: dict, sampler: str, latent: bool = False) -> SchedulerMixin:
+def build_sampler(ddpm_config: dict, sampler: str, latent: bool = False,
+                  learned_variance: bool = False) -> SchedulerMixin:
     """Inference scheduler from a saved scheduler config; only the schedule and prediction_type carry over.
-    latent: for a latent model (no clipping or thresholding of x0, LATENT_OPTIONS)."""
+    latent: for a latent model (no clipping or thresholding of x0, LATENT_OPTIONS). learned_variance: for a model
+    with a variance half (devagen.diffusion.variance), which DDPM reads (variance_type learned_range); the other
+    samplers are given the prediction half only (reads_variance)."""
     if sampler not in SAMPLER_CLASSES:
         raise DevagenError(f"params.yaml: sample.sampler: unknown {sampler!r}; choose one of {', '.join(SAMPLER_CLASSES)}")
     schedule = explicit_betas({k: v for k, v in ddpm_config.items() if k in SCHEDULE_KEYS})  # sigmoid too
     options = {**COMMON_OPTIONS, **SAMPLER_OPTIONS[sampler]}
     if latent:
         options.update({k: v for k, v in LATENT_OPTIONS.items() if k in options})
+    if learned_variance and sampler == "ddpm":
+        options["variance_type"] = LEARNED_RANGE
     return SAMPLER_CLASSES[sampler].from_config(schedule, **options)
+
+
+def reads_variance(scheduler: SchedulerMixin) -> bool:
+    """Whether the scheduler's step takes a network output with its variance half (DDPM with a learned range)."""
+    return isinstance(scheduler, DDPMScheduler) and scheduler.config.variance_type == LEARNED_RANGE

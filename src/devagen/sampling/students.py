@@ -5,19 +5,22 @@ DDIMScheduler, unet/, scheduler/, checksums.json) without unet_raw/ or guide/, s
     devagen.sampling.pipeline.load_pipeline(folder, "ddim")   then  pipeline(labels, num_inference_steps=N)
     DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)   (its scheduler is the DDIM sampler)
 The guidance is in the student's weights: sample it with guidance_scale 1 (one network pass per step).
+A student has no variance half (DDIM needs none), and with distill.student_preset its own, smaller shape.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 from diffusers import UNet2DModel
 
 from ..core.errors import DevagenError
 from ..core.integrity import write_manifest
-from .folder import META_FILE, read_meta, read_pen, write_model_index
+from .folder import META_FILE, read_meta, read_pen, write_meta, write_model_index
 from .pipeline import DevagenPipeline, load_pipeline
 from .samplers import build_sampler
 
@@ -29,12 +32,17 @@ def student_dir(root: Path, steps: int) -> Path:
     return Path(root) / f"steps_{steps}"
 
 
-def write_student(student: UNet2DModel, teacher_dir: Path, out_dir: Path) -> None:
-    """Write a student as a model folder beside its teacher's metadata (out_dir must not exist yet)."""
+def write_student(student: UNet2DModel, teacher_dir: Path, out_dir: Path, preset: Optional[str] = None) -> None:
+    """Write a student as a model folder beside its teacher's metadata (out_dir must not exist yet). preset: the
+    student's own (distill.student_preset), which its devagen.json names instead of the teacher's (unet/config.json
+    holds its shape either way)."""
     teacher_dir, out_dir = Path(teacher_dir), Path(out_dir)
     meta = read_meta(teacher_dir)
     out_dir.mkdir(parents=True)
-    shutil.copyfile(teacher_dir / META_FILE, out_dir / META_FILE)
+    if preset is None:
+        shutil.copyfile(teacher_dir / META_FILE, out_dir / META_FILE)
+    else:
+        write_meta(replace(meta, preset=preset), out_dir)
     student.save_pretrained(out_dir / "unet")
     ddpm = json.loads((teacher_dir / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
     build_sampler(ddpm, SAMPLER).save_pretrained(out_dir / "scheduler")

@@ -14,6 +14,10 @@ The target (Salimans & Ho, Algorithm 2): from x_t the teacher takes two DDIM ste
 clean image x̃ for which ONE DDIM step from x_t lands on the same x_s is
     x̃ = (x_s − (σ_s/σ_t)·x_t) / (α_s − (σ_s/σ_t)·α_t),
 and the student's clean-image estimate is pulled to it with weight max(SNR_t, 1) ("truncated SNR").
+
+The first student is the teacher's network and weights (without a learned-variance teacher's variance half), or
+with distill.student_preset a smaller network of that preset, newly initialised (fresh_student), that learns the
+same rounds from the same teacher.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from tqdm.auto import tqdm
 from ..core.config import DistillConfig
 from ..core.device import autocast
 from ..core.seeding import seeded_generator
+from ..core.shape import ModelConfig
 from ..core.updates import WindowMean, optimizer_update, warmup_schedule
 from ..data.prepared import to_model_range
 from ..diffusion.guidance import predicted_x0
 from ..diffusion.patches import to_patches
-from ..diffusion.unet import with_null_class
+from ..diffusion.unet import build_unet, is_style_conditioned, with_null_class
+from ..diffusion.variance import mean_half, mean_only
 
 # (x_t (B, C, H, W), t (B,) int64, conditions or None) -> the clean image the denoiser predicts, float32
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
@@ -88,7 +94,7 @@ def teacher_target(teacher: Denoiser, alphas_cumprod: torch.Tensor, x_t: torch.T
 def network_denoiser(unet: UNet2DModel, scheduler: DDPMScheduler) -> Denoiser:
     """The network's own clean-image prediction (a student, or an unguided teacher)."""
     def denoise(x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor]) -> torch.Tensor:
-        return predicted_x0(scheduler, unet(x, t, class_labels=cond).sample.float(), x, t)
+        return predicted_x0(scheduler, mean_half(unet(x, t, class_labels=cond).sample.float(), x.shape[1]), x, t)
     return denoise
 
 
@@ -101,7 +107,7 @@ def guided_denoiser(unet: UNet2DModel, scheduler: DDPMScheduler, null_label: int
     def denoise(x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor]) -> torch.Tensor:
         both = unet(torch.cat([x, x]), torch.cat([t, t]),
                     class_labels=torch.cat([cond, with_null_class(cond, null_label)])).sample.float()
-        good, worse = both.chunk(2)
+        good, worse = mean_half(both, x.shape[1]).chunk(2)
         weight = torch.where((t >= lo) & (t <= hi), scale, 1.0).view(-1, 1, 1, 1)
         return predicted_x0(scheduler, worse + weight * (good - worse), x, t)
     return denoise
@@ -175,15 +181,32 @@ def frozen_copy(unet: UNet2DModel) -> UNet2DModel:
     return copy.deepcopy(unet).eval().requires_grad_(False)
 
 
+def fresh_student(preset: str, teacher: UNet2DModel, patch: int, seed: int) -> UNet2DModel:
+    """A newly initialised network of `preset`'s shape (distill.student_preset) for the teacher's inputs (its side,
+    channels and patch side `patch`), conditioned as the teacher is (class, pen), on the teacher's device. Seeded by
+    `seed` without touching the global random state. Its shape differs, so nothing is copied from the teacher."""
+    config = teacher.config
+    cfg = ModelConfig(preset=preset, conditional=config.num_class_embeds is not None,
+                      style_conditioning=is_style_conditioned(teacher),
+                      scale_shift=config.resnet_time_scale_shift == "scale_shift")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        student = build_unet(cfg, config.sample_size * patch, config.in_channels // patch ** 2)
+    return student.to(teacher.device)
+
+
 def distill(unet: UNet2DModel, scheduler: DDPMScheduler, data: DistillData, cfg: DistillConfig,
-            null_label: Optional[int], save: Callable[[int, UNet2DModel], None], progress: bool = True) -> list[dict]:
+            null_label: Optional[int], save: Callable[[int, UNet2DModel], None], progress: bool = True,
+            student: Optional[UNet2DModel] = None) -> list[dict]:
     """Distil `unet` (the trained model; guided when it is conditional and cfg.guidance_scale != 1) round by round
-    into students of cfg.student_steps; save(steps, student) after each round. Returns each round's stats."""
+    into students of cfg.student_steps; save(steps, student) after each round. Returns each round's stats.
+    student: the network the first round trains (fresh_student); None: a copy of `unet` (its prediction half for a
+    learned-variance model: DDIM students need no variance)."""
     base = frozen_copy(unet)
     guided = null_label is not None and data.conditions is not None and cfg.guidance_scale != 1.0
     teacher = (guided_denoiser(base, scheduler, null_label, cfg.guidance_scale, (cfg.guidance_t_min, cfg.guidance_t_max))
                if guided else network_denoiser(base, scheduler))
-    student = copy.deepcopy(unet).requires_grad_(True)
+    student = (mean_only(unet) if student is None else student).requires_grad_(True)
     rounds = []
     for round_index, steps in enumerate(cfg.student_steps):
         rounds.append(distill_round(teacher, student, scheduler, data, steps, cfg, round_index, progress))

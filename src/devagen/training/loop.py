@@ -132,8 +132,8 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     if vae is not None:  # the UNet denoises the autoencoder's latents
         side, channels = side // latent_downsample(vae), vae.config.latent_channels
     labelled = cfg.augment and model_cfg.style_conditioning  # the pen path also carries augmentation labels
-    model = use_math_attention(build_unet(model_cfg, side, channels, len(AUGMENT_LABELS) if labelled else 0)
-                               .to(accelerator.device))
+    model = use_math_attention(build_unet(model_cfg, side, channels, len(AUGMENT_LABELS) if labelled else 0,
+                                          diffusion_cfg.learned_variance).to(accelerator.device))
     fused = accelerator.device.type == "cuda"  # one multi-tensor kernel per step: matters when launch-bound
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     steps = total_steps(cfg, len(images), accelerator.num_processes)
