@@ -5,8 +5,8 @@ functions too). Found by reading the sources with `ast`, so an edit reruns exact
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import click
 import pytest
