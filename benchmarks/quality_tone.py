@@ -24,9 +24,8 @@ import numpy as np
 
 from devagen.core import paths
 from devagen.core.config import SampleConfig
-from devagen.core.params import Params
 from devagen.core.io import write_text
-from devagen.core.params import load_params
+from devagen.core.params import Params, load_params
 from devagen.data import prepared as data
 from devagen.judges import c2st, legibility, ocr
 from devagen.judges.evaluation import headline_quality
@@ -61,11 +60,12 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def measure(name: str, cfg: SampleConfig, floor: bool, params: Params, sets: dict, samples_dir: Path) -> dict:
+def measure(name: str, cfg: SampleConfig, floor: bool, params: Params, sets: dict, samples_dir: Path,
+            model_dir: Path = paths.DIFFUSION_DIR) -> dict:
     """One setting: its samples (saved), the evaluate stage's measures of them and the minutes they took to draw."""
     start = time.perf_counter()
-    pipe = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema)
-    meta = read_meta(paths.DIFFUSION_DIR)
+    pipe = load_pipeline(model_dir, cfg.sampler, cfg.use_ema)
+    meta = read_meta(model_dir)
     pipe.tone = fit_tone(pipe, meta, cfg, sets["train"].images) if cfg.tone_map else None
     images, labels, _ = sample_set(pipe, meta, cfg, progress=False)
     minutes = (time.perf_counter() - start) / 60

@@ -5,8 +5,8 @@ functions too). Found by reading the sources with `ast`, so an edit reruns exact
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import click
 import pytest
@@ -68,12 +68,21 @@ def import_closure(roots: Iterable[Path], src: Path, package: str) -> set[Path]:
     return seen
 
 
+def holds_code(path: Path) -> bool:
+    """False for a file of only a docstring and literal constants (a package's `__init__.py` here): editing it
+    cannot change what a stage computes, so no stage lists it."""
+    body = ast.parse(path.read_text(), str(path)).body
+    inert = (ast.Expr, ast.Assign, ast.AnnAssign)
+    return not all(isinstance(node, inert) and isinstance(node.value, ast.Constant) for node in body)
+
+
 def stage_code(name: str) -> set[str]:
-    """The src/devagen files stage `name` runs: `devagen <name>` starts in devagen/cli.py, which loads
-    devagen/commands/<name>.py by name."""
+    """The src/devagen files stage `name` runs and that hold code: `devagen <name>` starts in devagen/cli.py,
+    which loads devagen/commands/<name>.py by name."""
     command = SRC / "devagen" / "commands" / f"{name}.py"  # loaded by name (cli.load_command): no import names it
     roots = [SRC / "devagen" / "__init__.py", SRC / "devagen" / "cli.py", command]
-    return {p.relative_to(REPO).as_posix() for p in import_closure(roots, SRC, "devagen") | set(roots)}
+    files = import_closure(roots, SRC, "devagen") | set(roots)
+    return {p.relative_to(REPO).as_posix() for p in files if holds_code(p)}
 
 
 @pytest.mark.parametrize("name", list(STAGES))
@@ -124,6 +133,19 @@ def test_closure_follows_imports_anywhere_and_nothing_else(tmp_path: Path) -> No
     assert found == set()  # a root's own package __init__ comes only through imports (the script's)
 
 
+def test_only_files_without_code_are_left_out(tmp_path: Path) -> None:
+    _write(tmp_path, {"doc.py": '"""Only a docstring."""\n__version__ = "1.0"\n', "empty.py": "",
+                      "const.py": 'NAME = "x"\nLIMIT: int = 3\n', "code.py": '"""Doc."""\nfrom . import a\n',
+                      "call.py": "X = len('ab')\n", "def.py": "def f():\n    pass\n"})
+    assert [holds_code(tmp_path / f) for f in ("doc.py", "empty.py", "const.py")] == [False] * 3
+    assert all(holds_code(tmp_path / f) for f in ("code.py", "call.py", "def.py"))
+
+
+def test_every_package_init_is_left_out_only_while_it_holds_no_code() -> None:
+    inits = sorted((SRC / "devagen").rglob("__init__.py"))
+    assert len(inits) >= 10 and not any(holds_code(p) for p in inits), "an __init__.py with code must be listed"
+
+
 def test_closure_rejects_an_import_of_a_missing_module(tmp_path: Path) -> None:
     src = tmp_path / "src"
     _write(src, {"pkg/__init__.py": "", "pkg/a.py": "from .gone import x\n"})
@@ -139,7 +161,7 @@ def test_listing_a_stage_dep_it_does_not_run_fails() -> None:
 
 def test_fetch_runs_only_the_download_code() -> None:
     """Editing a pen measure, MLflow tracking or a network preset must not re-download DHCD."""
-    modules = {p for p in stage_code("fetch") if not p.endswith("__init__.py")}
+    modules = stage_code("fetch")
     assert len(modules) <= 10, sorted(modules)
     assert not {p for p in modules if p.split("/")[2] in ("pen", "judges", "diffusion", "sampling", "training")}
     assert not modules & {"src/devagen/core/tracking.py", "src/devagen/core/presets.py", "src/devagen/core/params.py"}

@@ -21,7 +21,8 @@ from devagen.diffusion.aux_losses import (
     stage_features,
 )
 from devagen.diffusion.guidance import predicted_x0
-from devagen.diffusion.objective import diffusion_loss, training_target
+from devagen.diffusion.objective import auxiliary_loss, diffusion_loss, training_target
+from devagen.diffusion.patches import to_patches
 from devagen.diffusion.unet import build_noise_scheduler, build_unet
 from devagen.judges.ocr import build_judge
 from devagen.training.loop import _judge_body, train_diffusion
@@ -80,6 +81,18 @@ def test_weights_add_to_the_loss_and_zero_changes_nothing() -> None:
     assert loss(DiffusionConfig(perceptual_weight=1.0), judge.body) > plain
     with pytest.raises(ValueError, match="perceptual_weight"):
         loss(DiffusionConfig(perceptual_weight=1.0))
+
+
+def test_a_patch_models_estimate_is_compared_as_the_pixels_it_packs() -> None:
+    cfg = DiffusionConfig(ssim_weight=1.0, perceptual_weight=1.0)
+    scheduler = build_noise_scheduler(cfg)
+    judge = frozen(build_judge(OcrConfig(width=4), 32))
+    x0 = glyphs()
+    estimate = (x0 + 0.3 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(2))).clamp(-1, 1)
+    t = torch.tensor([10, 200, 500, 800])
+    pixels = auxiliary_loss(scheduler, cfg, estimate, x0, t, judge.body)
+    packed = auxiliary_loss(scheduler, cfg, to_patches(estimate, 2), to_patches(x0, 2), t, judge.body, patch=2)
+    assert pixels > 0 and torch.allclose(pixels, packed, atol=1e-5)
 
 
 def test_negative_weight_is_refused_naming_the_param() -> None:

@@ -41,12 +41,11 @@ def test_a_patch_preset_builds_a_unet_without_the_full_resolution_level() -> Non
         build_unet(ModelConfig(preset="cpu_patch"), 30)
 
 
-@pytest.mark.parametrize("section, key", [("vae", {"enabled": True}), ("diffusion", {"ssim_weight": 0.1}),
-                                          ("diffusion", {"perceptual_weight": 0.1})])
-def test_params_refuse_what_a_patch_model_is_not_built_for(section: str, key: dict) -> None:
-    [name] = key
-    with pytest.raises(DevagenError, match=f"{section}.{name}: preset 'cpu_patch' works on pixel patches"):
-        params_from_dict({"model": {"preset": "cpu_patch"}, section: key})
+def test_params_refuse_latent_diffusion_for_a_patch_model_and_take_the_pixel_losses() -> None:
+    with pytest.raises(DevagenError, match="vae.enabled: preset 'cpu_patch' works on pixel patches"):
+        params_from_dict({"model": {"preset": "cpu_patch"}, "vae": {"enabled": True}})
+    params = params_from_dict({"model": {"preset": "cpu_patch"}, "diffusion": {"ssim_weight": 0.1, "perceptual_weight": 0.1}})
+    assert params.diffusion.ssim_weight == 0.1 and params.diffusion.needs_judge
 
 
 def test_a_patch_model_trains_on_patches_and_every_loader_draws_pixels(tmp_path: Path) -> None:

@@ -76,13 +76,8 @@ def check_consistency(params: Params) -> None:
            + (f" with {len(params.model.block_out_channels)} levels (model.block_out_channels)"
               if params.model.block_out_channels is not None else ""))
     if patch_size(params.model.preset) > 1:  # the network sees pixel patches (devagen.diffusion.patches)
-        for key, off, why in (
-                ("vae.enabled", not params.vae.enabled, "latent diffusion"),
-                ("diffusion.ssim_weight", params.diffusion.ssim_weight == 0, "the auxiliary losses, which compare pixels"),
-                ("diffusion.perceptual_weight", not params.diffusion.needs_judge,
-                 "the auxiliary losses, which compare pixels")):
-            check(off, key, f"preset {params.model.preset!r} works on pixel patches and is not built for {why}; "
-                             f"turn it off or use preset cpu_conv")
+        check(not params.vae.enabled, "vae.enabled", f"preset {params.model.preset!r} works on pixel patches and is "
+              "not built for latent diffusion; turn it off or use preset cpu_conv")
     if params.vae.enabled:
         side = params.prepare.image_size // params.vae.downsample
         check(params.prepare.image_size % params.vae.downsample == 0 and side % factor == 0, "vae.downsample",

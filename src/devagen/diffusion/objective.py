@@ -17,6 +17,7 @@ from ..core.config import DiffusionConfig
 from ..diffusion.guidance import predicted_x0
 from .adversarial import Adversary
 from .aux_losses import perceptual_distance, ssim
+from .patches import from_patches
 from .unet import NULL_LABEL, condition
 
 
@@ -78,18 +79,20 @@ def sample_noise(x0: torch.Tensor, offset_noise: float, generator: Optional[torc
 
 def auxiliary_loss(scheduler: DDPMScheduler, cfg: DiffusionConfig, estimate: torch.Tensor, x0: torch.Tensor,
                    t: torch.Tensor, judge_body: Optional[torch.nn.Sequential] = None,
-                   adversary: Optional[Adversary] = None) -> torch.Tensor:
+                   adversary: Optional[Adversary] = None, patch: int = 1) -> torch.Tensor:
     """Scalar: ssim_weight·(1 − SSIM) + perceptual_weight·(judge-feature distance) of the clean-image estimate
     against x0 + adversarial_weight·(−critic score of the estimate), each per image times alpha_bar_t (the signal
-    share of x_t), averaged over the batch."""
+    share of x_t), averaged over the batch. patch: a patch model's patch size; SSIM and the judge compare the
+    estimate and x0 as the pixels they pack."""
     signal = scheduler.alphas_cumprod.to(x0.device, torch.float32)[t]
     per_image = torch.zeros_like(signal)
+    pixels, x0_pixels = from_patches(estimate, patch), from_patches(x0, patch)
     if cfg.ssim_weight > 0:
-        per_image = per_image + cfg.ssim_weight * (1.0 - ssim(estimate, x0))
+        per_image = per_image + cfg.ssim_weight * (1.0 - ssim(pixels, x0_pixels))
     if cfg.perceptual_weight > 0:
         if judge_body is None:
             raise ValueError("diffusion.perceptual_weight > 0 needs the judge's feature network")
-        per_image = per_image + cfg.perceptual_weight * perceptual_distance(judge_body, estimate, x0)
+        per_image = per_image + cfg.perceptual_weight * perceptual_distance(judge_body, pixels, x0_pixels)
     if cfg.adversarial_weight > 0:
         if adversary is None:
             raise ValueError("diffusion.adversarial_weight > 0 needs the adversary (its critic)")
@@ -127,8 +130,8 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
                    generator: Optional[torch.Generator] = None, styles: Optional[torch.Tensor] = None,
                    style_drop_prob: float = 0.0, judge_body: Optional[torch.nn.Sequential] = None,
                    adversary: Optional[Adversary] = None, augment: Optional[torch.Tensor] = None,
-                   offset_direction: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Scalar weighted MSE for a batch x0 (B, 1, S, S) in [-1, 1]; labels (B,) or None (unconditional);
+                   offset_direction: Optional[torch.Tensor] = None, patch: int = 1) -> torch.Tensor:
+    """Scalar weighted MSE for a batch x0 (B, 1, S, S) in [-1, 1] (a patch model's: to_patches of it, patch > 1); labels (B,) or None (unconditional);
     styles (B, 2) pen codes for a style-conditioned UNet, each dropped with style_drop_prob independently
     of the class (so the class can be guided with the style held); augment (B, A): the batch's augmentation
     labels for a UNet that reads them (never dropped). Pixels weighted by focal_weights when
@@ -151,5 +154,5 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
     loss = (loss_weights(scheduler, t, scheduler.config.prediction_type, cfg.min_snr_gamma) * per_image).mean()
     if cfg.ssim_weight > 0 or cfg.perceptual_weight > 0 or cfg.adversarial_weight > 0:
         estimate = predicted_x0(scheduler, prediction.float(), noisy.float(), t)
-        loss = loss + auxiliary_loss(scheduler, cfg, estimate, x0, t, judge_body, adversary)
+        loss = loss + auxiliary_loss(scheduler, cfg, estimate, x0, t, judge_body, adversary, patch)
     return loss

@@ -259,7 +259,7 @@ def _optimizer_step(run: TrainRun, step: int) -> torch.Tensor:
         with acc.accumulate(run.unet):
             loss = diffusion_loss(run.unet, run.noise_scheduler, x0, labels, run.diffusion_cfg,
                                   cfg.cond_drop_prob, generator, styles, cfg.style_drop_prob, run.judge_body,
-                                  run.adversary, augment, run.offset_direction)
+                                  run.adversary, augment, run.offset_direction, run.patch)
             acc.backward(loss)
             if acc.sync_gradients and cfg.grad_clip > 0:
                 acc.clip_grad_norm_(run.unet.parameters(), cfg.grad_clip)
