@@ -13,8 +13,8 @@ import click
 from .core.errors import DevagenError, full_disk
 
 # The commands' modules in devagen/commands/; the command is named after its module, with "-" for "_".
-STAGES = ("fetch", "prepare", "train_ocr", "style_net", "vae", "train", "distill", "sample", "evaluate", "report",
-          "human_study")  # the DVC stages, in dvc.yaml's order
+STAGES = ("fetch", "prepare", "train_ocr", "style_net", "vae", "train", "distill", "noisy_classifier", "sample",
+          "evaluate", "report", "human_study")  # the DVC stages, in dvc.yaml's order
 COMMANDS = (*STAGES, "generate", "human_score", "lr_find")
 
 

@@ -70,6 +70,30 @@ def test_no_slant_shear_keeps_the_networks_own_slant(workdir: Path) -> None:
     assert not np.array_equal(_pixels(workdir / "shear.png"), _pixels(workdir / "own.png"))  # the shear was skipped
 
 
+def test_classifier_guidance_lets_an_unconditional_model_draw_a_class(tmp_path: Path, tiny_uncond_model_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """sample.guidance: classifier loads models/noisy_classifier; a distilled student is drawn without it."""
+    from devagen.core.config import DiffusionConfig, NoisyClassifierConfig
+    from devagen.diffusion.noisy_classifier import NoisyClassifier, save_classifier, schedule_of
+
+    shutil.copytree(tiny_uncond_model_dir, tmp_path / "models" / "diffusion")
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text("sample:\n  guidance: classifier\n  steps: 2\nnoisy_classifier:\n  enabled: true\n"
+                                   "tracking:\n  enabled: false\n")
+    cli_args = ["generate", "--class", "क", "-n", "2", "--out", "ka.png"]
+    missing = CliRunner().invoke(cli, cli_args)
+    assert missing.exit_code == 1 and "no trained noisy classifier" in missing.output, missing.output
+    save_classifier(NoisyClassifier(4, 16), Path("models/noisy_classifier"), NoisyClassifierConfig(width=4),
+                    schedule_of(DiffusionConfig()))
+    result = CliRunner().invoke(cli, cli_args)
+    assert result.exit_code == 0, result.output
+    assert _pixels(tmp_path / "ka.png").size > 0
+    write_student(load_unet(tiny_uncond_model_dir, "unet"), tiny_uncond_model_dir,
+                  student_dir(tmp_path / "models" / "distilled", 1))
+    student = CliRunner().invoke(cli, ["generate", "-n", "2", "--distilled", "1", "--out", "student.png"])
+    assert student.exit_code == 0, student.output
+
+
 def test_the_installed_console_script_runs() -> None:
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     script = shutil.which("devagen", path=path)

@@ -47,6 +47,17 @@ def test_dvc_exp_style_strings_are_cast() -> None:
     ({"sample": {"guidance": "autoguidance"}}, "sample.guidance: autoguidance guides by the guide/"),
     ({"sample": {"sampler": "distilled", "steps": 4, "guidance": "autoguidance"}, "distill": {"enabled": True},
       "train": {"guide_step": 5}}, "sample.guidance: the distilled students"),
+    ({"sample": {"guidance": "classifier"}}, "sample.guidance: classifier guidance.*noisy_classifier.enabled: true"),
+    ({"sample": {"guidance": "classifier"}, "noisy_classifier": {"enabled": True}, "vae": {"enabled": True},
+      "model": {"preset": "cpu_conv"}}, "sample.guidance: the noisy classifier reads pixels"),
+    ({"sample": {"sampler": "distilled", "steps": 8, "guidance": "classifier"}, "distill": {"enabled": True},
+      "noisy_classifier": {"enabled": True}}, "sample.guidance: the distilled students.*no other guidance"),
+    ({"sample": {"classifier_scale": -0.5}}, "sample.classifier_scale: must be >= 0"),
+    ({"sample": {"guidance": "classifer"}}, "sample.guidance: choose one of cfg, autoguidance, classifier"),
+    ({"noisy_classifier": {"width": 6}}, "noisy_classifier.width: must be a multiple of 4"),
+    ({"noisy_classifier": {"steps": 0}}, "noisy_classifier.steps"),
+    ({"noisy_classifier": {"lr": 0}}, "noisy_classifier.lr"),
+    ({"noisy_classifier": {"batch_size": 0}}, "noisy_classifier.batch_size"),
 ])
 def test_bad_values_name_the_key(raw: dict, key: str) -> None:
     with pytest.raises(DevagenError, match=key.replace("(", r"\(")):
@@ -79,3 +90,13 @@ def test_unquoted_off_in_yaml_reads_as_the_string_off(tmp_path) -> None:  # type
 
     assert params_from_dict({"train": {"compile": False}}).train.compile == "off"
     assert params_from_dict({"train": {"compile": "default"}}).train.compile == "default"
+
+
+@pytest.mark.parametrize("conditional", (True, False))
+def test_classifier_guidance_loads_with_its_classifier_for_either_model(conditional: bool) -> None:
+    """Classifier guidance works for unconditional models too (the classifier gives the class; no CFG there)."""
+    params = params_from_dict({"sample": {"guidance": "classifier", "classifier_scale": "2.5"},
+                               "noisy_classifier": {"enabled": True},
+                               "model": {"conditional": conditional, "style_conditioning": conditional}})
+    assert params.sample.classifier_scale == 2.5 and params.noisy_classifier.enabled
+    assert not Params().noisy_classifier.enabled and Params().sample.guidance == "cfg"  # off by default

@@ -2,14 +2,16 @@
 
 The matrix: beta schedule x prediction type x network (pixels, 2x2 patches, latents, patches of latents) x
 conditioning (none, class, class and pen, pen alone) x guidance (CFG; autoguidance with or without the guide
-snapshot, train.guide_step) x sampler (the four, and the distilled students) x distillation on or off. Each
+snapshot, train.guide_step; classifier guidance with or without the noisy classifier, noisy_classifier.enabled) x
+sampler (the four, and the distilled students) x distillation on or off. Each
 combination is first read by params_from_dict, as params.yaml is: a refusal must be one DevagenError line naming a
-key. An accepted one runs what its stages run, through the same library calls (commands/vae, train, distill and
-sample), on a `tiny` UNet at 16x16 that trains 2 steps and draws the first image of the sample set in 2 steps (and
-the trajectory the figures show); nothing may fail once work has started.
+key. An accepted one runs what its stages run, through the same library calls (commands/vae, train, distill,
+noisy_classifier and sample), on a `tiny` UNet at 16x16 that trains 2 steps and draws the first image of the sample
+set in 2 steps (and the trajectory the figures show); nothing may fail once work has started.
 
 Work is shared where the stages' inputs are equal: one training per (model, diffusion, vae, train, prepare) sections,
-one distillation per trained model and distill section, one sampling run per trained model and sample section.
+one distillation per trained model and distill section, one noisy classifier per schedule and image side, one
+sampling run per trained model and sample section.
 The fast tier runs cosine (the default) and sigmoid (the schedule the samplers get as explicit betas); linear and
 scaled_linear, which reach the samplers by name as cosine does, run in the slow tier.
 """
@@ -35,12 +37,14 @@ from devagen.diffusion.autoencoder import load_autoencoder, save_autoencoder, tr
 from devagen.diffusion.unet import condition
 from devagen.pen.conditions import training_codes
 from devagen.sampling.folder import read_meta
-from devagen.sampling.generate import generate, guidance_options, image_generators
+from devagen.diffusion.noisy_classifier import save_classifier, schedule_of
+from devagen.sampling.generate import draws_classes, generate, guidance_options, image_generators
 from devagen.sampling.pipeline import DevagenPipeline, load_pipeline
 from devagen.sampling.students import SAMPLER as STUDENT_SAMPLER
 from devagen.sampling.students import load_student, student_dir, write_student
 from devagen.training.distill import DistillData, distill, fresh_student
 from devagen.training.loop import train_diffusion
+from devagen.training.noisy_classifier import train_noisy_classifier
 
 pytestmark = pytest.mark.usefixtures("cpu_one_thread")
 
@@ -53,9 +57,13 @@ CONDITIONING = {"none": {"model.conditional": False, "model.style_conditioning":
                 "class and pen": {"model.conditional": True, "model.style_conditioning": True},
                 "pen alone": {"model.conditional": False, "model.style_conditioning": True}}
 # guide_step comes with autoguidance, which reads the guide; CFG never does (it is trained and sampled without one).
+# Classifier guidance reads the noisy_classifier stage's network, trained when noisy_classifier.enabled.
 GUIDANCE = {"cfg": {"sample.guidance": "cfg", "train.guide_step": 0},
             "autoguidance": {"sample.guidance": "autoguidance", "train.guide_step": 1},
-            "autoguidance, no guide": {"sample.guidance": "autoguidance", "train.guide_step": 0}}
+            "autoguidance, no guide": {"sample.guidance": "autoguidance", "train.guide_step": 0},
+            "classifier": {"sample.guidance": "classifier", "train.guide_step": 0, "noisy_classifier.enabled": True},
+            "classifier, none": {"sample.guidance": "classifier", "train.guide_step": 0,
+                                 "noisy_classifier.enabled": False}}
 # Tiny sizes: 16x16 images, 2 training steps, one 2-step student, 2 sampler steps.
 BASE = {"prepare": {"image_size": 16},
         "vae": {"steps": 1, "batch_size": 4, "width": 8, "downsample": 2, "precision": "fp32"},
@@ -65,6 +73,7 @@ BASE = {"prepare": {"image_size": 16},
                    "guidance_scale": 2.0},
         "distill": {"start_steps": 2, "min_steps": 2, "steps_per_round": 1, "batch_size": 2, "warmup_steps": 0,
                     "precision": "fp32", "per_class": 1},
+        "noisy_classifier": {"steps": 1, "batch_size": 4, "width": 4},
         "tracking": {"enabled": False}}
 RNG = np.random.default_rng(0)
 LABELS = np.arange(46, dtype=np.int64)  # one image per class: pen pools and CFG see every class
@@ -99,7 +108,7 @@ class Stages:
 
     def __init__(self, root: Path) -> None:
         self.root, self.memo = root, {}
-        self.counts = dict.fromkeys(("vae", "train", "distill", "load", "sample", "figure"), 0)
+        self.counts = dict.fromkeys(("vae", "train", "distill", "classifier", "load", "sample", "figure"), 0)
 
     def once(self, kind: str, key: str, work: Callable[[Path], Any]) -> Any:
         """work(a fresh folder) the first time (kind, key) is asked for; its result afterwards."""
@@ -157,16 +166,28 @@ class Stages:
             return out
         return self.once("distill", self.train_key(params) + _key(params.distill), work)
 
+    def classifier(self, params: Params) -> Path:
+        """commands/noisy_classifier: the noisy classifier of the images at the model's side, on its schedule, saved."""
+        def work(out: Path) -> Path:
+            net, _ = train_noisy_classifier(IMAGES, LABELS, params.noisy_classifier, params.diffusion,
+                                            torch.device("cpu"), progress=False)
+            save_classifier(net, out, params.noisy_classifier, schedule_of(params.diffusion))
+            return out
+        key = _key(params.noisy_classifier, params.prepare) + str(schedule_of(params.diffusion))
+        return self.once("classifier", key, work)
+
     def pipeline(self, params: Params) -> DevagenPipeline:
-        """commands/sample's pipeline: a student, or the trained model (with its guide for autoguidance) with the
-        sampler swapped in as load_pipeline does; each folder is loaded once."""
+        """commands/sample's pipeline: a student, or the trained model (with its guide for autoguidance, its noisy
+        classifier for classifier guidance) with the sampler swapped in as load_pipeline does; each folder is loaded
+        once."""
         cfg = params.sample
         if cfg.sampler == "distilled":
             folder = self.distill(params)
             return self.once("load", f"{folder}-{cfg.steps}", lambda _: load_student(folder, cfg.steps, "cpu"))
         folder, guided = self.train(params), cfg.guidance == "autoguidance"
-        loaded = self.once("load", f"{folder}-{guided}", lambda _: load_pipeline(
-            folder, cfg.sampler, cfg.use_ema, device="cpu", with_guide=guided))
+        classifier = self.classifier(params) if cfg.guidance == "classifier" else None
+        loaded = self.once("load", f"{folder}-{guided}-{classifier}", lambda _: load_pipeline(
+            folder, cfg.sampler, cfg.use_ema, device="cpu", with_guide=guided, classifier=classifier))
         return loaded.use_sampler(cfg.sampler)
 
     def sample(self, params: Params) -> None:
@@ -175,20 +196,23 @@ class Stages:
         def work(out: Path) -> None:
             pipeline, meta = self.pipeline(params), read_meta(self.train(params))
             cfg = params.sample if params.sample.sampler != "distilled" else replace(params.sample, guidance_scale=1.0)
-            labels = np.zeros(1, dtype=np.int64) if meta.conditional else None  # sample_set's first image
+            asked = draws_classes(meta, cfg)
+            labels = np.zeros(1, dtype=np.int64) if asked else None  # sample_set's first image
             images = generate(pipeline, labels, 1, cfg, progress=False)
             assert images.dtype == np.uint8 and images.shape == (1, 16, 16)
             assert pipeline.passes_per_step(cfg.guidance_scale, cfg.guidance) in (1, 2)  # sample_set's stats
-            self.once("figure", _key(params.diffusion) + cfg.sampler,
-                      lambda _: self.figure(pipeline, meta.conditional, cfg))
+            by_classifier = "classifier" if cfg.guidance == "classifier" else ""
+            self.once("figure", _key(params.diffusion) + cfg.sampler + by_classifier,
+                      lambda _: self.figure(pipeline, asked, cfg))
         distilled = _key(params.distill) if params.sample.sampler == "distilled" else ""
         self.once("sample", self.train_key(params) + distilled + _key(params.sample), work)
 
     @staticmethod
-    def figure(pipeline: DevagenPipeline, conditional: bool, cfg: SampleConfig) -> None:
+    def figure(pipeline: DevagenPipeline, asked: bool, cfg: SampleConfig) -> None:
         """The one-image trajectory the sample stage's figures show (x_t and x0 decoded at each step): once per
-        prediction and sampler, as it differs from the sample set only by reading each step's x0."""
-        trajectory = pipeline.trajectory(0 if conditional else None, cfg.steps,
+        prediction and sampler (and classifier guidance), as it differs from the sample set only by reading each
+        step's x0."""
+        trajectory = pipeline.trajectory(0 if asked else None, cfg.steps,
                                          generator=image_generators(cfg.seed, 0, 1), **guidance_options(cfg))
         assert len(trajectory.timesteps) == cfg.steps and trajectory.xt.shape == (cfg.steps + 1, 16, 16)
 
@@ -197,6 +221,8 @@ class Stages:
         self.train(params)
         if params.distill.enabled:
             self.distill(params)
+        if params.noisy_classifier.enabled:
+            self.classifier(params)
         self.sample(params)
 
 
@@ -220,8 +246,9 @@ def test_every_combination_is_accepted_or_refused_in_one_line_naming_a_key() -> 
         "vae.enabled",  # a patch preset on latents
         "distill.enabled",  # distilling latents, or an unconditional model
         "sample.sampler",  # distilled without distill
-        "sample.guidance"}  # autoguidance without a guide, or with a distilled student
-    assert len(outcomes) == 5 * 4 * 4 * 3 * 3 * 5 * 2 and 0 < len(refused) < len(outcomes)
+        "sample.guidance"}  # autoguidance without a guide, classifier guidance without a classifier or on latents,
+    # either with a distilled student
+    assert len(outcomes) == 5 * 4 * 4 * 3 * 5 * 5 * 2 and 0 < len(refused) < len(outcomes)
 
 
 # Executed: cosine and sigmoid in the fast tier, linear and scaled_linear in the slow one (see the module docstring).
@@ -243,9 +270,12 @@ def test_every_accepted_combination_trains_distils_and_samples(schedule: str, ne
         except Exception as exc:  # noqa: BLE001  the combination, named, is the finding
             raise AssertionError(f"{settings} passed params but failed at work: {type(exc).__name__}: {exc}") from exc
     distils = network != "latents" and conditioning != "none"  # the refusals pinned above
+    classified = network != "latents"  # the noisy classifier reads pixels
     assert stages.counts["train"] == 3 * 2  # per prediction type: with and without the guide
     assert stages.counts["distill"] == (3 * 2 if distils else 0)
-    assert stages.counts["sample"] == 3 * (4 + 4 + distils)  # 4 samplers under CFG and autoguidance, the student
+    assert stages.counts["classifier"] == int(classified)  # one schedule, one side
+    # 4 samplers under CFG, autoguidance and classifier guidance, the student
+    assert stages.counts["sample"] == 3 * (4 + 4 + 4 * classified + distils)
 
 
 @pytest.mark.parametrize("network", ("pixels", "patches", "latents"))

@@ -59,11 +59,11 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     _run(["dvc", "repro"], tmp_path, env)
 
     metrics = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports/details").glob("*.json")}
-    assert set(metrics) == {"data", "ocr", "style_net", "vae", "train", "distill", "sample", "eval"}
+    assert set(metrics) == {"data", "ocr", "style_net", "vae", "train", "distill", "noisy_classifier", "sample", "eval"}
     for stem, result in metrics.items():  # the DVC metrics files: only the headline of each whole result
         assert json.loads((tmp_path / "reports/metrics" / f"{stem}.json").read_text()) == headline(stem, result)
     assert {"steps_2_fid", "steps_1_ocr_accuracy"} <= set(headline("distill", metrics["distill"]))
-    assert metrics["vae"] == {"enabled": False}
+    assert metrics["vae"] == metrics["noisy_classifier"] == {"enabled": False}
     with Image.open(tmp_path / "reports/figures/vae.png") as img:  # the banner that says latent diffusion is off
         assert img.width > 50 and img.height > 10
     assert [row["steps"] for row in metrics["distill"]["students"]] == [2, 1]

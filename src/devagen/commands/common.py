@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 from ..core import paths, tracking
+from ..core.config import SampleConfig
 from ..core.params import Params
 from ..core.io import write_json
 from ..core.params import flatten, load_params
@@ -25,6 +26,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "vae": ("enabled", "psnr_db", "ocr_accuracy_reconstructed", "stroke_width_ratio", "ink_mass_ratio"),
     "train": ("final_loss", "img_per_s", "wall_s"),
     "distill": ("enabled", "student_params", "steps_*_ocr_accuracy", "steps_*_fid"),
+    "noisy_classifier": ("enabled", "final_loss", "test_accuracy_t*"),
     "sample": ("images", "images_per_s", "nfe"),
     "eval": ("ocr_accuracy", "legible_share", "class_coverage", "fid", "floor_fid", "precision", "recall",
              "space_fid", "c2st_accuracy", "floor_c2st_accuracy", "tone_c2st_accuracy", "floor_tone_c2st_accuracy",
@@ -37,6 +39,11 @@ def load(params_path: str) -> Params:
     """The validated params.yaml at `params_path`."""
     READ_FROM["path"] = params_path
     return load_params(Path(params_path))
+
+
+def classifier_folder(cfg: SampleConfig) -> Optional[Path]:
+    """The noisy_classifier stage's folder when sampling is guided by it (sample.guidance: classifier), else None."""
+    return paths.NOISY_CLASSIFIER_DIR if cfg.guidance == "classifier" else None
 
 
 def start_run(params: Params, stage: str, tags: dict | None = None) -> tracking.Tracker:

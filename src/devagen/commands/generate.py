@@ -9,7 +9,7 @@ import click
 
 from ..core import paths
 from ..core.errors import DevagenError
-from .common import load
+from .common import classifier_folder, load
 from .options import PARAMS_OPTION
 
 
@@ -56,9 +56,10 @@ def generate(text: str | None, class_name: str | None, count: int, out: str, mod
             raise DevagenError("generate: --guidance does not apply to a distilled student (its guidance is in its "
                                "weights); drop --guidance or --distilled")
         pipeline = load_student(paths.DISTILLED_DIR, student)
-        cfg = replace(cfg, steps=student, guidance_scale=1.0)
+        cfg = replace(cfg, steps=student, guidance_scale=1.0, guidance="cfg")  # nor the classifier's: not loaded
     else:
-        pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance")
+        pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance",
+                                 classifier=classifier_folder(cfg))
     if text is not None:
         image = generate_text(pipeline, text, cfg, stroke=stroke, slant=slant, slant_shear=slant_shear)
     else:

@@ -52,7 +52,7 @@ def report(params_path: str) -> None:
 
 def reused_stages(ran: str) -> list[str]:
     """The tracked stages whose results this run reuses (DVC skipped them as unchanged or restored them
-    from its run cache): those with results that did not run in this run; vae and distill only when on."""
+    from its run cache): those with results that did not run in this run; the optional stages only when on."""
     return [stage for stage, stem in TRACKED if stage not in ran.split(",") and _enabled(paths.DETAILS_FILES[stem])]
 
 
@@ -66,4 +66,5 @@ def _enabled(path: Path) -> bool:
         return True
 
 
-TRACKED = (("vae", "vae"), ("train", "train"), ("distill", "distill"), ("sample", "sample"), ("evaluate", "eval"))
+TRACKED = (("vae", "vae"), ("train", "train"), ("distill", "distill"), ("noisy_classifier", "noisy_classifier"),
+           ("sample", "sample"), ("evaluate", "eval"))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..core import paths
-from .common import finish, load, start_run, write_metrics
+from .common import classifier_folder, finish, load, start_run, write_metrics
 from .failure import StageCommand
 from .options import PARAMS_OPTION
 
@@ -40,9 +40,10 @@ def sample(params_path: str) -> None:
         cfg = replace(cfg, guidance_scale=1.0)
     else:
         pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema,
-                                 with_guide=cfg.guidance == "autoguidance")
+                                 with_guide=cfg.guidance == "autoguidance", classifier=classifier_folder(cfg))
     meta = read_meta(paths.DIFFUSION_DIR)
-    real = data.load_split(paths.TEST_NPZ) if meta.conditional else None  # read before minutes of sampling
+    asked = sampling.draws_classes(meta, cfg)  # conditional, or guided to classes by the noisy classifier
+    real = data.load_split(paths.TEST_NPZ) if asked else None  # read before minutes of sampling
     pipeline.tone = fit_tone(pipeline, meta, cfg) if cfg.tone_map else None
     write_tone(paths.DIFFUSION_DIR, pipeline.tone)  # generate and diffusers users draw with the same map
     images, labels, stats = sampling.sample_set(pipeline, meta, cfg)
@@ -51,7 +52,7 @@ def sample(params_path: str) -> None:
     write_metrics("sample", stats)
     fig = sampling.samples_figure(images, labels, meta.glyphs, real=None if real is None else (real.images, real.labels))
     figures.save_image(fig, paths.FIGURES_DIR / "samples.png")
-    label = 0 if meta.conditional else None
+    label = 0 if asked else None
     guidance = sampling.guidance_options(cfg)
     figures.save_image(sampling.steps_figure(pipeline, label, cfg.seed, **guidance), paths.FIGURES_DIR / "steps.png")
     trajectory = pipeline.trajectory(label, cfg.steps, generator=sampling.image_generators(cfg.seed, 0, 1),

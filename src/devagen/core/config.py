@@ -18,7 +18,9 @@ BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 SAMPLERS = ("dpmpp", "sde-dpmpp", "ddim", "ddpm", "distilled")  # distilled: the distill stage's student (DDIM)
 DISTILL_STEPS = (1, 2, 4, 8)  # student step counts: powers of two that divide the 1000 training timesteps
-GUIDANCE = ("cfg", "autoguidance")  # what guidance extrapolates away from: the unconditional or the guide network
+# cfg and autoguidance: what guidance extrapolates away from (the unconditional prediction or the guide network);
+# classifier: CFG as cfg, plus the noisy classifier's gradient (devagen.diffusion.noisy_classifier)
+GUIDANCE = ("cfg", "autoguidance", "classifier")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 PRECISIONS = ("auto", "fp32", "bf16")  # CPU autocast settings (devagen.core.device)
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # train.compile
@@ -186,6 +188,25 @@ class VaeConfig:
 
 
 @dataclass(frozen=True)
+class NoisyClassifierConfig:
+    """Classifier guidance's network (devagen.diffusion.noisy_classifier): a small CNN trained on noised DHCD train
+    images at uniformly random timesteps of the diffusion section's schedule. Never the OCR judge."""
+
+    enabled: bool = False  # false: the noisy_classifier stage writes only a note
+    seed: int = 0
+    steps: int = 300  # optimizer steps
+    batch_size: int = 128
+    lr: float = 5.0e-3  # AdamW, warm-up then cosine
+    width: int = 16  # first level's channels (then 2x, 4x)
+
+    def __post_init__(self) -> None:
+        check(self.steps >= 1, "noisy_classifier.steps", "must be >= 1")
+        check(self.batch_size >= 1, "noisy_classifier.batch_size", "must be >= 1")
+        check(self.lr > 0, "noisy_classifier.lr", "must be > 0")
+        check(self.width >= 4 and self.width % 4 == 0, "noisy_classifier.width", "must be a multiple of 4, at least 4")
+
+
+@dataclass(frozen=True)
 class DiffusionConfig:
     """The noise schedule and training objective (saved with the model's scheduler)."""
 
@@ -286,7 +307,8 @@ class SampleConfig:
     sampler: str = "dpmpp"
     steps: int = 20
     guidance_scale: float = 2.0  # 1 = conditional only, no guidance
-    guidance: str = "cfg"  # cfg (guide by the unconditional prediction) | autoguidance (by the guide/ network)
+    guidance: str = "cfg"  # cfg (by the unconditional prediction) | autoguidance (by guide/) | classifier (GUIDANCE)
+    classifier_scale: float = 1.0  # guidance: classifier: s of eps - s·sqrt(1 - alpha_bar)·∇log p(y | x_t)
     guidance_t_min: int = 0  # guide only at timesteps in [t_min, t_max]; the conditional prediction elsewhere
     guidance_t_max: int = 1000
     guidance_parallel: float = 1.0  # weight of the guidance update along the prediction (APG); 1 = plain guidance
@@ -309,6 +331,7 @@ class SampleConfig:
                f"sample.sampler: distilled needs the steps of a distilled student: one of {', '.join(map(str, DISTILL_STEPS))}")
         check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
         check(self.guidance in GUIDANCE, "sample.guidance", f"choose one of {', '.join(GUIDANCE)}")
+        check(self.classifier_scale >= 0, "sample.classifier_scale", "must be >= 0 (0 = no classifier gradient)")
         check(0 <= self.guidance_parallel <= 1, "sample.guidance_parallel", "must be in [0, 1] (1 = plain guidance)")
         check(0 <= self.guidance_t_min <= self.guidance_t_max, "sample.guidance_t_max",
                "need 0 <= guidance_t_min <= guidance_t_max (timesteps)")

@@ -62,6 +62,12 @@ def autocast(device: torch.device, setting: str, cuda_bf16: bool = False) -> Con
     return contextlib.nullcontext()
 
 
+def full_precision(device: torch.device) -> ContextManager:
+    """fp32 inside whatever autocast region the caller is in (classifier guidance's gradient, a small network whose
+    gradient bf16 would blur)."""
+    return torch.autocast(device.type, enabled=False)
+
+
 def mixed_precision(setting: str, note: str = "") -> str:
     """accelerate's mixed_precision for train.mixed_precision: 'auto' → 'bf16' (or 'fp16') on CUDA; on CPU
     'bf16' where it computes bf16 natively (cpu_bf16), else 'no'. fp16 without CUDA is refused (`note` is added

@@ -8,12 +8,19 @@ from pathlib import Path
 
 AUTOENCODER_NOTE = "latent.json"  # in models/vae, and in a pixel model's vae/ folder
 DISTILL_STATUS = "distill.json"  # in the distilled root: {"enabled": ..., "steps": [...]}
+CLASSIFIER_NOTE = "classifier.json"  # in models/noisy_classifier: {"enabled": false}, or the trained network's info
 
 
 def write_no_autoencoder(directory: Path) -> None:
     """The folder an autoencoder would be in, holding only a note that latent diffusion is off."""
     Path(directory).mkdir(parents=True, exist_ok=True)
     (Path(directory) / AUTOENCODER_NOTE).write_text(json.dumps({"enabled": False}) + "\n", encoding="utf-8")
+
+
+def write_no_classifier(directory: Path) -> None:
+    """The folder the noisy classifier would be in, holding only a note that classifier guidance is off."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    (Path(directory) / CLASSIFIER_NOTE).write_text(json.dumps({"enabled": False}) + "\n", encoding="utf-8")
 
 
 def write_distill_status(root: Path, enabled: bool, steps: tuple[int, ...] = ()) -> None:

@@ -16,6 +16,7 @@ from .config import (
     EvaluateConfig,
     FetchConfig,
     HumanStudyConfig,
+    NoisyClassifierConfig,
     OcrConfig,
     PrepareConfig,
     ReportConfig,
@@ -46,6 +47,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    noisy_classifier: NoisyClassifierConfig = field(default_factory=NoisyClassifierConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     c2st: C2stConfig = field(default_factory=C2stConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
@@ -121,7 +123,8 @@ def check_student(params: Params) -> None:
 
 
 def check_sampling(params: Params) -> None:
-    """Cross-section checks of what the sample stage reads: the schedule, the guide network, the students."""
+    """Cross-section checks of what the sample stage reads: the schedule, the guide network, the classifier, the
+    students."""
     sample = params.sample
     check(sample.steps <= params.diffusion.num_train_timesteps, "sample.steps",
            f"must be at most diffusion.num_train_timesteps ({params.diffusion.num_train_timesteps})")
@@ -130,12 +133,19 @@ def check_sampling(params: Params) -> None:
                f"distilled needs distill.enabled: true and a student with sample.steps ({sample.steps}) steps "
                f"(distill makes {', '.join(map(str, params.distill.student_steps))}); set them or use sde-dpmpp")
         check(sample.guidance == "cfg", "sample.guidance",
-               "the distilled students fold distill.guidance_scale's CFG into their weights and take no autoguidance; "
-               "use sample.guidance: cfg with sample.sampler: distilled")
+               "the distilled students fold distill.guidance_scale's CFG into their weights and take no other "
+               "guidance; use sample.guidance: cfg with sample.sampler: distilled")
     elif sample.guidance == "autoguidance":
         check(params.train.guide_step > 0, "sample.guidance",
                "autoguidance guides by the guide/ network, an early snapshot that train.guide_step > 0 saves; set "
                "train.guide_step (e.g. a tenth of train.max_steps) or use sample.guidance: cfg")
+    elif sample.guidance == "classifier":
+        check(params.noisy_classifier.enabled, "sample.guidance",
+               "classifier guidance differentiates the noisy_classifier stage's network; set "
+               "noisy_classifier.enabled: true or use sample.guidance: cfg")
+        check(not params.vae.enabled, "sample.guidance",
+               "the noisy classifier reads pixels and a latent model denoises latents; use sample.guidance: cfg "
+               "with vae.enabled: true")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

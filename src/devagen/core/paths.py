@@ -12,6 +12,7 @@ STYLE_NET_DIR = Path("models/style_net")
 DIFFUSION_DIR = Path("models/diffusion")
 VAE_DIR = Path("models/vae")  # latent diffusion's autoencoder (devagen.diffusion.autoencoder)
 DISTILLED_DIR = Path("models/distilled")  # few-step students of the distill stage (devagen.sampling.students)
+NOISY_CLASSIFIER_DIR = Path("models/noisy_classifier")  # classifier guidance's network (diffusion.noisy_classifier)
 CHECKPOINT_DIR = Path("models/checkpoints")
 SAMPLES_NPZ = Path("samples/samples.npz")
 HUMAN_DIR = Path("reports/human")  # the human_study stage's blind sheet and its answer key (devagen.judges.human_study)
@@ -26,6 +27,6 @@ REPORT_MD = Path("reports/report.md")
 RUN_RECORD = Path("reports/mlflow_run.json")  # the experiment's MLflow run; written by every report run
 # the stages whose results each tracked stage logs into the experiment's MLflow run (all that exist);
 # style_net writes its files too but is not tracked
-TRACKED_STEMS = ("data", "ocr", "vae", "train", "distill", "sample", "eval")
+TRACKED_STEMS = ("data", "ocr", "vae", "train", "distill", "noisy_classifier", "sample", "eval")
 METRICS_FILES = {stem: METRICS_DIR / f"{stem}.json" for stem in TRACKED_STEMS}
 DETAILS_FILES = {stem: DETAILS_DIR / f"{stem}.json" for stem in TRACKED_STEMS}  # the whole dicts MLflow logs

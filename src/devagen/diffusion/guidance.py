@@ -1,6 +1,6 @@
 """Guidance and clean-image maths on a diffusers scheduler's noise schedule: what a model output (eps, v or x0
-prediction) implies for the clean image, its inverse, and the projected guidance update. Used by sampling
-(guidance) and by training (auxiliary losses on the predicted clean image, distillation targets)."""
+prediction) implies for the clean image, its inverse, the projected guidance update and classifier guidance's move.
+Used by sampling (guidance) and by training (auxiliary losses on the predicted clean image, distillation targets)."""
 
 from __future__ import annotations
 
@@ -55,3 +55,16 @@ def predicted_x0(scheduler: SchedulerMixin, output: torch.Tensor, sample: torch.
     if kind == "sample":
         return output
     raise ValueError(f"unknown prediction_type {kind!r}")
+
+
+def classifier_guided(scheduler: SchedulerMixin, output: torch.Tensor, sample: torch.Tensor, t: torch.Tensor | int,
+                      gradient: torch.Tensor, scale: float) -> torch.Tensor:
+    """The model output (eps, v or x0 prediction) moved by classifier guidance (Dhariwal & Nichol 2021, Algorithm 2):
+    eps - scale·sigma_t·gradient, where gradient (like sample) is ∇log p(y | x_t). For v and x0 predictions the same
+    move, through the clean image it implies: x0 + scale·sigma_t²/alpha_t·gradient (eps and x0 of one x_t move
+    together: x_t = alpha_t·x0 + sigma_t·eps)."""
+    a, s = alpha_sigma(scheduler, sample, t)
+    if scheduler.config.prediction_type == "epsilon":  # directly: the x0 round trip divides by alpha_t ~ 0 at t ~ T
+        return output - scale * s * gradient.to(output.dtype)
+    x0 = predicted_x0(scheduler, output, sample, t)
+    return output_from_x0(scheduler, x0 + scale * s.square() / a * gradient.to(output.dtype), sample, t)

@@ -43,9 +43,21 @@ def pen_arrays(count: int, stroke: Optional[float], slant: Optional[float]) -> d
 
 
 def guidance_options(cfg: SampleConfig) -> dict:
-    """The pipeline keyword arguments that say how to guide: scale, kind and timestep interval."""
+    """The pipeline keyword arguments that say how to guide: scale, kind, timestep interval and classifier scale."""
     return {"guidance_scale": cfg.guidance_scale, "guidance": cfg.guidance,
-            "guidance_interval": (cfg.guidance_t_min, cfg.guidance_t_max), "guidance_parallel": cfg.guidance_parallel}
+            "guidance_interval": (cfg.guidance_t_min, cfg.guidance_t_max), "guidance_parallel": cfg.guidance_parallel,
+            "classifier_scale": cfg.classifier_scale}
+
+
+def draws_classes(meta: ModelMeta, cfg: SampleConfig) -> bool:
+    """Whether the samples are asked for classes: a conditional model's, or any model's under classifier guidance."""
+    return meta.conditional or cfg.guidance == "classifier"
+
+
+def classifier_record(cfg: SampleConfig) -> dict:
+    """classifier_scale for the records of a run guided by the classifier; nothing otherwise (records stay as they
+    were without it)."""
+    return {"classifier_scale": cfg.classifier_scale} if cfg.guidance == "classifier" else {}
 
 
 def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int, cfg: SampleConfig,
@@ -83,35 +95,40 @@ TONE_STREAM = 2**32  # the tone map's reference images use generators from this 
 def fit_tone(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig, real: np.ndarray) -> ToneMap:
     """The ToneMap of this pipeline and cfg onto real uint8 (M, S, S) images' grey levels (the train split): fitted on
     cfg.tone_reference images drawn as cfg draws its samples (classes in turn), seeded apart from every sample."""
-    labels = (np.arange(cfg.tone_reference, dtype=np.int64) % len(meta.class_names)) if meta.conditional else None
+    classes = np.arange(cfg.tone_reference, dtype=np.int64) % len(meta.class_names)
+    labels = classes if draws_classes(meta, cfg) else None
     levels = generate(pipeline, labels, cfg.tone_reference, cfg, progress=False, start=TONE_STREAM,
                       output_type="levels")
     side = pipeline.image_shape[-1]
     target = grey_histogram(resize(real, side))  # a 64x64 model: DHCD's images at its side
     return fit_tone_map(levels, target, {"images": cfg.tone_reference, "sampler": cfg.sampler, "steps": cfg.steps,
                                          "guidance": cfg.guidance, "guidance_scale": cfg.guidance_scale,
-                                         "guidance_interval": [cfg.guidance_t_min, cfg.guidance_t_max]})
+                                         "guidance_interval": [cfg.guidance_t_min, cfg.guidance_t_max],
+                                         **classifier_record(cfg)})
 
 
 def sample_set(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig,
                progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
     """The sample stage's images uint8 (N, H, W), labels int64 (N,) (-1 = unconditional), sampler and speed stats.
 
-    Conditional: cfg.per_class images of each class, grouped by class. Unconditional: cfg.count images.
+    Conditional or classifier-guided (draws_classes): cfg.per_class images of each class, grouped by class.
+    Unconditional: cfg.count images.
     """
-    if meta.conditional:
+    asked = draws_classes(meta, cfg)
+    if asked:
         labels = np.repeat(np.arange(len(meta.class_names), dtype=np.int64), cfg.per_class)
     else:
         labels = np.full(cfg.count, -1, dtype=np.int64)
     start = time.perf_counter()
-    images = generate(pipeline, labels if meta.conditional else None, len(labels), cfg, progress)
+    images = generate(pipeline, labels if asked else None, len(labels), cfg, progress)
     wall = time.perf_counter() - start
     stats = {"sampler": cfg.sampler, "images": len(images), "wall_s": wall, "images_per_s": len(images) / wall,
              "ms_per_image": 1000.0 * wall / len(images),
              "nfe": cfg.steps * pipeline.passes_per_step(cfg.guidance_scale, cfg.guidance),  # at most, per image
              "steps": cfg.steps, "guidance": cfg.guidance, "precision": precision_name(pipeline.device, cfg.precision),
              "guidance_scale": cfg.guidance_scale if meta.conditional or cfg.guidance == "autoguidance" else 1.0,
-             "guidance_interval": [cfg.guidance_t_min, cfg.guidance_t_max], "guidance_parallel": cfg.guidance_parallel}
+             "guidance_interval": [cfg.guidance_t_min, cfg.guidance_t_max], "guidance_parallel": cfg.guidance_parallel,
+             **classifier_record(cfg)}
     return images, labels, stats
 
 

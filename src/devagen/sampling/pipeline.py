@@ -26,12 +26,14 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from ..core.classes import NUM_CLASSES
 from ..core.config import GUIDANCE
 from ..core.device import pick_device, use_math_attention
 from ..core.errors import DevagenError
 from ..core.integrity import check_manifest
 from ..data.prepared import from_model_range
-from ..diffusion.guidance import output_from_x0, predicted_x0, project_guidance
+from ..diffusion.guidance import classifier_guided, output_from_x0, predicted_x0, project_guidance
+from ..diffusion.noisy_classifier import NoisyClassifier, load_classifier_for, log_prob_gradient
 from ..diffusion.patches import from_patches
 from ..diffusion.unet import condition, is_style_conditioned, no_augmentation, with_null_class
 from ..diffusion.variance import LEARNED_RANGE, join_output, learns_variance, mean_half, split_output
@@ -51,6 +53,7 @@ from .folder import (
     write_tone,
 )
 from .samplers import build_sampler, reads_variance
+from .pixels import BLACK_POINT, to_levels, to_pixels  # noqa: F401  (BLACK_POINT: callers import it here)
 from .tone import ToneMap
 
 Generators = Union[torch.Generator, list[torch.Generator], None]
@@ -71,28 +74,6 @@ def _per_image(value: PenValues, count: int, name: str) -> np.ndarray:
 
 
 ALL_TIMESTEPS = (0, 10**9)  # a guidance interval that contains every timestep
-# The network's clean-image estimate scatters a few grey levels around the black background, and clipping to the
-# pixel range keeps only the bright half: a faint haze (default model, 920 samples: mean 3.1 grey levels >= 3 px
-# from ink, 52 % of pixels at 1-31) on paper that is black in DHCD (0.01; 9 %). Mapping grey level 8 to black and
-# stretching the rest back to 0-255 gives 0.16 and 10 %, and 58 % exact black against real's 60 % (benchmarks/results/black_point/README.md).
-BLACK_POINT = 8
-
-
-def to_levels(x: torch.Tensor) -> torch.Tensor:
-    """Model-range images (B, 1, S, S) -> float32 grey levels (B, S, S) on the 0-255 scale, unclamped and unrounded
-    (what a tone map reads)."""
-    return ((x.float() + 1.0) * 127.5).squeeze(1)
-
-
-def to_pixels(x: torch.Tensor, black_point: int = 0) -> torch.Tensor:
-    """Model-range images (B, 1, S, S) -> uint8 (B, S, S), grey level `black_point` (0-255) and below mapped to
-    black and the rest stretched linearly so that white stays white."""
-    if black_point <= 0:
-        return from_model_range(x)
-    level = (x.clamp(-1, 1) + 1.0) * 127.5
-    stretched = ((level - black_point) * (255.0 / (255.0 - black_point))).clamp(0, 255)
-    return stretched.round().to(torch.uint8).squeeze(1)
-
 
 class DevagenPipeline(DiffusionPipeline):
     """UNet2DModel + any diffusers scheduler -> uint8 (B, H, W) white-on-black character images.
@@ -101,6 +82,8 @@ class DevagenPipeline(DiffusionPipeline):
     without its class label (classifier-free guidance), `autoguidance` = `guide`, a weaker version of
     the network (Karras et al. 2024), asked for the same class. Within `guidance_interval` (timesteps,
     inclusive) only; elsewhere the plain conditional prediction is used (Kynkäänniemi et al. 2024).
+    `classifier` = `cfg` plus the noisy `classifier`'s gradient toward the asked class times `classifier_scale`
+    (Dhariwal & Nichol 2021), in the same interval; an unconditional model then draws asked classes.
 
     A style-conditioned network (model.style_conditioning) also takes `stroke` (multiplier of the training
     set's median stroke width) and `slant` (degrees); what is not asked for is drawn per image from real
@@ -127,6 +110,7 @@ class DevagenPipeline(DiffusionPipeline):
         # None from DiffusionPipeline.from_pretrained: `tone` reads the folder's tone.json on first use
         self._tone = tone if isinstance(tone, ToneMap) else ToneMap.from_json(tone)
         self._tone_read = tone is not None
+        self.classifier: Optional[NoisyClassifier] = None  # guidance "classifier" (load_pipeline): not a component
 
     @property
     def tone(self) -> Optional[ToneMap]:
@@ -254,22 +238,24 @@ class DevagenPipeline(DiffusionPipeline):
         guided = output_from_x0(self.scheduler, project_guidance(x0_good, x0_worse, guidance_scale, parallel), x, t)
         return join_output(guided, variance)
 
-    def _class_labels(self, labels: Labels, batch_size: Optional[int]) -> tuple[Optional[torch.Tensor], int, bool]:
-        """(class labels (B,) int64 on device or None, batch size, whether real labels were given)."""
+    def _class_labels(self, labels: Labels, batch_size: Optional[int],
+                      by_classifier: bool) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], int]:
+        """(the UNet's class labels (B,) int64 on device or None, the asked classes (B,) or None, batch size). An
+        unconditional model takes asked classes only from classifier guidance (by_classifier)."""
         if labels is None:
             size = batch_size or 1
             null = torch.full((size,), self.null_label, device=self.device) if self.conditional else None
-            return null, size, False
-        if not self.conditional:
-            raise DevagenError("this model is unconditional: it cannot be told which character to draw; "
-                               "train with `model.conditional: true` in params.yaml and run `dvc repro train`")
+            return null, None, size
+        if not self.conditional and not by_classifier:
+            raise DevagenError("this model is unconditional: it cannot be told which character to draw; train with "
+                               "`model.conditional: true` (`dvc repro train`) or use sample.guidance: classifier")
         raw = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
         tensor = raw.to(self.device, torch.long).reshape(-1)
         if batch_size is not None and batch_size != len(tensor):
             raise ValueError(f"batch_size {batch_size} != {len(tensor)} labels")
-        if len(tensor) and (tensor.min() < 0 or tensor.max() >= self.null_label):
-            raise ValueError(f"labels must lie in [0, {self.null_label}), got {tensor.tolist()}")
-        return tensor, len(tensor), True
+        if len(tensor) and (tensor.min() < 0 or tensor.max() >= NUM_CLASSES):
+            raise ValueError(f"labels must lie in [0, {NUM_CLASSES}), got {tensor.tolist()}")
+        return tensor if self.conditional else None, tensor, len(tensor)
 
     def pen_values(self, class_labels: torch.Tensor, stroke: PenValues, slant: PenValues,
                    generator: Generators) -> tuple[np.ndarray, np.ndarray]:
@@ -315,14 +301,14 @@ class DevagenPipeline(DiffusionPipeline):
                  num_inference_steps: int = 50, generator: Generators = None, output_type: str = "np",
                  callback: Optional[StepCallback] = None, guidance: str = "cfg",
                  guidance_interval: tuple[int, int] = ALL_TIMESTEPS,
-                 guidance_parallel: float = 1.0, stroke: PenValues = None,
+                 guidance_parallel: float = 1.0, classifier_scale: float = 1.0, stroke: PenValues = None,
                  slant: PenValues = None, slant_shear: bool = True, black_point: int = BLACK_POINT,
                  tone_map: bool = True) -> np.ndarray | list[Image.Image]:
         """Sample B images: uint8 numpy (B, H, W) ("np"), B PIL 'L' images ("pil"), or float32 (B, H, W) grey levels
         on the 0-255 scale before any tone map, black point or shear ("levels": what a tone map is fitted on).
 
         labels (B,) in [0, 46), or None: unconditional (a conditional model then gets its null label;
-        CFG then has nothing to guide by, autoguidance still guides).
+        CFG and the classifier then have nothing to guide by, autoguidance still guides).
         stroke, slant (style-conditioned models only): one value for all, one per image, or None (drawn).
         slant_shear: where a slant is asked, shear each drawn image so that its measured slant is the asked one
         (devagen.pen.shear); the network alone follows an asked slant only a little. False: the network's own.
@@ -330,7 +316,9 @@ class DevagenPipeline(DiffusionPipeline):
         black_point: grey level mapped to black (to_pixels; BLACK_POINT explains the default) where no tone map
         applies; 0 = the raw output.
         """
-        class_labels, batch_size, given = self._class_labels(labels, batch_size)
+        if guidance == "classifier" and self.classifier is None:
+            raise DevagenError("sample.guidance: classifier: no noisy classifier loaded (load_pipeline's classifier)")
+        class_labels, asked, batch_size = self._class_labels(labels, batch_size, guidance == "classifier")
         targets = None
         if self.style_conditioned:
             if slant_shear and slant is not None:
@@ -339,15 +327,21 @@ class DevagenPipeline(DiffusionPipeline):
         elif stroke is not None or slant is not None:
             raise DevagenError("--stroke/--slant: this model is not style-conditioned; train one with "
                                "`dvc exp run -S model.style_conditioning=true`")
-        guidance_scale = guidance_scale if given or guidance == "autoguidance" else 1.0
+        guidance_scale = guidance_scale if asked is not None or guidance == "autoguidance" else 1.0
+        by_classifier = guidance == "classifier" and asked is not None and classifier_scale > 0
         lo, hi = guidance_interval
         x = self.initial_noise(batch_size, generator)
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         for i, t in enumerate(self.scheduler.timesteps):
             scale = guidance_scale if lo <= int(t) <= hi else 1.0
-            out = self.model_output(self.scheduler.scale_model_input(x, t), t, class_labels, scale, guidance,
-                                    guidance_parallel)
+            model_in = self.scheduler.scale_model_input(x, t)
+            out = self.model_output(model_in, t, class_labels, scale, guidance, guidance_parallel)
             out = out if reads_variance(self.scheduler) else mean_half(out, x.shape[1])  # a learned variance: DDPM's
+            if by_classifier and lo <= int(t) <= hi:
+                mean, variance = split_output(out, x.shape[1])
+                gradient = log_prob_gradient(self.classifier, model_in, t, asked, self.patch_size)
+                out = join_output(classifier_guided(self.scheduler, mean, model_in, t, gradient, classifier_scale),
+                                  variance)
             step = self.scheduler.step(out, t, x, generator=generator)
             if callback is not None:
                 x0 = getattr(step, "pred_original_sample", None)
@@ -394,10 +388,12 @@ class Trajectory:
 
 
 def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
-                  device: Union[str, torch.device, None] = None, with_guide: bool = False) -> DevagenPipeline:
+                  device: Union[str, torch.device, None] = None, with_guide: bool = False,
+                  classifier: Optional[Path] = None) -> DevagenPipeline:
     """A trained model directory -> DevagenPipeline on `device` (None: pick_device()), fp32, eval mode.
 
     with_guide: also load guide/ (needed by autoguidance); a directory without one raises DevagenError.
+    classifier: the noisy_classifier stage's folder, for guidance "classifier" (checked to read what the UNet denoises).
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -438,4 +434,7 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
     for network in (pipeline.unet, pipeline.guide):
         if network is not None:
             use_math_attention(network)  # CPU only: the same attention, faster than torch's CPU SDPA
+    if classifier is not None:
+        side = None if vae is not None else pipeline.image_shape[0]
+        pipeline.classifier = load_classifier_for(Path(classifier), training.alphas_cumprod, side).to(pipeline.device)
     return pipeline
