@@ -61,10 +61,12 @@ def cpu_name() -> str:
 
 
 def measure(name: str, cfg: SampleConfig, floor: bool, params: Params, sets: dict, samples_dir: Path,
-            model_dir: Path = paths.DIFFUSION_DIR) -> dict:
-    """One setting: its samples (saved), the evaluate stage's measures of them and the minutes they took to draw."""
+            model_dir: Path = paths.DIFFUSION_DIR, classifier: Path = paths.NOISY_CLASSIFIER_DIR) -> dict:
+    """One setting: its samples (saved), the evaluate stage's measures of them and the minutes they took to draw.
+    classifier: the noisy classifier's folder, read when cfg.guidance is classifier."""
     start = time.perf_counter()
-    pipe = load_pipeline(model_dir, cfg.sampler, cfg.use_ema)
+    pipe = load_pipeline(model_dir, cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance",
+                         classifier=classifier if cfg.guidance == "classifier" else None)
     meta = read_meta(model_dir)
     pipe.tone = fit_tone(pipe, meta, cfg, sets["train"].images) if cfg.tone_map else None
     images, labels, _ = sample_set(pipe, meta, cfg, progress=False)

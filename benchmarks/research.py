@@ -5,10 +5,10 @@ same minutes from the same seed, sampled as the sample stage samples and scored 
         --row "linear schedule:diffusion.beta_schedule=linear" --steps 1000 --out benchmarks/results/research
 
 Each --row is NAME:SECTION.KEY=VALUE,... over params.yaml (values read as YAML: `[64,128]`, `true`, `1e-4`); a
-row that changes only `sample.*` keys reuses the model its training keys already trained. Equal minutes: every
+row that changes only `sample.*` (and `noisy_classifier.*`) keys reuses the model its training keys already trained. Equal minutes: every
 row's step time is probed over --probe steps; a row within --tolerance of the default's trains --steps steps,
 any other trains the steps that fill the same minutes (grad accumulation, bigger nets, extra loss terms train
-fewer); a row whose training then misses the default's minutes by more than --tolerance is retrained once
+fewer; a row that sets `train.max_steps` trains exactly that); a row whose training then misses the default's minutes by more than --tolerance is retrained once
 with its steps scaled by the miss; rows that change no COSTLY key train --steps without a probe. The first row must be the default (its floors and step time are the reference). Rows are appended to
 rows.jsonl as they finish (a rerun skips names already there); models and samples go to --work.
 `--figure` redraws table.md and samples.png from rows.jsonl without training.
@@ -40,7 +40,7 @@ from devagen.training.loop import train_diffusion
 COLUMNS = [("C2ST, CNN", "c2st", -1), ("C2ST, tone", "tone_c2st", -1), ("precision", "precision", 1),
            ("recall", "recall", 1), ("legible", "legible_share", 1), ("OCR", "ocr_accuracy", 1),
            ("judge FID", "fid", -1), ("stroke width", "stroke_width_ratio", 0), ("ink", "ink_mass_ratio", 0)]
-VERDICT_ON = ("c2st", "precision", "legible_share", "ocr_accuracy")  # the quality measures a row is judged by
+VERDICT_ON = ("c2st", "tone_c2st", "precision", "legible_share", "ocr_accuracy")  # the quality measures a row is judged by
 COSTLY = ("model.", "augment.", "train.augment", "train.batch_size", "train.grad_accum", "diffusion.perceptual_weight",
           "diffusion.ssim_weight", "diffusion.adversarial_weight", "diffusion.learned_variance")  # change step time
 
@@ -76,7 +76,7 @@ def with_changes(raw: dict, changes: dict[str, object]) -> Params:
 
 def train_key(changes: dict[str, object]) -> str:
     """The name of the model a row's training keys give (rows differing only in sample keys share it)."""
-    keys = sorted((k, v) for k, v in changes.items() if not k.startswith("sample."))
+    keys = sorted((k, v) for k, v in changes.items() if not k.startswith(("sample.", "noisy_classifier.")))
     return "default" if not keys else "_".join(f"{k}={v}" for k, v in keys).replace(" ", "").replace("/", "-")
 
 
@@ -98,11 +98,33 @@ def seconds_per_step(params: Params, inputs: dict, probe: int, work: Path) -> fl
     return max(full - half, 1e-6) / (probe - probe // 2)
 
 
+def ensure_classifier(params: Params, folder: Path) -> None:
+    """Classifier guidance's network in `folder`, trained as the noisy_classifier stage trains it unless one is there."""
+    if (folder / "classifier.json").is_file():
+        return
+    from devagen.core.device import pick_device
+    from devagen.diffusion.noisy_classifier import save_classifier, schedule_of
+    from devagen.training.noisy_classifier import train_noisy_classifier
+
+    train = data.load_split(paths.TRAIN_NPZ)
+    net, _ = train_noisy_classifier(data.resize(train.images, params.prepare.image_size), train.labels,
+                                    params.noisy_classifier, params.diffusion, pick_device(), progress=False)
+    save_classifier(net, folder, params.noisy_classifier, schedule_of(params.diffusion))
+
+
+def sized(row: dict) -> bool:
+    """Whether the row's steps were sized to the default's minutes (it changes the step time)."""
+    return "train.max_steps" not in row["changes"] and any(key.startswith(COSTLY) for key in row["changes"])
+
+
 def verdicts(rows: list[dict]) -> dict[str, str]:
-    """Per row: better / same / worse than the default on each quality measure, beyond the default seeds' spread."""
+    """Per row: better / same / worse than the default on each quality measure, beyond the default seeds' range.
+    Rows sized to minutes are held against the row that trains the default for those minutes on a quiet machine
+    (`train.max_steps` only), where there is one; the others against the default seeds' mean."""
     base = [r for r in rows if r.get("default_seed")]
     if len(base) < 2:
         return {}
+    minutes_ref = next((r for r in rows if set(r["changes"]) == {"train.max_steps"}), None)
     out = {}
     for row in rows:
         marks = []
@@ -110,12 +132,19 @@ def verdicts(rows: list[dict]) -> dict[str, str]:
             if key not in VERDICT_ON:
                 continue
             values = [r[key] for r in base]
-            mean, spread = statistics.mean(values), max(values) - min(values)
-            delta = sign * (row[key] - mean)
+            centre = minutes_ref[key] if minutes_ref and sized(row) else statistics.mean(values)
+            delta, spread = sign * (row[key] - centre), max(values) - min(values)
             marks.append("better" if delta > spread else "worse" if delta < -spread else "same")
         out[row["name"]] = ("worse" if "worse" in marks and "better" not in marks else
                             "mixed" if "worse" in marks else "better" if "better" in marks else "same")
     return out
+
+
+def describe(changes: dict[str, object]) -> str:
+    """A row's keys as table text; the augmentations switched off around the one measured are summed up."""
+    off = [k for k, v in changes.items() if k.startswith("augment.") and k.endswith("_p") and v == 0]
+    shown = [f"`{k}={v}`" for k, v in changes.items() if k not in off]
+    return ", ".join(shown + (["the other augment `*_p` 0"] if off else [])) or "—"
 
 
 def table(rows: list[dict]) -> str:
@@ -127,9 +156,11 @@ def table(rows: list[dict]) -> str:
     head = ["row", "change"] + [label for label, _, _ in COLUMNS] + ["steps", "train min", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in rows:
-        change = ", ".join(f"`{k}={v}`" for k, v in r["changes"].items()) or "—"
+        change = describe(r["changes"])
         lines.append(f"| {r['name']} | {change} | " + " | ".join(cell(r.get(key)) for _, key, _ in COLUMNS)
-                     + f" | {r['steps']} | {r['train_minutes']:.1f} | {verdict.get(r['name'], '—')} |")
+                     + f" | {r['steps']} | {r['train_minutes']:.1f} | "
+                     + ("baseline" if r.get("default_seed") or set(r["changes"]) == {"train.max_steps"}
+                        else verdict.get(r["name"], "—") + (" ²" if sized(r) else "")) + " |")
     base = [r for r in rows if r.get("default_seed")]
     if len(base) >= 2:
         lines.append(f"| default, {len(base)} seeds: mean ± half-range | | " + " | ".join(
@@ -142,19 +173,24 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(rows: list[dict], samples: Path, out: Path, classes: int = 12, zoom: int = 2) -> None:
-    """One line per row: its first sample of each of `classes` classes, at `zoom`x, the row's name on the left."""
+def figure(rows: list[dict], samples: Path, out: Path, real: data.Split, classes: int = 12, zoom: int = 2) -> None:
+    """One line per row: its first sample of each of `classes` classes, at `zoom`x, the row's name on the left; a
+    last line of real test images of the same classes, drawn at random."""
     label_w, side = 170, 32 * zoom
-    sheet = Image.new("L", (label_w + classes * side, len(rows) * side), 255)
-    draw = ImageDraw.Draw(sheet)
-    for i, row in enumerate(rows):
+    wanted = list(range(0, 46, max(1, 46 // classes)))[:classes]
+    lines = []
+    for row in rows:
         with np.load(samples / f"{row['name'].replace(' ', '_')}.npz") as z:
             images, labels = z["images"], z["labels"]
-        picks = [int(np.flatnonzero(labels == c)[0]) for c in range(0, 46, max(1, 46 // classes))][:classes]
-        for j, k in enumerate(picks):
-            tile = Image.fromarray(images[k]).resize((side, side), Image.NEAREST)
-            sheet.paste(tile, (label_w + j * side, i * side))
-        draw.text((4, i * side + side // 2 - 6), row["name"][:28], fill=0)
+        lines.append((row["name"], [images[np.flatnonzero(labels == c)[0]] for c in wanted]))
+    rng = np.random.default_rng(0)
+    lines.append(("real DHCD (random)", [real.images[rng.choice(np.flatnonzero(real.labels == c))] for c in wanted]))
+    sheet = Image.new("L", (label_w + classes * side, len(lines) * side), 255)
+    draw = ImageDraw.Draw(sheet)
+    for i, (name, tiles) in enumerate(lines):
+        for j, tile in enumerate(tiles):
+            sheet.paste(Image.fromarray(tile).resize((side, side), Image.NEAREST), (label_w + j * side, i * side))
+        draw.text((4, i * side + side // 2 - 6), name[:28], fill=0)
     sheet.save(out)
 
 
@@ -168,9 +204,11 @@ def figure(rows: list[dict], samples: Path, out: Path, classes: int = 12, zoom: 
               default=Path("benchmarks/results/research"), show_default=True)
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("/tmp/research"),
               show_default=True)
+@click.option("--classifier", type=click.Path(file_okay=False, path_type=Path), default=paths.NOISY_CLASSIFIER_DIR,
+              show_default=True, help="noisy classifier folder for sample.guidance=classifier rows")
 @click.option("--figure", "figure_only", is_flag=True, help="redraw table.md and samples.png only")
 def main(specs: tuple[str, ...], steps: int, probe: int, tolerance: float, params_path: str, out: Path, work: Path,
-         figure_only: bool) -> None:
+         classifier: Path, figure_only: bool) -> None:
     """Train, sample and score each row in turn; rows.jsonl, table.md and samples.png in --out."""
     out.mkdir(parents=True, exist_ok=True)
     log = out / "rows.jsonl"
@@ -190,10 +228,12 @@ def main(specs: tuple[str, ...], steps: int, probe: int, tolerance: float, param
             trained = next((r for r in rows if r.get("model") == model and (folder / "model").is_dir()), None)
             if trained is None:
                 inputs = training_inputs(params)
-                costly = any(key.startswith(COSTLY) for key in changes) or base_sps is None
+                fixed = changes.get("train.max_steps")  # a row that asks for its steps gets them, unsized
+                costly = fixed is None and (any(key.startswith(COSTLY) for key in changes) or base_sps is None)
                 sps = seconds_per_step(params, inputs, probe, work) if costly else base_sps
                 base_sps = base_sps or sps
-                row_steps = steps if abs(sps / base_sps - 1) <= tolerance else round(steps * base_sps / sps)
+                row_steps = (int(fixed) if fixed is not None else steps if abs(sps / base_sps - 1) <= tolerance
+                             else round(steps * base_sps / sps))
                 result = train_model(params, inputs, row_steps, work, model)
                 target = next((r["train_minutes"] * 60 for r in rows if r["name"] == "default"), result["wall_s"])
                 if costly and abs(result["wall_s"] / target - 1) > tolerance:  # the probe missed: resize once
@@ -203,8 +243,10 @@ def main(specs: tuple[str, ...], steps: int, probe: int, tolerance: float, param
                          "final_loss": result["final_loss"], "params": result["params"]}
             else:
                 facts = {k: trained[k] for k in ("steps", "s_per_step", "train_minutes", "final_loss", "params")}
+            if params.sample.guidance == "classifier":
+                ensure_classifier(params, classifier)
             floor = not any(r.get("floor_c2st") is not None for r in rows)
-            row = measure(name, params.sample, floor, params, sets, work / "samples", folder / "model")
+            row = measure(name, params.sample, floor, params, sets, work / "samples", folder / "model", classifier)
             row.update(facts, changes=changes, model=model, cpu=cpu_name(),
                        default_seed=set(changes) <= {"train.seed"})
             rows.append(row)
@@ -213,7 +255,7 @@ def main(specs: tuple[str, ...], steps: int, probe: int, tolerance: float, param
             click.echo(table([row]).splitlines()[2], err=True)
     write_text(table(rows), out / "table.md")
     if rows and (work / "samples").is_dir():
-        figure(rows, work / "samples", out / "samples.png")
+        figure(rows, work / "samples", out / "samples.png", data.load_split(paths.TEST_NPZ))
     click.echo(table(rows))
 
 
