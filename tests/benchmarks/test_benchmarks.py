@@ -445,3 +445,17 @@ def test_quality_tone_reads_settings_and_tabulates_rows_with_their_floors() -> N
         assert "| real vs real (floor) | 0.500 | 0.510 |" in text
     finally:
         del sys.modules["quality_tone"]
+
+
+def test_specks_counts_faint_pixels_with_no_brighter_neighbour() -> None:
+    study = _load_script("specks")
+    try:
+        images = np.zeros((4, 6, 6), dtype=np.uint8)
+        images[0, 0, 0] = 5                         # a speck on the background
+        images[1, 3, 3], images[1, 2, 2] = 200, 8   # halo beside a stroke: not a speck
+        images[2, 0, 5] = 9                         # above the halo: not a speck
+        images[3, 5, 5], images[3, 3, 5] = 3, 100   # two pixels from ink: a speck
+        per_mille, share = study.specks(images)
+        assert share == 0.5 and per_mille == pytest.approx(2 / images.size * 1e3)
+    finally:
+        del sys.modules["specks"]
