@@ -112,6 +112,12 @@ def ensure_classifier(params: Params, folder: Path) -> None:
     save_classifier(net, folder, params.noisy_classifier, schedule_of(params.diffusion))
 
 
+def minutes_reference(row: dict) -> bool:
+    """Whether the row trains the default for a set number of steps (`train.max_steps` only): the reference of rows
+    sized to minutes."""
+    return set(row["changes"]) == {"train.max_steps"}
+
+
 def sized(row: dict) -> bool:
     """Whether the row's steps were sized to the default's minutes (it changes the step time)."""
     return "train.max_steps" not in row["changes"] and any(key.startswith(COSTLY) for key in row["changes"])
@@ -124,7 +130,7 @@ def verdicts(rows: list[dict]) -> dict[str, str]:
     base = [r for r in rows if r.get("default_seed")]
     if len(base) < 2:
         return {}
-    minutes_ref = next((r for r in rows if set(r["changes"]) == {"train.max_steps"}), None)
+    minutes_ref = next((r for r in rows if minutes_reference(r)), None)
     out = {}
     for row in rows:
         marks = []
@@ -159,7 +165,7 @@ def table(rows: list[dict]) -> str:
         change = describe(r["changes"])
         lines.append(f"| {r['name']} | {change} | " + " | ".join(cell(r.get(key)) for _, key, _ in COLUMNS)
                      + f" | {r['steps']} | {r['train_minutes']:.1f} | "
-                     + ("baseline" if r.get("default_seed") or set(r["changes"]) == {"train.max_steps"}
+                     + ("baseline" if r.get("default_seed") or minutes_reference(r)
                         else verdict.get(r["name"], "—") + (" ²" if sized(r) else "")) + " |")
     base = [r for r in rows if r.get("default_seed")]
     if len(base) >= 2:

@@ -16,14 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-HALO = 8  # the faint halo's top level
+from devagen.judges.telltale import FAINT
 
 
 def specks(images: np.ndarray) -> tuple[float, float]:
     """uint8 (N, S, S) -> (specks per mille of pixels, share of images with a speck)."""
     x = torch.as_tensor(images)[:, None]
-    beside = F.max_pool2d((x > HALO).float(), 3, stride=1, padding=1) > 0
-    lone = (x > 0) & (x <= HALO) & ~beside
+    beside = F.max_pool2d((x > FAINT[1]).float(), 3, stride=1, padding=1) > 0
+    lone = (x >= FAINT[0]) & (x <= FAINT[1]) & ~beside
     return lone.sum().item() / x.numel() * 1e3, (lone.sum((1, 2, 3)) > 0).float().mean().item()
 
 
