@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from devagen.core.config import DiffusionConfig
+from devagen.core.errors import DevagenError
 
 from devagen.core.shape import ModelConfig
 from devagen.diffusion.objective import (
     diffusion_loss,
+    draw_timesteps,
     drop_labels,
     loss_weights,
     sample_noise,
@@ -142,3 +144,34 @@ def test_one_step_finite_loss_moves_weights(prediction_type: str) -> None:
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert not torch.equal(unet.conv_out.weight, before[-2])  # conv_out starts at zero in diffusers
     assert sum(not torch.equal(a, b) for a, b in zip(before, unet.parameters())) > len(before) // 2
+
+
+def test_weighted_timesteps_estimate_the_uniform_objective_with_less_variance() -> None:
+    cfg = DiffusionConfig(timestep_sampling="weighted")
+    scheduler = build_noise_scheduler(cfg)
+    every = loss_weights(scheduler, torch.arange(1000), "v_prediction", 5.0)
+    per_t = torch.linspace(2.0, 0.5, 1000)  # a stand-in per-timestep loss
+    exact = float((every * per_t).mean())  # the uniform objective, summed over every t
+    t, w = draw_timesteps(scheduler, cfg, 200_000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert torch.allclose(w, every.mean().expand(200_000))
+    assert abs(float((w * per_t[t]).mean()) - exact) < 0.01 * exact
+    u, wu = draw_timesteps(scheduler, DiffusionConfig(), 200_000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert float((w * per_t[t]).var()) < 0.5 * float((wu * per_t[u]).var())
+    assert float((t < 100).float().mean()) < 0.5 * float((u < 100).float().mean())  # few draws where weights are ~0
+
+
+def test_uniform_timesteps_are_the_plain_draw_and_logit_normal_favours_the_middle() -> None:
+    scheduler = build_noise_scheduler(DiffusionConfig())
+    t, w = draw_timesteps(scheduler, DiffusionConfig(), 64, torch.device("cpu"), torch.Generator().manual_seed(5))
+    assert torch.equal(t, torch.randint(0, 1000, (64,), generator=torch.Generator().manual_seed(5)))
+    assert torch.equal(w, loss_weights(scheduler, t, "v_prediction", 5.0))
+    cfg = DiffusionConfig(timestep_sampling="logit_normal")
+    t, w = draw_timesteps(scheduler, cfg, 100_000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    middle = float(((t >= 250) & (t < 750)).float().mean())
+    assert 0.6 < middle < 0.75 and int(t.min()) >= 0 and int(t.max()) <= 999  # uniform: 0.5; sigmoid(N(0,1)): ~0.68
+    assert torch.equal(w, loss_weights(scheduler, t, "v_prediction", 5.0))
+
+
+def test_unknown_timestep_sampling_names_the_key() -> None:
+    with pytest.raises(DevagenError, match="params.yaml: diffusion.timestep_sampling: unknown 'lognormal'; choose"):
+        DiffusionConfig(timestep_sampling="lognormal")

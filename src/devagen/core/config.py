@@ -16,6 +16,9 @@ from .errors import check
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+# how training draws t: uniform; weighted (p(t) ∝ the loss weight, same objective, less variance); logit_normal
+# (t/T ~ sigmoid(N(0, 1)): mid noise levels, where shapes form, drawn most; the loss weights kept)
+TIMESTEP_SAMPLINGS = ("uniform", "weighted", "logit_normal")
 SAMPLERS = ("dpmpp", "sde-dpmpp", "ddim", "ddpm", "distilled")  # distilled: the distill stage's student (DDIM)
 DISTILL_STEPS = (1, 2, 4, 8)  # student step counts: powers of two that divide the 1000 training timesteps
 # cfg and autoguidance: what guidance extrapolates away from (the unconditional prediction or the guide network);
@@ -215,6 +218,7 @@ class DiffusionConfig:
     prediction_type: str = "v_prediction"
     offset_noise: float = 0.0
     min_snr_gamma: float = 5.0  # 0 disables min-SNR-γ loss weighting
+    timestep_sampling: str = "uniform"  # one of TIMESTEP_SAMPLINGS
     ssim_weight: float = 0.0  # weight of (1 - SSIM) of the clean-image estimate, times alpha_bar_t; 0 = off
     perceptual_weight: float = 0.0  # weight of the distance in the OCR judge's features, times alpha_bar_t; 0 = off
     focal_gamma: float = 0.0  # weight each pixel's squared error by its (normalised) error ** gamma; 0 = off
@@ -234,6 +238,8 @@ class DiffusionConfig:
                f"unknown schedule {self.beta_schedule!r}; choose one of linear, cosine, sigmoid")
         check(self.prediction_type in PREDICTION_TYPES, "diffusion.prediction_type",
                f"unknown {self.prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
+        check(self.timestep_sampling in TIMESTEP_SAMPLINGS, "diffusion.timestep_sampling",
+              f"unknown {self.timestep_sampling!r}; choose one of {', '.join(TIMESTEP_SAMPLINGS)}")
         for key in ("offset_noise", "min_snr_gamma", "ssim_weight", "perceptual_weight", "focal_gamma", "adversarial_weight"):
             check(getattr(self, key) >= 0, f"diffusion.{key}", "must be >= 0 (0 disables)")
         check(self.critic_lr > 0, "diffusion.critic_lr", "must be > 0")

@@ -62,6 +62,32 @@ def loss_weights(scheduler: DDPMScheduler, t: torch.Tensor, prediction_type: str
     raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
+def draw_timesteps(scheduler: DDPMScheduler, cfg: DiffusionConfig, count: int, device: torch.device,
+                   generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t, weights), both (count,): training timesteps drawn as cfg.timestep_sampling says, and the loss weight
+    of each, so that mean(weights · per-image loss) is an unbiased estimate of the objective.
+
+    uniform: t ~ U{0..T-1}, min-SNR weights. weighted: t drawn with probability ∝ its min-SNR weight and every
+    weight the mean weight over t; the same objective as uniform, with none of the batch spent on timesteps it
+    barely counts. logit_normal: t/T = sigmoid(n), n ~ N(0, 1), min-SNR weights; a different objective that
+    trains the middle noise levels most.
+    """
+    total = scheduler.config.num_train_timesteps
+    kind, weigh = scheduler.config.prediction_type, cfg.min_snr_gamma
+    if cfg.timestep_sampling == "uniform":
+        t = torch.randint(0, total, (count,), generator=generator, device=device)
+    elif cfg.timestep_sampling == "weighted":
+        every = loss_weights(scheduler, torch.arange(total, device=device), kind, weigh)
+        t = torch.multinomial(every, count, replacement=True, generator=generator)
+        return t, every.mean().expand(count)
+    elif cfg.timestep_sampling == "logit_normal":
+        n = torch.randn((count,), generator=generator, device=device)
+        t = (torch.sigmoid(n) * total).long().clamp(0, total - 1)
+    else:
+        raise ValueError(f"unknown timestep_sampling {cfg.timestep_sampling!r}")
+    return t, loss_weights(scheduler, t, kind, weigh)
+
+
 def sample_noise(x0: torch.Tensor, offset_noise: float, generator: Optional[torch.Generator] = None,
                  direction: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Gaussian noise like x0 (B, C, H, W), plus offset noise: a uniform brightness shift of the whole image, of
@@ -141,8 +167,7 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
     direction. A learned-variance UNet's output is split: the MSE and the auxiliary terms read its prediction half,
     cfg.vlb_weight·T·(the variational bound's term at t) trains its variance half (devagen.diffusion.variance)."""
     noise = sample_noise(x0, cfg.offset_noise, generator, offset_direction)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],),
-                      generator=generator, device=x0.device)
+    t, weights = draw_timesteps(scheduler, cfg, x0.shape[0], x0.device, generator)
     noisy = scheduler.add_noise(x0, noise, t)
     class_labels = None if labels is None else drop_labels(labels, cond_drop_prob, generator)
     if styles is not None:
@@ -153,7 +178,7 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
     error = prediction.float() - target.float()
     squared = error.pow(2) if cfg.focal_gamma == 0 else error.pow(2) * focal_weights(error, cfg.focal_gamma)
     per_image = squared.mean(dim=(1, 2, 3))
-    loss = (loss_weights(scheduler, t, scheduler.config.prediction_type, cfg.min_snr_gamma) * per_image).mean()
+    loss = (weights * per_image).mean()
     if cfg.ssim_weight > 0 or cfg.perceptual_weight > 0 or cfg.adversarial_weight > 0:
         estimate = predicted_x0(scheduler, prediction.float(), noisy.float(), t)
         loss = loss + auxiliary_loss(scheduler, cfg, estimate, x0, t, judge_body, adversary, patch)
