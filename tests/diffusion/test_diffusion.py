@@ -175,3 +175,18 @@ def test_uniform_timesteps_are_the_plain_draw_and_logit_normal_favours_the_middl
 def test_unknown_timestep_sampling_names_the_key() -> None:
     with pytest.raises(DevagenError, match="params.yaml: diffusion.timestep_sampling: unknown 'lognormal'; choose"):
         DiffusionConfig(timestep_sampling="lognormal")
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "weighted", "logit_normal"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("gamma", [0.0, 5.0])
+def test_every_timestep_sampling_trains_with_every_target_and_weighting(sampling: str, prediction_type: str,
+                                                                        gamma: float) -> None:
+    torch.manual_seed(0)
+    unet = build_unet(ModelConfig(preset="tiny", conditional=True), 16)
+    cfg = DiffusionConfig(prediction_type=prediction_type, min_snr_gamma=gamma, timestep_sampling=sampling)
+    loss = diffusion_loss(unet, build_noise_scheduler(cfg), torch.rand(4, 1, 16, 16) * 2 - 1,
+                          torch.tensor([0, 5, 45, 3]), cfg, 0.1, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss) and float(loss) > 0
+    assert all(torch.isfinite(p.grad).all() for p in unet.parameters() if p.grad is not None)
