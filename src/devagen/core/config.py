@@ -16,9 +16,7 @@ from .errors import check
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid",
                   "squaredcos_cap_v2": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-# how training draws t: uniform; weighted (p(t) ∝ the loss weight, same objective, less variance); logit_normal
-# (t/T ~ sigmoid(N(0, 1)): mid noise levels, where shapes form, drawn most; the loss weights kept)
-TIMESTEP_SAMPLINGS = ("uniform", "weighted", "logit_normal")
+TIMESTEP_SAMPLINGS = ("uniform", "weighted", "logit_normal")  # how training draws t: diffusion.objective.draw_timesteps
 SAMPLERS = ("dpmpp", "sde-dpmpp", "ddim", "ddpm", "distilled")  # distilled: the distill stage's student (DDIM)
 DISTILL_STEPS = (1, 2, 4, 8)  # student step counts: powers of two that divide the 1000 training timesteps
 # cfg and autoguidance: what guidance extrapolates away from (the unconditional prediction or the guide network);

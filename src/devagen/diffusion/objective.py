@@ -80,11 +80,9 @@ def draw_timesteps(scheduler: DDPMScheduler, cfg: DiffusionConfig, count: int, d
         every = loss_weights(scheduler, torch.arange(total, device=device), kind, weigh)
         t = torch.multinomial(every, count, replacement=True, generator=generator)
         return t, every.mean().expand(count)
-    elif cfg.timestep_sampling == "logit_normal":
+    else:  # logit_normal (DiffusionConfig refuses any other name)
         n = torch.randn((count,), generator=generator, device=device)
         t = (torch.sigmoid(n) * total).long().clamp(0, total - 1)
-    else:
-        raise ValueError(f"unknown timestep_sampling {cfg.timestep_sampling!r}")
     return t, loss_weights(scheduler, t, kind, weigh)
 
 
