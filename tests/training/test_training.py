@@ -393,7 +393,7 @@ def test_train_command_refuses_compile_on_cpu_before_reading_data(tmp_path: Path
 
 @pytest.mark.parametrize("augment", [False, True])
 def test_the_default_preset_trains_a_few_steps(tmp_path: Path, augment: bool) -> None:
-    """params.yaml's own model (cpu_patch, pen-conditioned, AdaGN) and objective, with and without train.augment."""
+    """params.yaml's own model (cpu_patch3, pen-conditioned, AdaGN) and objective, with and without train.augment."""
     import yaml
 
     from devagen.core.params import params_from_dict
@@ -402,7 +402,7 @@ def test_the_default_preset_trains_a_few_steps(tmp_path: Path, augment: bool) ->
     raw = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
     raw["train"].update(max_steps=3, batch_size=8, warmup_steps=1, augment=augment, mixed_precision="no", log_every=1)
     params = params_from_dict(raw)
-    assert params.model.preset == "cpu_patch" and params.model.style_conditioning
+    assert params.model.preset == "cpu_patch3" and params.model.style_conditioning
     rng = np.random.default_rng(0)
     images = np.zeros((46, 32, 32), np.uint8)
     for i, (top, left) in enumerate(rng.integers(4, 14, (46, 2))):  # a glyph-like cross per image, in ink
@@ -414,6 +414,7 @@ def test_the_default_preset_trains_a_few_steps(tmp_path: Path, augment: bool) ->
     assert result["steps"] == 3 and np.isfinite(result["final_loss"])
     config = json.loads((tmp_path / "out" / "unet" / "config.json").read_text())
     assert config["_class_name"] == "StyleUNet2DModel" and config["in_channels"] == 4
+    assert config["block_out_channels"] == [64, 128, 128]  # three levels: 16x16, 8x8, 4x4 patches
     assert ("augment_dim" in config) == augment
     images_out = load_pipeline(tmp_path / "out", "sde-dpmpp", device="cpu")(
         labels=[0, 1], num_inference_steps=2, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
