@@ -459,3 +459,23 @@ def test_specks_counts_faint_pixels_with_no_brighter_neighbour() -> None:
         assert share == 0.5 and per_mille == pytest.approx(2 / images.size * 1e3)
     finally:
         del sys.modules["specks"]
+
+
+def test_pen_bins_counts_each_width_bin_of_a_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Glyphs of known pen widths land in their bins; each bin's legible and OCR shares are its images' own."""
+    images = np.zeros((6, 32, 32), np.uint8)
+    for i, width in enumerate((1, 1, 3, 3, 3, 6)):  # an L of this pen width per image
+        images[i, 6:26, 8:8 + width] = 255
+        images[i, 26 - width:26, 8:24] = 255
+    legible = np.array([False, True, True, True, False, True])
+    read = np.array([True, True, True, False, True, True])
+    bench = _load_script("pen_bins")
+    try:
+        monkeypatch.setattr(bench, "scored", lambda *args: (legible, read))
+        lines = bench.rows("s", images, np.zeros(6, int), np.array([0.5, 2.0, 4.0, 8.0]), None, None, 0.7, 0.99)
+    finally:
+        del sys.modules["pen_bins"]
+    assert lines == ["| s | 0.50–2.00 | 33.3% | 50.0% | 100.0% |",   # the two 1 px pens: one legible
+                     "| s | 2.00–4.00 | 50.0% | 66.7% | 66.7% |",    # the three 3 px pens
+                     "| s | 4.00–8.00 | 16.7% | 100.0% | 100.0% |",  # the 6 px pen
+                     "| s, all | | 100% | 66.7% | 83.3% |"]
