@@ -27,6 +27,20 @@ TINY = {
     "norm_num_groups": 8,
 }
 
+# The CPU default before cpu_patch3. The network sees 2x2 patches: each 32x32 image is denoised as 4 x 16 x 16
+# (pixel_unshuffle, lossless; the pipeline shuffles its output back), so the UNet has no 32x32 level, where
+# cpu_conv spends two thirds of its fp32 time. 64 / 128 channels at 16x16 / 8x8; 2.10 M parameters class- and
+# pen-conditioned. Measured (2-core Intel Xeon with AMX, batch 32): 1.7x cpu_conv's img/s in bf16, 1.9x in fp32;
+# sampling 2.8x (benchmarks/results/cpu_patch/README.md)
+CPU_PATCH = {
+    "block_out_channels": (64, 128),
+    "down_block_types": ("DownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "UpBlock2D"),
+    "layers_per_block": 1,
+    "mid_block_type": None,
+    "patch_size": 2,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": SEED,
     # For tests: seconds per step on CPU, learns nothing useful.
@@ -52,40 +66,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "layers_per_block": 1,
         "mid_block_type": None,
     },
-    # The CPU default before cpu_patch3. The network sees 2x2 patches: each 32x32 image is denoised as 4 x 16 x 16
-    # (pixel_unshuffle, lossless; the pipeline shuffles its output back), so the UNet has no 32x32 level, where
-    # cpu_conv spends two thirds of its fp32 time. 64 / 128 channels at 16x16 / 8x8; 2.10 M parameters class- and
-    # pen-conditioned. Measured (2-core Intel Xeon with AMX, batch 32): 1.7x cpu_conv's img/s in bf16, 1.9x in fp32;
-    # sampling 2.8x (benchmarks/results/cpu_patch/README.md)
-    "cpu_patch": {
-        "block_out_channels": (64, 128),
-        "down_block_types": ("DownBlock2D", "DownBlock2D"),
-        "up_block_types": ("UpBlock2D", "UpBlock2D"),
-        "layers_per_block": 1,
-        "mid_block_type": None,
-        "patch_size": 2,
-    },
+    "cpu_patch": CPU_PATCH,  # the CPU default before cpu_patch3
     # The CPU default: cpu_patch with a third level, 128 channels at 4x4; 3.84 M parameters class- and
     # pen-conditioned. 3,400 steps on a 2-core AMD EPYC: 10.1-10.8 min against cpu_patch's 9.3-9.6, and over two
     # training seeds legible +1.8 points, OCR +1.4, precision +0.013 (benchmarks/results/c2st_scatter/README.md)
-    "cpu_patch3": {
-        "block_out_channels": (64, 128, 128),
-        "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D"),
-        "up_block_types": ("UpBlock2D", "UpBlock2D", "UpBlock2D"),
-        "layers_per_block": 1,
-        "mid_block_type": None,
-        "patch_size": 2,
-    },
+    "cpu_patch3": {**CPU_PATCH, "block_out_channels": (64, 128, 128), "down_block_types": ("DownBlock2D",) * 3,
+                   "up_block_types": ("UpBlock2D",) * 3},
     # cpu_patch at half the widths (32 / 64 channels, about a quarter of its parameters): a smaller student for a
     # cpu_patch or cpu_patch3 teacher to distil into (distill.student_preset).
-    "cpu_patch_small": {
-        "block_out_channels": (32, 64),
-        "down_block_types": ("DownBlock2D", "DownBlock2D"),
-        "up_block_types": ("UpBlock2D", "UpBlock2D"),
-        "layers_per_block": 1,
-        "mid_block_type": None,
-        "patch_size": 2,
-    },
+    "cpu_patch_small": {**CPU_PATCH, "block_out_channels": (32, 64)},
     # prepare.image_size 64 on a CPU: cpu_small with one narrow level (16 channels) on top, so attention stays at
     # 8x8 and the 64x64 convs cost what cpu_small's 32x32 ones do. 41 img/s against cpu_small's 63 at 32x32
     # (batch 32, bf16, 2-core AMD EPYC); cpu_small itself at 64x64 attends at 16x16 and ran at 8 img/s.
