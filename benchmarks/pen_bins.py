@@ -1,5 +1,7 @@
-"""Where samples fail, by pen: the legible share and OCR accuracy of samples and of class-matched real test images
-in bins of stroke width (the bins are quantiles of the real images' widths), scored as the evaluate stage scores.
+"""Where samples fail, by pen: the legible share, OCR accuracy and share drawn in pieces of samples and of
+class-matched real test images in bins of stroke width (the bins are quantiles of the real images' widths), legible
+and OCR scored as the evaluate stage scores. "In pieces": the glyph's ink (>= INK) is more than one 8-connected
+piece, what a broken hairline stroke looks like (most real glyphs are one piece).
 
     python benchmarks/pen_bins.py --samples default=samples/samples.npz --out benchmarks/results/c2st_scatter/pen_bins.md
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from scipy import ndimage
 
 from devagen.core import paths
 from devagen.core.io import write_text
@@ -22,6 +25,13 @@ from devagen.judges import legibility, ocr
 from devagen.pen.measures import measure
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)  # bin edges, as quantiles of the real images' stroke widths
+INK = 128  # grey level from which a pixel counts as ink for "in pieces"
+
+
+def in_pieces(images: np.ndarray) -> np.ndarray:
+    """Per image: whether its ink (>= INK) is more than one 8-connected piece."""
+    eight = np.ones((3, 3), bool)
+    return np.array([ndimage.label(image >= INK, structure=eight)[1] > 1 for image in images], bool)
 
 
 def scored(judge: ocr.Judge, ood: legibility.OodStats, images: np.ndarray, labels: np.ndarray,
@@ -34,19 +44,20 @@ def scored(judge: ocr.Judge, ood: legibility.OodStats, images: np.ndarray, label
 
 def rows(name: str, images: np.ndarray, labels: np.ndarray, edges: np.ndarray, judge: ocr.Judge,
          ood: legibility.OodStats, confidence: float, quantile: float) -> list[str]:
-    """Markdown rows: one per width bin, share of the set, legible share, OCR accuracy."""
+    """Markdown rows: one per width bin, share of the set, legible share, OCR accuracy, share in pieces."""
     legible, read = scored(judge, ood, images, labels, confidence, quantile)
+    pieces = in_pieces(images)
     bins = np.digitize(measure(images)["stroke_width"], edges[1:-1])  # NaN (no ink) falls in the last bin
     out = []
     for k in range(len(edges) - 1):
         inside = bins == k
         share = f"{inside.mean():.1%}"
         if not inside.any():
-            out.append(f"| {name} | {edges[k]:.2f}–{edges[k + 1]:.2f} | {share} | – | – |")
+            out.append(f"| {name} | {edges[k]:.2f}–{edges[k + 1]:.2f} | {share} | – | – | – |")
             continue
         out.append(f"| {name} | {edges[k]:.2f}–{edges[k + 1]:.2f} | {share} | {legible[inside].mean():.1%} "
-                   f"| {read[inside].mean():.1%} |")
-    out.append(f"| {name}, all | | 100% | {legible.mean():.1%} | {read.mean():.1%} |")
+                   f"| {read[inside].mean():.1%} | {pieces[inside].mean():.1%} |")
+    out.append(f"| {name}, all | | 100% | {legible.mean():.1%} | {read.mean():.1%} | {pieces.mean():.1%} |")
     return out
 
 
@@ -67,7 +78,8 @@ def main(specs: tuple[str, ...], per_class: int, seed: int, params_path: str, ou
     real, real_labels = test.images[pick], test.labels[pick]
     widths = measure(real)["stroke_width"]
     edges = np.concatenate([[np.nanmin(widths)], np.nanquantile(widths, QUANTILES), [np.nanmax(widths)]])
-    lines = ["| set | stroke width, px (real quantile bin) | share of the set | legible | OCR |", "|---|---|---|---|---|"]
+    lines = ["| set | stroke width, px (real quantile bin) | share of the set | legible | OCR | in pieces |",
+             "|---|---|---|---|---|---|"]
     lines += rows("real test", real, real_labels, edges, judge, ood, cfg.confidence, cfg.ood_quantile)
     for spec in specs:
         name, _, path = spec.partition("=")

@@ -462,11 +462,12 @@ def test_specks_counts_faint_pixels_with_no_brighter_neighbour() -> None:
 
 
 def test_pen_bins_counts_each_width_bin_of_a_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Glyphs of known pen widths land in their bins; each bin's legible and OCR shares are its images' own."""
+    """Glyphs of known pen widths land in their bins; each bin's legible, OCR and in-pieces shares are its images' own."""
     images = np.zeros((6, 32, 32), np.uint8)
     for i, width in enumerate((1, 1, 3, 3, 3, 6)):  # an L of this pen width per image
         images[i, 6:26, 8:8 + width] = 255
         images[i, 26 - width:26, 8:24] = 255
+    images[1, 15, 8] = 0  # the second 1 px L broken in two
     legible = np.array([False, True, True, True, False, True])
     read = np.array([True, True, True, False, True, True])
     bench = _load_script("pen_bins")
@@ -475,7 +476,28 @@ def test_pen_bins_counts_each_width_bin_of_a_set(monkeypatch: pytest.MonkeyPatch
         lines = bench.rows("s", images, np.zeros(6, int), np.array([0.5, 2.0, 4.0, 8.0]), None, None, 0.7, 0.99)
     finally:
         del sys.modules["pen_bins"]
-    assert lines == ["| s | 0.50–2.00 | 33.3% | 50.0% | 100.0% |",   # the two 1 px pens: one legible
-                     "| s | 2.00–4.00 | 50.0% | 66.7% | 66.7% |",    # the three 3 px pens
-                     "| s | 4.00–8.00 | 16.7% | 100.0% | 100.0% |",  # the 6 px pen
-                     "| s, all | | 100% | 66.7% | 83.3% |"]
+    assert lines == ["| s | 0.50–2.00 | 33.3% | 50.0% | 100.0% | 50.0% |",   # the two 1 px pens: one legible, one broken
+                     "| s | 2.00–4.00 | 50.0% | 66.7% | 66.7% | 0.0% |",    # the three 3 px pens
+                     "| s | 4.00–8.00 | 16.7% | 100.0% | 100.0% | 0.0% |",  # the 6 px pen
+                     "| s, all | | 100% | 66.7% | 83.3% | 16.7% |"]
+    diagonal = np.zeros((2, 32, 32), np.uint8)
+    diagonal[:, np.arange(5, 15), np.arange(5, 15)] = 255  # a 1 px diagonal: one 8-connected piece
+    diagonal[1, 20, 20] = bench.INK - 1  # a pixel below the ink level is no piece
+    assert not bench.in_pieces(diagonal).any()
+
+
+def test_thin_pens_real_share_weights_each_class_in_the_band_equally(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real images within ±15 % of the asked width count; each class with enough of them weighs the same."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # thin_pens imports its siblings pen_bins and quality_tone
+    bench = _load_script("thin_pens")
+    try:
+        labels = np.array([0] * 5 + [1] * 10 + [2] * 4 + [3] * 5)
+        widths = np.array([2.0] * 5 + [2.2] * 10 + [2.0] * 4 + [3.0] * 5)  # class 2 too few, class 3 too wide
+        pieces = np.array([True] * 5 + [True] * 2 + [False] * 8 + [True] * 4 + [True] * 5)
+        share, classes = bench.real_share(None, labels, widths, pieces, 2.0)
+        empty, none = bench.real_share(None, labels, widths, pieces, 9.0)
+    finally:
+        for name in ("thin_pens", "pen_bins", "quality_tone"):
+            sys.modules.pop(name, None)
+    assert classes == 2 and share == pytest.approx((1.0 + 0.2) / 2)  # class 0 all in pieces, class 1 a fifth
+    assert none == 0 and np.isnan(empty)
