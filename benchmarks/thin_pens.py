@@ -7,7 +7,8 @@ same share for real test images whose width is within ±15 % of it (each class w
 
 Each --model is NAME=DIR of a style-conditioned model folder; --stroke is the pipeline's multiplier of the model's
 median training width (pen.json); --config NAME:KEY=VALUE,... changes params.yaml's `sample` section as in
-quality_tone.py (each model is drawn with each config).
+quality_tone.py (each model is drawn with each config). --figure writes, at 4x, FIGURE_COUNT random real test glyphs of
+the first asked width (top rows) above as many of the first model's glyphs at that pen (bottom rows).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 from pen_bins import in_pieces
+from PIL import Image
 from quality_tone import parse_config
 
 from devagen.core import paths
@@ -31,6 +33,18 @@ from devagen.sampling.pipeline import load_pipeline
 
 BAND = 0.15  # real images within this share of the asked width count as that pen
 MIN_PER_CLASS = 5  # classes with fewer real images in the band are left out of the real share
+FIGURE_COUNT, FIGURE_ROW, ZOOM = 24, 12, 4  # glyphs per set in --figure, glyphs per row, magnification
+
+
+def figure(real: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """uint8 picture: `real` glyphs in rows of FIGURE_ROW above `samples` ones, a grey band between, ZOOM x."""
+    def rows(images: np.ndarray) -> np.ndarray:
+        framed = np.pad(images, ((0, 0), (1, 1), (1, 1)), constant_values=80)
+        return np.concatenate([np.concatenate(list(framed[i:i + FIGURE_ROW]), axis=1)
+                               for i in range(0, len(framed), FIGURE_ROW)], axis=0)
+    top, bottom = rows(real), rows(samples)
+    band = np.full((4, top.shape[1]), 160, np.uint8)
+    return np.concatenate([top, band, bottom], axis=0).repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)
 
 
 def real_share(images: np.ndarray, labels: np.ndarray, widths: np.ndarray, pieces: np.ndarray,
@@ -51,8 +65,10 @@ def real_share(images: np.ndarray, labels: np.ndarray, widths: np.ndarray, piece
 @click.option("--per-class", default=10, show_default=True, help="glyphs of each class per asked pen")
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write the table here")
+@click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write real against sampled glyphs of the first asked pen here (PNG)")
 def main(models: tuple[str, ...], strokes: tuple[float, ...], configs: tuple[str, ...], per_class: int, params_path: str,
-         out: Path | None) -> None:
+         out: Path | None, figure_path: Path | None) -> None:
     """Print (and with --out write) the table."""
     params = load_params(Path(params_path))
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
@@ -78,6 +94,13 @@ def main(models: tuple[str, ...], strokes: tuple[float, ...], configs: tuple[str
                          f"{np.nanmedian(measure(images)['stroke_width']):.2f} px | {in_pieces(images).mean():.1%} | "
                          f"{real:.1%} ({classes}) |")
             click.echo(lines[-1])
+            if figure_path is not None and len(lines) == 3:  # the first model, config and pen
+                rng = np.random.default_rng(0)
+                near = np.flatnonzero(np.abs(test_widths - asked) <= BAND * asked)
+                picture = figure(test.images[rng.choice(near, FIGURE_COUNT, replace=False)],
+                                 images[rng.choice(len(images), FIGURE_COUNT, replace=False)])
+                figure_path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(picture).save(figure_path)
     table = "\n".join(lines) + "\n"
     if out is not None:
         write_text(table, out)

@@ -496,8 +496,12 @@ def test_thin_pens_real_share_weights_each_class_in_the_band_equally(monkeypatch
         pieces = np.array([True] * 5 + [True] * 2 + [False] * 8 + [True] * 4 + [True] * 5)
         share, classes = bench.real_share(None, labels, widths, pieces, 2.0)
         empty, none = bench.real_share(None, labels, widths, pieces, 9.0)
+        real, drawn = np.full((24, 32, 32), 255, np.uint8), np.zeros((24, 32, 32), np.uint8)
+        picture = bench.figure(real, drawn)
     finally:
         for name in ("thin_pens", "pen_bins", "quality_tone"):
             sys.modules.pop(name, None)
     assert classes == 2 and share == pytest.approx((1.0 + 0.2) / 2)  # class 0 all in pieces, class 1 a fifth
     assert none == 0 and np.isnan(empty)
+    assert picture.shape == ((2 * 34 + 4 + 2 * 34) * 4, 12 * 34 * 4)  # 2 rows of 12 framed glyphs per set, a band, 4x
+    assert picture[4 * 5, 4 * 5] == 255 and picture[-4 * 5, 4 * 5] == 0  # real on top, samples below
