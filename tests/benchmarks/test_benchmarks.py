@@ -505,3 +505,30 @@ def test_thin_pens_real_share_weights_each_class_in_the_band_equally(monkeypatch
     assert none == 0 and np.isnan(empty)
     assert picture.shape == ((2 * 34 + 4 + 2 * 34) * 4, 12 * 34 * 4)  # 2 rows of 12 framed glyphs per set, a band, 4x
     assert picture[4 * 5, 4 * 5] == 255 and picture[-4 * 5, 4 * 5] == 0  # real on top, samples below
+
+def test_layout_measures_a_known_box_and_the_views_keep_what_they_say() -> None:
+    """A filled box's ink, centroid, spread and extent; the views binarize, blur and average as documented; a set as
+    varied as real reads 1.00, a set of one glyph repeated 0."""
+    bench = _load_script("layout")
+    try:
+        images = np.zeros((4, 32, 32), np.uint8)
+        for i in range(4):
+            images[i, 5 + i:25 + 2 * i, 10 - i:20] = 255  # 20 + i rows high, 10 + i wide
+        images[0, 0, 0] = bench.INK - 1  # below the ink level: no part of the box
+        found = bench.layout(images)
+        labels = np.zeros(4, int)
+        ratios = bench.spread_ratios(images, labels, images, labels)
+        same = bench.spread_ratios(np.repeat(images[1:2], 4, axis=0), labels, images, labels)
+        views = {name: view(images) for name, view in bench.VIEWS.items()}
+    finally:
+        del sys.modules["layout"]
+    assert found["height"].tolist() == [20, 21, 22, 23] and found["width"].tolist() == [10, 11, 12, 13]
+    assert found["centroid y"][1] == pytest.approx(16) and found["centroid x"][1] == pytest.approx(14)
+    assert found["spread x"][1] == pytest.approx(np.sqrt(10))  # 11 columns alike: variance (11² - 1) / 12
+    assert found["ink"][1] == pytest.approx(21 * 11)
+    assert all(r == pytest.approx(1.0) for r in ratios.values())
+    assert same["centroid y"] == 0 and same["height"] == 0
+    assert set(np.unique(views["binarized"])) == {0, 255} and views["binarized"][0, 0, 0] == 0
+    assert views["8x8 blocks"].shape == images.shape and views["8x8 blocks"][1].sum() == pytest.approx(
+        images[1].astype(float).sum(), rel=0.01)  # block means keep the ink, only its placement blurs
+    assert views["blurred"][1, 15, 15] == 255 and 0 < views["blurred"][1, 15, 9] < 255  # edges soften, cores stay
