@@ -11,7 +11,12 @@ from devagen.core.errors import DevagenError
 from devagen.core.params import params_from_dict
 from devagen.core.shape import ModelConfig
 from devagen.diffusion.objective import diffusion_loss
-from devagen.diffusion.self_condition import SHARE, is_self_conditioned, training_estimate, with_estimate
+from devagen.diffusion.self_condition import (
+    SHARE,
+    is_self_conditioned,
+    training_estimate,
+    with_estimate,
+)
 from devagen.diffusion.unet import build_noise_scheduler, build_unet
 from devagen.diffusion.variance import learns_variance
 

@@ -24,6 +24,11 @@ def is_self_conditioned(unet: UNet2DModel) -> bool:
     return unet.config.in_channels == 2 * unet.config.out_channels
 
 
+def denoised_channels(unet: UNet2DModel) -> int:
+    """Channels of what the UNet denoises: its input channels, less the estimate's half when self-conditioned."""
+    return unet.config.in_channels // (2 if is_self_conditioned(unet) else 1)
+
+
 def with_estimate(x: torch.Tensor, estimate: Optional[torch.Tensor]) -> torch.Tensor:
     """The network input (B, 2C, H, W): x_t (B, C, H, W) and the estimate like it (None: zeros)."""
     return torch.cat([x, torch.zeros_like(x) if estimate is None else estimate.to(x.dtype)], dim=1)

@@ -35,7 +35,7 @@ from ..data.prepared import from_model_range
 from ..diffusion.guidance import classifier_guided, output_from_x0, predicted_x0, project_guidance
 from ..diffusion.noisy_classifier import NoisyClassifier, load_classifier_for, log_prob_gradient
 from ..diffusion.patches import from_patches
-from ..diffusion.self_condition import clipped, is_self_conditioned, with_estimate
+from ..diffusion.self_condition import clipped, denoised_channels, is_self_conditioned, with_estimate
 from ..diffusion.unet import condition, is_style_conditioned, no_augmentation, with_null_class
 from ..diffusion.variance import LEARNED_RANGE, join_output, learns_variance, mean_half, split_output
 from ..pen.conditions import PenStyle, codes
@@ -151,11 +151,6 @@ class DevagenPipeline(DiffusionPipeline):
     def style_conditioned(self) -> bool:
         """Whether the network also reads a stroke width and slant."""
         return is_style_conditioned(self.unet)
-
-    @property
-    def self_conditioned(self) -> bool:
-        """Whether the UNet also reads its previous clean-image estimate (devagen.diffusion.self_condition)."""
-        return is_self_conditioned(self.unet)
 
     @property
     def conditional(self) -> bool:
@@ -302,7 +297,7 @@ class DevagenPipeline(DiffusionPipeline):
 
     def initial_noise(self, batch_size: int, generator: Generators) -> torch.Tensor:
         """x_T (B, C, H, W) ~ N(0, init_noise_sigma²); a list of generators seeds each image on its own."""
-        shape = (batch_size, self.unet.config.in_channels // (2 if self.self_conditioned else 1), *self.sample_shape)
+        shape = (batch_size, denoised_channels(self.unet), *self.sample_shape)
         noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         return noise * self.scheduler.init_noise_sigma
 
@@ -353,7 +348,7 @@ class DevagenPipeline(DiffusionPipeline):
                 gradient = log_prob_gradient(self.classifier, model_in, t, asked, self.patch_size)
                 out = join_output(classifier_guided(self.scheduler, mean, model_in, t, gradient, classifier_scale),
                                   variance)
-            if self.self_conditioned:  # what the next step reads: the clean image this (guided) output implies
+            if is_self_conditioned(self.unet):  # what the next step reads: the clean image this (guided) output implies
                 estimate = clipped(predicted_x0(self.scheduler, mean_half(out, x.shape[1]), model_in, t))
             step = self.scheduler.step(out, t, x, generator=generator)
             if callback is not None:
@@ -436,8 +431,7 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
 
     if has_autoencoder(model_dir / VAE_FOLDER):  # latent diffusion: the UNet works in this autoencoder's latent space
         vae = load_autoencoder(model_dir / VAE_FOLDER, "train")
-    if unet.config.in_channels // (2 if is_self_conditioned(unet) else 1) != meta.patch_size ** 2 * (
-            vae.config.latent_channels if vae is not None else 1):
+    if denoised_channels(unet) != meta.patch_size ** 2 * (vae.config.latent_channels if vae is not None else 1):
         raise broken(model_dir, f"{META_FILE} patch_size {meta.patch_size} does not fit the UNet's "
                                  f"{unet.config.in_channels} input channels")
     pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=pen,
