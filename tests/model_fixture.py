@@ -22,11 +22,13 @@ FIXTURE_PEN = PenStyle(2.6, (0.5, 1.8), (-20.0, 30.0),
 
 def make_model_dir(path: Path, conditional: bool = True, image_size: int = 16,
                    prediction_type: str = "v_prediction", style: bool = False, preset: str = "tiny",
-                   learned_variance: bool = False) -> Path:
+                   learned_variance: bool = False, self_conditioning: bool = False) -> Path:
     """unet/ (seed 0), unet_raw/ (seed 1), guide/ (seed 2), scheduler/, devagen.json, model_index.json and pen.json
     for the `tiny` preset (or `preset`); style: a style-conditioned UNet with FIXTURE_PEN; learned_variance: a UNet
-    with a variance half and its learned_range scheduler (diffusion.learned_variance)."""
-    cfg = ModelConfig(preset=preset, conditional=conditional, style_conditioning=style)
+    with a variance half and its learned_range scheduler (diffusion.learned_variance); self_conditioning: a UNet
+    that also reads its previous clean-image estimate (model.self_conditioning)."""
+    cfg = ModelConfig(preset=preset, conditional=conditional, style_conditioning=style,
+                      self_conditioning=self_conditioning)
     pen = FIXTURE_PEN if style else None
     for subfolder, seed in (("unet", 0), ("unet_raw", 1), ("guide", 2)):
         torch.manual_seed(seed)

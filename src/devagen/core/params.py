@@ -89,6 +89,13 @@ def check_consistency(params: Params) -> None:
         check(not params.distill.enabled, "distill.enabled",
                "distilling a latent model is not built (the students learn in pixel space); set it false with "
                "vae.enabled: true")
+    if params.model.self_conditioning:
+        check(not params.diffusion.learned_variance, "model.self_conditioning",
+              "is not built with diffusion.learned_variance: true; turn one of them off")
+        check(not params.distill.enabled, "model.self_conditioning",
+              "distilling a self-conditioned model is not built; set distill.enabled: false")
+        check(not params.vae.enabled, "model.self_conditioning",
+              "is built for pixel models (its estimate is clipped to the image range); set vae.enabled: false")
     check_distill(params)
     check_sampling(params)
 

@@ -18,6 +18,7 @@ from ..diffusion.guidance import predicted_x0
 from .adversarial import Adversary
 from .aux_losses import perceptual_distance, ssim
 from .patches import from_patches
+from .self_condition import is_self_conditioned, training_estimate, with_estimate
 from .unet import NULL_LABEL, condition
 from .variance import split_output, vlb_term
 
@@ -171,7 +172,14 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, x0: torch.Tensor
     if styles is not None:
         given = ~drop_mask(labels.shape, style_drop_prob, labels.device, generator)
         class_labels = condition(class_labels, styles, given, augment)
-    prediction, variance = split_output(unet(noisy, t, class_labels=class_labels).sample, noisy.shape[1])
+    inputs = noisy
+    if is_self_conditioned(unet):  # a share of the batches also reads the network's own zero-input estimate
+        def estimate_x0(x: torch.Tensor) -> torch.Tensor:
+            output = unet(with_estimate(x, None), t, class_labels=class_labels).sample
+            return predicted_x0(scheduler, output.float(), x.float(), t)
+
+        inputs = with_estimate(noisy, training_estimate(estimate_x0, noisy, generator))
+    prediction, variance = split_output(unet(inputs, t, class_labels=class_labels).sample, noisy.shape[1])
     target = training_target(scheduler, x0, noise, t)
     error = prediction.float() - target.float()
     squared = error.pow(2) if cfg.focal_gamma == 0 else error.pow(2) * focal_weights(error, cfg.focal_gamma)

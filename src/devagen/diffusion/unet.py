@@ -145,7 +145,8 @@ def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1, augment_lab
     cls = StyleUNet2DModel if cfg.style_conditioning else UNet2DModel
     patch = patch_size(cfg.preset)  # a patch preset denoises (channels·p², S/p, S/p): devagen.diffusion.patches
     inputs = channels * patch ** 2
-    return cls(sample_size=image_size // patch, in_channels=inputs, out_channels=inputs * (2 if learned_variance else 1),
+    return cls(sample_size=image_size // patch, in_channels=inputs * (2 if cfg.self_conditioning else 1),
+               out_channels=inputs * (2 if learned_variance else 1),
                **model_shape(cfg), **extra)
 
 

@@ -35,6 +35,7 @@ from ..data.prepared import from_model_range
 from ..diffusion.guidance import classifier_guided, output_from_x0, predicted_x0, project_guidance
 from ..diffusion.noisy_classifier import NoisyClassifier, load_classifier_for, log_prob_gradient
 from ..diffusion.patches import from_patches
+from ..diffusion.self_condition import clipped, denoised_channels, is_self_conditioned, with_estimate
 from ..diffusion.unet import condition, is_style_conditioned, no_augmentation, with_null_class
 from ..diffusion.variance import LEARNED_RANGE, join_output, learns_variance, mean_half, split_output
 from ..pen.conditions import PenStyle, codes
@@ -213,15 +214,19 @@ class DevagenPipeline(DiffusionPipeline):
         return 2 if self.guided(guidance_scale, guidance) else 1
 
     def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor],
-                     guidance_scale: float = 1.0, guidance: str = "cfg", parallel: float = 1.0) -> torch.Tensor:
+                     guidance_scale: float = 1.0, guidance: str = "cfg", parallel: float = 1.0,
+                     estimate: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Network output (B, C, H, W), guided as worse + g·(model − worse); a learned-variance network's (B, 2C, H, W),
         guided in its prediction half, its variance half the model's (devagen.diffusion.variance).
 
         CFG's two predictions come from ONE batched pass. The combination is linear, so it is valid
         for eps, v and x0 predictions alike. parallel != 1 reweights the guidance update's component
         along the model's clean-image prediction (project_guidance), done in x0 space.
+        estimate: a self-conditioned UNet's previous clean-image estimate like x (None: zeros), read by every pass.
         """
         def net(model: UNet2DModel, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+            if is_self_conditioned(model):
+                x = with_estimate(x, None if estimate is None else estimate.repeat(len(x) // len(estimate), 1, 1, 1))
             return model(x, t, class_labels=labels).sample.to(x.dtype)  # bf16 under autocast: back to x's dtype
 
         if not self.guided(guidance_scale, guidance):
@@ -292,7 +297,7 @@ class DevagenPipeline(DiffusionPipeline):
 
     def initial_noise(self, batch_size: int, generator: Generators) -> torch.Tensor:
         """x_T (B, C, H, W) ~ N(0, init_noise_sigma²); a list of generators seeds each image on its own."""
-        shape = (batch_size, self.unet.config.in_channels, *self.sample_shape)
+        shape = (batch_size, denoised_channels(self.unet), *self.sample_shape)
         noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         return noise * self.scheduler.init_noise_sigma
 
@@ -332,16 +337,19 @@ class DevagenPipeline(DiffusionPipeline):
         lo, hi = guidance_interval
         x = self.initial_noise(batch_size, generator)
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        estimate = None  # a self-conditioned UNet's previous clean-image estimate
         for i, t in enumerate(self.scheduler.timesteps):
             scale = guidance_scale if lo <= int(t) <= hi else 1.0
             model_in = self.scheduler.scale_model_input(x, t)
-            out = self.model_output(model_in, t, class_labels, scale, guidance, guidance_parallel)
+            out = self.model_output(model_in, t, class_labels, scale, guidance, guidance_parallel, estimate)
             out = out if reads_variance(self.scheduler) else mean_half(out, x.shape[1])  # a learned variance: DDPM's
             if by_classifier and lo <= int(t) <= hi:
                 mean, variance = split_output(out, x.shape[1])
                 gradient = log_prob_gradient(self.classifier, model_in, t, asked, self.patch_size)
                 out = join_output(classifier_guided(self.scheduler, mean, model_in, t, gradient, classifier_scale),
                                   variance)
+            if is_self_conditioned(self.unet):  # what the next step reads: the clean image this (guided) output implies
+                estimate = clipped(predicted_x0(self.scheduler, mean_half(out, x.shape[1]), model_in, t))
             step = self.scheduler.step(out, t, x, generator=generator)
             if callback is not None:
                 x0 = getattr(step, "pred_original_sample", None)
@@ -423,7 +431,7 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
 
     if has_autoencoder(model_dir / VAE_FOLDER):  # latent diffusion: the UNet works in this autoencoder's latent space
         vae = load_autoencoder(model_dir / VAE_FOLDER, "train")
-    if unet.config.in_channels != meta.patch_size ** 2 * (vae.config.latent_channels if vae is not None else 1):
+    if denoised_channels(unet) != meta.patch_size ** 2 * (vae.config.latent_channels if vae is not None else 1):
         raise broken(model_dir, f"{META_FILE} patch_size {meta.patch_size} does not fit the UNet's "
                                  f"{unet.config.in_channels} input channels")
     pipeline = DevagenPipeline(unet=unet.eval(), scheduler=training, guide=guide, pen=pen,
