@@ -58,6 +58,15 @@ def test_style_conditioned_card_says_how_to_ask_for_a_pen(tmp_path: Path) -> Non
     assert "pipeline(labels=[0, 1], stroke=1.3, slant=10.0)" in styled and "--stroke 1.3 --slant 10" in styled
 
 
+def test_self_conditioned_card_says_plain_ddpm_pipeline_cannot_sample_it(tmp_path: Path) -> None:
+    plain = _card(tmp_path, flatten(Params()), METRICS, "plain")[1]
+    conditional = _card(tmp_path, {**flatten(Params()), "model.self_conditioning": True}, METRICS, "cond")[1]
+    alone = _card(tmp_path, {**flatten(Params()), "model.self_conditioning": True, "model.conditional": False},
+                  METRICS, "uncond")[1]
+    assert "Self-conditioned" not in plain and "Self-conditioned: the UNet also reads" in conditional
+    assert "DDPMPipeline.from_pretrained" not in alone and "DevagenPipeline" in alone
+
+
 def test_the_card_says_the_shape_training_built(tmp_path: Path) -> None:
     unet = {"block_out_channels": [64, 128, 192], "attention_levels": [2], "layers_per_block": 1, "mid_block": "none",
             "norm_num_groups": 32, "dropout": 0.0, "attention_head_dim": 8, "sample_size": 16, "in_channels": 4,

@@ -55,6 +55,10 @@ def card_metadata(params: Mapping[str, Any], metrics: Mapping[str, Mapping[str, 
 
 def _usage(params: Mapping[str, Any]) -> list[Block]:
     """How to load this folder with plain diffusers (and with devagen)."""
+    if params.get("model.self_conditioning") and not params.get("model.conditional"):
+        return [Para("Unconditional and self-conditioned: the UNet reads its previous clean-image estimate beside "
+                     "x_t (twice the channels it writes), which plain `DDPMPipeline` does not feed; load it with "
+                     "devagen's `DevagenPipeline` as below for a conditional model, with `labels=None, batch_size=4`.")]
     if params.get("model.conditional"):
         steps, scale = params.get("sample.steps", 10), params.get("sample.guidance_scale", 3.0)
         code = ("```python\nimport torch\nfrom diffusers import DiffusionPipeline\n\n"
@@ -64,7 +68,10 @@ def _usage(params: Mapping[str, Any]) -> list[Block]:
                 '                  generator=torch.manual_seed(0), output_type="pil")\n```')
         return [Para("Class-conditional: `labels` are DHCD class indices 0–45 (`devagen.json` lists their names "
                      "and glyphs); `pip install devagen` provides the pipeline class."), Para(code),
-                Para('Or with devagen: `devagen generate --text "क ख ग" --out word.png`.')] + _pen_usage(params)
+                Para('Or with devagen: `devagen generate --text "क ख ग" --out word.png`.')] + _pen_usage(params) + (
+            [Para("Self-conditioned: the UNet also reads its previous clean-image estimate (twice the channels it "
+                  "writes); the pipeline feeds it at every step, zeros at the first.")]
+            if params.get("model.self_conditioning") else [])
     code = ("```python\nimport torch\nfrom diffusers import DDPMPipeline, DPMSolverMultistepScheduler\n\n"
             'pipeline = DDPMPipeline.from_pretrained("models/diffusion")\n'
             "pipeline.scheduler = DPMSolverMultistepScheduler()\n"
