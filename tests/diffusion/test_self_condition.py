@@ -31,6 +31,17 @@ def test_a_self_conditioned_unet_reads_twice_the_channels_it_writes() -> None:
         assert is_self_conditioned(unet) and not is_self_conditioned(plain) and not learns_variance(unet)
 
 
+def test_a_unet_wrapped_for_several_processes_is_read_through_the_wrapper() -> None:
+    class Wrapper(torch.nn.Module):  # what DistributedDataParallel looks like from outside: .module, no .config
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+    for flag in (False, True):
+        unet = build_unet(ModelConfig(preset="tiny", self_conditioning=flag), 16)
+        assert is_self_conditioned(Wrapper(unet)) == flag and not hasattr(Wrapper(unet), "config")
+
+
 def test_with_estimate_puts_zeros_or_the_estimate_after_x() -> None:
     x, estimate = torch.randn(2, 4, 8, 8), torch.rand(2, 4, 8, 8)
     assert torch.equal(with_estimate(x, None), torch.cat([x, torch.zeros_like(x)], dim=1))

@@ -19,9 +19,11 @@ from diffusers import UNet2DModel
 SHARE = 0.5  # share of training batches given their own estimate (the paper's 50 %)
 
 
-def is_self_conditioned(unet: UNet2DModel) -> bool:
-    """Whether the UNet reads a clean-image estimate beside x_t (in_channels twice out_channels)."""
-    return unet.config.in_channels == 2 * unet.config.out_channels
+def is_self_conditioned(unet: torch.nn.Module) -> bool:
+    """Whether the UNet reads a clean-image estimate beside x_t (in_channels twice out_channels); a UNet wrapped
+    for several processes (DistributedDataParallel's .module) is read through the wrapper."""
+    config = getattr(unet, "module", unet).config
+    return config.in_channels == 2 * config.out_channels
 
 
 def denoised_channels(unet: UNet2DModel) -> int:
