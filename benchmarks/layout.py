@@ -18,9 +18,9 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pen_bins import emit_table
 
 from devagen.core import paths
-from devagen.core.io import write_text
 from devagen.core.params import load_params
 from devagen.data import prepared as data
 from devagen.judges.c2st import c2st_metrics
@@ -117,10 +117,7 @@ def main(specs: tuple[str, ...], views: bool, seed: int, params_path: str, out: 
     for name, images, labels in [("real test, another draw", other, other_labels)] + sets:
         ratios = spread_ratios(images, labels, real, real_labels)
         lines.append(f"| {name} | " + " | ".join(f"{ratios[k]:.2f}" for k in MEASURES) + " |")
-    table = "\n".join(lines) + "\n"
-    if out is not None:
-        write_text(table, out)
-    click.echo(table)
+    emit_table(lines, out)
 
 
 if __name__ == "__main__":

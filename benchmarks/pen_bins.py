@@ -28,6 +28,14 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)  # bin edges, as quantiles of the real i
 INK = 128  # grey level from which a pixel counts as ink for "in pieces"
 
 
+def emit_table(lines: list[str], out: Path | None) -> None:
+    """Print the table's lines and, with `out`, write them there."""
+    table = "\n".join(lines) + "\n"
+    if out is not None:
+        write_text(table, out)
+    click.echo(table)
+
+
 def in_pieces(images: np.ndarray) -> np.ndarray:
     """Per image: whether its ink (>= INK) is more than one 8-connected piece."""
     eight = np.ones((3, 3), bool)
@@ -85,10 +93,7 @@ def main(specs: tuple[str, ...], per_class: int, seed: int, params_path: str, ou
         name, _, path = spec.partition("=")
         images, labels = data.read_labelled_images(Path(path), "sample")
         lines += rows(name, images, labels, edges, judge, ood, cfg.confidence, cfg.ood_quantile)
-    table = "\n".join(lines) + "\n"
-    if out is not None:
-        write_text(table, out)
-    click.echo(table)
+    emit_table(lines, out)
 
 
 if __name__ == "__main__":

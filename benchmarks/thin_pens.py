@@ -18,12 +18,11 @@ from pathlib import Path
 
 import click
 import numpy as np
-from pen_bins import in_pieces
+from pen_bins import emit_table, in_pieces
 from PIL import Image
 from quality_tone import parse_config
 
 from devagen.core import paths
-from devagen.core.io import write_text
 from devagen.core.params import load_params
 from devagen.data import prepared as data
 from devagen.pen.measures import measure
@@ -101,10 +100,7 @@ def main(models: tuple[str, ...], strokes: tuple[float, ...], configs: tuple[str
                                  images[rng.choice(len(images), FIGURE_COUNT, replace=False)])
                 figure_path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(picture).save(figure_path)
-    table = "\n".join(lines) + "\n"
-    if out is not None:
-        write_text(table, out)
-    click.echo(table)
+    emit_table(lines, out)
 
 
 if __name__ == "__main__":

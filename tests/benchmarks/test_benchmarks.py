@@ -461,7 +461,7 @@ def test_specks_counts_faint_pixels_with_no_brighter_neighbour() -> None:
         del sys.modules["specks"]
 
 
-def test_pen_bins_counts_each_width_bin_of_a_set(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pen_bins_counts_each_width_bin_of_a_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Glyphs of known pen widths land in their bins; each bin's legible, OCR and in-pieces shares are its images' own."""
     images = np.zeros((6, 32, 32), np.uint8)
     for i, width in enumerate((1, 1, 3, 3, 3, 6)):  # an L of this pen width per image
@@ -480,6 +480,9 @@ def test_pen_bins_counts_each_width_bin_of_a_set(monkeypatch: pytest.MonkeyPatch
                      "| s | 2.00–4.00 | 50.0% | 66.7% | 66.7% | 0.0% |",    # the three 3 px pens
                      "| s | 4.00–8.00 | 16.7% | 100.0% | 100.0% | 0.0% |",  # the 6 px pen
                      "| s, all | | 100% | 66.7% | 83.3% | 16.7% |"]
+    written = tmp_path / "t.md"
+    bench.emit_table(["| a |", "|---|"], written)
+    assert written.read_text(encoding="utf-8") == "| a |\n|---|\n"
     diagonal = np.zeros((2, 32, 32), np.uint8)
     diagonal[:, np.arange(5, 15), np.arange(5, 15)] = 255  # a 1 px diagonal: one 8-connected piece
     diagonal[1, 20, 20] = bench.INK - 1  # a pixel below the ink level is no piece
@@ -506,9 +509,10 @@ def test_thin_pens_real_share_weights_each_class_in_the_band_equally(monkeypatch
     assert picture.shape == ((2 * 34 + 4 + 2 * 34) * 4, 12 * 34 * 4)  # 2 rows of 12 framed glyphs per set, a band, 4x
     assert picture[4 * 5, 4 * 5] == 255 and picture[-4 * 5, 4 * 5] == 0  # real on top, samples below
 
-def test_layout_measures_a_known_box_and_the_views_keep_what_they_say() -> None:
+def test_layout_measures_a_known_box_and_the_views_keep_what_they_say(monkeypatch: pytest.MonkeyPatch) -> None:
     """A filled box's ink, centroid, spread and extent; the views binarize, blur and average as documented; a set as
     varied as real reads 1.00, a set of one glyph repeated 0."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # layout imports its sibling pen_bins
     bench = _load_script("layout")
     try:
         images = np.zeros((4, 32, 32), np.uint8)
@@ -521,7 +525,8 @@ def test_layout_measures_a_known_box_and_the_views_keep_what_they_say() -> None:
         same = bench.spread_ratios(np.repeat(images[1:2], 4, axis=0), labels, images, labels)
         views = {name: view(images) for name, view in bench.VIEWS.items()}
     finally:
-        del sys.modules["layout"]
+        for name in ("layout", "pen_bins"):
+            sys.modules.pop(name, None)
     assert found["height"].tolist() == [20, 21, 22, 23] and found["width"].tolist() == [10, 11, 12, 13]
     assert found["centroid y"][1] == pytest.approx(16) and found["centroid x"][1] == pytest.approx(14)
     assert found["spread x"][1] == pytest.approx(np.sqrt(10))  # 11 columns alike: variance (11² - 1) / 12

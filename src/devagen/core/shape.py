@@ -40,7 +40,7 @@ class ModelConfig:
     norm_num_groups: Optional[int] = None  # GroupNorm groups; must divide every width
     dropout: Optional[float] = None  # in every ResNet block
     attention_head_dim: Optional[int] = None  # channels per attention head; must divide the attending widths
-    self_conditioning: bool = False  # the UNet also reads its previous clean-image estimate (devagen.diffusion.self_condition)
+    self_conditioning: bool = False  # also reads its previous clean-image estimate (devagen.diffusion.self_condition)
 
     def __post_init__(self) -> None:
         for key in ("block_out_channels", "attention_levels"):  # lists from code or YAML: frozen, hashable tuples

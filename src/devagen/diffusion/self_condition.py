@@ -2,8 +2,8 @@
 estimate of the clean image, as extra input channels (zeros when it has none).
 
 Training gives a random SHARE of the batches an estimate made by the same network on that x_t with zeros in those
-channels (no gradient through it), the other batches zeros, so the network learns both to draw from nothing and to refine
-a draft. Sampling feeds each step the clean image the previous step's (guided) output implies; the first step
+channels (no gradient through it), the other batches zeros, so the network learns both to draw from nothing and to
+refine a draft. Sampling feeds each step the clean image the previous step's (guided) output implies; the first step
 gets zeros. The estimate is clipped to the image range [-1, 1].
 
 A self-conditioned UNet has twice as many input channels as output channels; that is how a saved one is known.
