@@ -36,10 +36,10 @@ def distill(params_path: str) -> None:
     import torch
 
     from ..data import prepared as data
-    from ..diffusion.unet import built_shape, condition, count_parameters
+    from ..diffusion.unet import built_shape, condition, count_parameters, layout_dim
     from ..judges import legibility, ocr
     from ..judges.evaluation import headline_quality
-    from ..pen.conditions import training_codes
+    from ..pen.conditions import training_codes, with_layout
     from ..report import figures
     from ..sampling import generate as sampling
     from ..sampling import students
@@ -55,13 +55,16 @@ def distill(params_path: str) -> None:
     judge, ood, test = ocr.load_judge(paths.OCR_DIR), legibility.load_ood(paths.OCR_DIR), data.load_split(paths.TEST_NPZ)
     device = teacher.device
     labels = torch.from_numpy(split.labels.astype(np.int64))
+    pixels = data.resize(split.images, meta.image_size)  # the teacher's side
     conditions = None
     if meta.conditional:
         codes = None
         if teacher.style_conditioned:
-            codes = torch.from_numpy(training_codes(data.read_pen(paths.TRAIN_NPZ, len(split.images)), split.labels))
+            pen = data.read_pen(paths.TRAIN_NPZ, len(split.images))
+            pen = with_layout(pen, pixels) if layout_dim(teacher.unet) else pen
+            codes = torch.from_numpy(training_codes(pen, split.labels, side=meta.image_size))
         conditions = condition(labels, codes) if codes is not None else labels
-    images = torch.from_numpy(data.resize(split.images, meta.image_size)).to(device)  # the teacher's side
+    images = torch.from_numpy(pixels).to(device)
     batch = DistillData(images, None if conditions is None else conditions.to(device), meta.patch_size)
     student, shape = None, {}
     if cfg.student_preset is not None:  # a smaller network of its own, trained from scratch by the same rounds

@@ -41,6 +41,7 @@ class ModelConfig:
     dropout: Optional[float] = None  # in every ResNet block
     attention_head_dim: Optional[int] = None  # channels per attention head; must divide the attending widths
     self_conditioning: bool = False  # also reads its previous clean-image estimate (devagen.diffusion.self_condition)
+    layout_conditioning: bool = False  # also reads the ink's centroid and spread as pen codes (devagen.pen.conditions)
 
     def __post_init__(self) -> None:
         for key in ("block_out_channels", "attention_levels"):  # lists from code or YAML: frozen, hashable tuples
@@ -48,6 +49,8 @@ class ModelConfig:
                 object.__setattr__(self, key, tuple(getattr(self, key)))
         check(self.conditional or not self.style_conditioning, "model.style_conditioning",
               "needs model.conditional: true (the style rides on the class embedding)")
+        check(self.style_conditioning or not self.layout_conditioning, "model.layout_conditioning",
+              "needs model.style_conditioning: true (the layout codes ride with the pen's)")
         check(self.block_out_channels is None or (len(self.block_out_channels) >= 1
                                                   and all(w >= 1 for w in self.block_out_channels)),
               "model.block_out_channels", "list one positive width per level, e.g. [64, 128], or null for the preset's")

@@ -20,6 +20,7 @@ from .variance import LEARNED_RANGE
 # classifier-free guidance uses it for the unconditional half of the batch.
 NULL_LABEL = NUM_CLASSES  # 46
 STYLE_CODES = 2  # stroke and slant (devagen.pen.conditions.codes)
+LAYOUT_CODES = 4  # with model.layout_conditioning: the ink's centroid and spread after them
 STYLE_WIDTH = 2 + STYLE_CODES  # columns of a style condition without augmentation labels: class, codes, given
 # Beta schedules that DDPMScheduler, DDIMScheduler and DPMSolverMultistepScheduler all compute from the name alone.
 NAMED_EVERYWHERE = ("linear", "scaled_linear", "squaredcos_cap_v2")
@@ -27,7 +28,8 @@ NAMED_EVERYWHERE = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 class ClassStyleEmbedding(nn.Module):
     """The class embedding of a style-conditioned UNet: condition (B, 4) float = [class index, stroke code,
-    slant code, 1 if a style is given else 0] -> (B, dim), added to the time embedding like a class's.
+    slant code, 1 if a style is given else 0] -> (B, dim), added to the time embedding like a class's. With
+    layout_dim = 4 (model.layout_conditioning) the 4 layout codes follow the slant code: (B, 8).
 
     The class part is the plain UNet's embedding table (index NULL_LABEL = no class). The style part is a
     small MLP of the codes (zeroed when not given) and the given-flag, so "no style" is its own learned input
@@ -38,47 +40,51 @@ class ClassStyleEmbedding(nn.Module):
     no such columns (B, 4), mean "not augmented" and add nothing, which is how sampling asks for real glyphs.
     """
 
-    def __init__(self, num_classes: int, dim: int, augment_dim: int = 0) -> None:
+    def __init__(self, num_classes: int, dim: int, augment_dim: int = 0, layout_dim: int = 0) -> None:
         super().__init__()
+        self.codes = STYLE_CODES + layout_dim
+        self.width = 2 + self.codes  # class, codes, given
         self.classes = nn.Embedding(num_classes, dim)
-        self.style = nn.Sequential(nn.Linear(STYLE_CODES + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.style = nn.Sequential(nn.Linear(self.codes + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.augment_dim = augment_dim
         if augment_dim:  # built last: the other weights draw the same numbers as a model without it
             self.augment = nn.Linear(augment_dim, dim, bias=False)
 
     def forward(self, condition: torch.Tensor) -> torch.Tensor:
-        if condition.shape[1] not in {STYLE_WIDTH, STYLE_WIDTH + self.augment_dim}:
-            raise ValueError(f"style conditions must be (B, {STYLE_WIDTH})" + (
-                f" or (B, {STYLE_WIDTH + self.augment_dim})" if self.augment_dim else "") + f", got {tuple(condition.shape)}")
+        if condition.shape[1] not in {self.width, self.width + self.augment_dim}:
+            raise ValueError(f"style conditions must be (B, {self.width})" + (
+                f" or (B, {self.width + self.augment_dim})" if self.augment_dim else "") + f", got {tuple(condition.shape)}")
         dtype = self.style[0].weight.dtype
-        given = condition[:, 1 + STYLE_CODES:STYLE_WIDTH].float()
-        style = torch.cat([condition[:, 1:1 + STYLE_CODES].float() * given, given], dim=1)
+        given = condition[:, 1 + self.codes:self.width].float()
+        style = torch.cat([condition[:, 1:1 + self.codes].float() * given, given], dim=1)
         out = self.classes(condition[:, 0].round().long()) + self.style(style.to(dtype))
-        if condition.shape[1] > STYLE_WIDTH:
-            out = out + self.augment(condition[:, STYLE_WIDTH:].to(dtype))
+        if condition.shape[1] > self.width:
+            out = out + self.augment(condition[:, self.width:].to(dtype))
         return out
 
 
 class StyleUNet2DModel(UNet2DModel):
-    """UNet2DModel whose class_labels are style conditions (B, 4), or (B, 4 + augment_dim) with augmentation labels
-    (see ClassStyleEmbedding). The same config and keyword arguments as UNet2DModel, plus augment_dim, which
-    config.json holds only when it is not 0; diffusers saves and loads it as its own class (config.json's
-    _class_name), and a plain UNet2DModel does not load its weights."""
+    """UNet2DModel whose class_labels are style conditions (B, 4), (B, 8) with layout codes (layout_dim 4), and
+    augment_dim more columns with augmentation labels (see ClassStyleEmbedding). The same config and keyword
+    arguments as UNet2DModel, plus augment_dim and layout_dim, which config.json holds only when not 0;
+    diffusers saves and loads it as its own class (config.json's _class_name), and a plain UNet2DModel does not
+    load its weights."""
 
-    def __init__(self, augment_dim: int = 0, **kwargs) -> None:
+    def __init__(self, augment_dim: int = 0, layout_dim: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         if self.config.num_class_embeds is None:
             raise ValueError("StyleUNet2DModel needs num_class_embeds (style conditioning rides on the class embedding)")
         self.class_embedding = ClassStyleEmbedding(self.config.num_class_embeds,
-                                                   self.time_embedding.linear_2.out_features, augment_dim)
-        if augment_dim:  # a model without augmentation labels keeps the config it always had
-            self.register_to_config(augment_dim=augment_dim)
+                                                   self.time_embedding.linear_2.out_features, augment_dim, layout_dim)
+        # a model without them keeps the config it always had
+        self.register_to_config(**{k: v for k, v in (("augment_dim", augment_dim), ("layout_dim", layout_dim)) if v})
 
 
-# diffusers builds models from config.json by reading the __init__ signature: give it UNet2DModel's + augment_dim.
+# diffusers builds models from config.json by reading the __init__ signature: UNet2DModel's + augment_dim, layout_dim.
 StyleUNet2DModel.__init__.__signature__ = inspect.signature(UNet2DModel.__init__).replace(parameters=[
     *inspect.signature(UNet2DModel.__init__).parameters.values(),
-    inspect.Parameter("augment_dim", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=int)])
+    *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=0, annotation=int)
+      for name in ("augment_dim", "layout_dim"))])
 UNET_CLASSES = {cls.__name__: cls for cls in (UNet2DModel, StyleUNet2DModel)}
 
 
@@ -92,6 +98,11 @@ def augment_dim(unet: nn.Module) -> int:
     return int(getattr(unet.config, "augment_dim", 0) or 0) if is_style_conditioned(unet) else 0
 
 
+def layout_dim(unet: nn.Module) -> int:
+    """Layout codes the network reads (its config's layout_dim: 4 with model.layout_conditioning, else 0)."""
+    return int(getattr(unet.config, "layout_dim", 0) or 0) if is_style_conditioned(unet) else 0
+
+
 def no_augmentation(unet: nn.Module, batch: int, device: torch.device) -> Optional[torch.Tensor]:
     """The "not augmented" labels (batch, augment_dim) of zeros that sampling gives, or None for a model without."""
     dim = augment_dim(unet)
@@ -99,13 +110,13 @@ def no_augmentation(unet: nn.Module, batch: int, device: torch.device) -> Option
 
 
 def condition(labels: torch.Tensor, style_codes: Optional[torch.Tensor], given: Optional[torch.Tensor] = None,
-              augment: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """A style-conditioned UNet's class_labels (B, 4) from labels (B,) (NULL_LABEL = none), codes (B, 2)
-    (None = no style for any image) and a bool (B,) mask of images whose style is given (default: all);
-    (B, 4 + A) with augmentation labels augment (B, A) (devagen.data.augment) appended."""
+              augment: Optional[torch.Tensor] = None, codes: int = STYLE_CODES) -> torch.Tensor:
+    """A style-conditioned UNet's class_labels (B, 2 + K) from labels (B,) (NULL_LABEL = none), codes (B, K)
+    (None = no style for any image: K = `codes` zeros) and a bool (B,) mask of images whose style is given
+    (default: all); (B, 2 + K + A) with augmentation labels augment (B, A) (devagen.data.augment) appended."""
     b = labels.shape[0]
     if style_codes is None:
-        style_codes = torch.zeros(b, STYLE_CODES, device=labels.device)
+        style_codes = torch.zeros(b, codes, device=labels.device)
         given = torch.zeros(b, dtype=torch.bool, device=labels.device)
     elif given is None:
         given = torch.ones(b, dtype=torch.bool, device=labels.device)
@@ -142,6 +153,8 @@ def build_unet(cfg: ModelConfig, image_size: int, channels: int = 1, augment_lab
         extra["resnet_time_scale_shift"] = "scale_shift"
     if augment_labels:
         extra["augment_dim"] = augment_labels
+    if cfg.layout_conditioning:
+        extra["layout_dim"] = LAYOUT_CODES
     cls = StyleUNet2DModel if cfg.style_conditioning else UNet2DModel
     patch = patch_size(cfg.preset)  # a patch preset denoises (channels·p², S/p, S/p): devagen.diffusion.patches
     inputs = channels * patch ** 2

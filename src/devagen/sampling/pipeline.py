@@ -36,7 +36,7 @@ from ..diffusion.guidance import classifier_guided, output_from_x0, predicted_x0
 from ..diffusion.noisy_classifier import NoisyClassifier, load_classifier_for, log_prob_gradient
 from ..diffusion.patches import from_patches
 from ..diffusion.self_condition import clipped, denoised_channels, is_self_conditioned, with_estimate
-from ..diffusion.unet import condition, is_style_conditioned, no_augmentation, with_null_class
+from ..diffusion.unet import condition, is_style_conditioned, layout_dim, no_augmentation, with_null_class
 from ..diffusion.variance import LEARNED_RANGE, join_output, learns_variance, mean_half, split_output
 from ..pen.conditions import PenStyle, codes
 from ..pen.shear import shear_to_slant
@@ -263,27 +263,26 @@ class DevagenPipeline(DiffusionPipeline):
         return tensor if self.conditional else None, tensor, len(tensor)
 
     def pen_values(self, class_labels: torch.Tensor, stroke: PenValues, slant: PenValues,
-                   generator: Generators) -> tuple[np.ndarray, np.ndarray]:
-        """(stroke, slant) float (B,) for class labels (B,): the asked values (checked against the trained
-        ranges), the rest drawn per image from the pool of its class with that image's generator."""
+                   generator: Generators) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """(stroke, slant) float (B,) for class labels (B,): the asked values (checked against the trained ranges),
+        the rest drawn per image from its class's pool with that image's generator (PenStyle.draw_each); and a
+        layout-conditioned model's layout moments (B, 4) of each image's drawn pool entry (else None)."""
         b = len(class_labels)
         asked = [_per_image(stroke, b, "stroke"), _per_image(slant, b, "slant")]
         for s_value, a_value in zip(*asked):
             self.pen.check(None if np.isnan(s_value) else float(s_value), None if np.isnan(a_value) else float(a_value))
         gens = generator if isinstance(generator, list) else [generator] * b
-        for i in range(b):
-            if np.isnan(asked[0][i]) or np.isnan(asked[1][i]):
-                label = int(class_labels[i])
-                drawn = self.pen.draw(None if label == self.null_label else [label],
-                                      gens[i] if gens[i] is not None else torch.Generator().manual_seed(i))
-                for j in range(2):
-                    asked[j][i] = drawn[j] if np.isnan(asked[j][i]) else asked[j][i]
-        return asked[0], asked[1]
+        gens = [g if g is not None else torch.Generator().manual_seed(i) for i, g in enumerate(gens)]
+        labels = [None if int(c) == self.null_label else int(c) for c in class_labels]
+        return self.pen.draw_each(labels, *asked, gens, layout_dim(self.unet) > 0)
 
-    def pen_condition(self, class_labels: torch.Tensor, stroke: np.ndarray, slant: np.ndarray) -> torch.Tensor:
-        """Class labels (B,) with pen values (B,) each (pen_values) -> the UNet's style conditions (B, 4), and for a
-        model trained with augmentation labels (its UNet config's augment_dim) the "not augmented" zeros after them."""
-        pen_codes = codes(torch.as_tensor(stroke), torch.as_tensor(slant)).to(self.device)
+    def pen_condition(self, class_labels: torch.Tensor, stroke: np.ndarray, slant: np.ndarray,
+                      layout: Optional[np.ndarray] = None) -> torch.Tensor:
+        """Class labels (B,) with pen values (B,) each and layout moments (B, 4) or None (pen_values) -> the UNet's
+        style conditions (B, 4; 8 with layout), and for a model trained with augmentation labels (its UNet config's
+        augment_dim) the "not augmented" zeros after them."""
+        pen_codes = codes(torch.as_tensor(stroke), torch.as_tensor(slant),
+                          None if layout is None else torch.as_tensor(layout), self.image_shape[-1]).to(self.device)
         return condition(class_labels, pen_codes, augment=no_augmentation(self.unet, len(class_labels), self.device))
 
     def slant_targets(self, class_labels: torch.Tensor, slant: PenValues) -> np.ndarray:

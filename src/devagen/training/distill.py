@@ -39,7 +39,12 @@ from ..core.updates import WindowMean, optimizer_update, warmup_schedule
 from ..data.prepared import to_model_range
 from ..diffusion.guidance import predicted_x0
 from ..diffusion.patches import to_patches
-from ..diffusion.unet import build_unet, is_style_conditioned, with_null_class
+from ..diffusion.unet import (
+    build_unet,
+    is_style_conditioned,
+    layout_dim,
+    with_null_class,
+)
 from ..diffusion.variance import mean_half, mean_only
 
 # (x_t (B, C, H, W), t (B,) int64, conditions or None) -> the clean image the denoiser predicts, float32
@@ -187,7 +192,7 @@ def fresh_student(preset: str, teacher: UNet2DModel, patch: int, seed: int) -> U
     `seed` without touching the global random state. Its shape differs, so nothing is copied from the teacher."""
     config = teacher.config
     cfg = ModelConfig(preset=preset, conditional=config.num_class_embeds is not None,
-                      style_conditioning=is_style_conditioned(teacher),
+                      style_conditioning=is_style_conditioned(teacher), layout_conditioning=layout_dim(teacher) > 0,
                       scale_shift=config.resnet_time_scale_shift == "scale_shift")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

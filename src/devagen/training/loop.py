@@ -56,8 +56,8 @@ from ..diffusion.autoencoder import brightness_direction, encode, latent_downsam
 from ..diffusion.aux_losses import frozen
 from ..diffusion.objective import diffusion_loss
 from ..diffusion.patches import to_patches
-from ..diffusion.unet import augment_dim, build_noise_scheduler, build_unet, built_shape, count_parameters
-from ..pen.conditions import PenReference, measure_pen, pen_style, training_codes
+from ..diffusion.unet import augment_dim, build_noise_scheduler, build_unet, built_shape, count_parameters, layout_dim
+from ..pen.conditions import PenReference, measure_pen, pen_style, training_codes, with_layout
 from .checkpoints import resume, save_checkpoint, save_guide, sealed_on_exit
 from .output import save_trained_model
 from .preemption import Preempted, StopRequests
@@ -154,7 +154,8 @@ def _setup(cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionCon
     device = accelerator.device
     images_t = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     labels_t = torch.from_numpy(labels.astype(np.int64)).to(device) if model_cfg.conditional else None
-    styles_t = torch.from_numpy(training_codes(pen, labels)).to(device) if model_cfg.style_conditioning else None
+    styles_t = (torch.from_numpy(training_codes(pen, labels, side=images.shape[-1])).to(device)
+                if model_cfg.style_conditioning else None)
     judge_body = _judge_body(judge, side).to(device) if diffusion_cfg.needs_judge else None
     vae = None if vae is None else frozen(vae).to(device)
     offset = None  # offset noise's direction: None = the same in every channel (pixels and pixel patches)
@@ -223,14 +224,16 @@ def _seen_codes(run: TrainRun, x0: torch.Tensor, labels: torch.Tensor) -> torch.
     """Pen codes (b, 2) of augmented images x0 (b, 1, S, S) in [-1, 1], measured as prepare measures the data
     and relative to the training set's medians: the pen of the image the network sees. The measures run on the
     host: pen models with train.augment pay one device round trip per micro-batch."""
-    pen = measure_pen(from_model_range(x0).cpu().numpy())
-    return torch.from_numpy(training_codes(pen, labels.cpu().numpy(), run.pen_reference)).to(x0.device)
+    pixels = from_model_range(x0).cpu().numpy()
+    pen = with_layout(measure_pen(pixels), pixels) if layout_dim(run.model) else measure_pen(pixels)
+    return torch.from_numpy(training_codes(pen, labels.cpu().numpy(), run.pen_reference, pixels.shape[-1])).to(x0.device)
 
 
 def _draw_batch(run: TrainRun, position: int) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor],
                                                   Optional[torch.Tensor], torch.Generator]:
     """This rank's share of global micro-batch `position`: x0 (b, 1, S, S) in [-1, 1] (a latent model's latents, a
-    patch model's patches), labels (b,) or None, pen codes (b, 2) or None, augmentation labels (b, A) or None."""
+    patch model's patches), labels (b,) or None, pen codes (b, 2; 6 with layout) or None, augmentation labels (b, A)
+    or None."""
     acc, b = run.accelerator, run.cfg.batch_size
     size = b * acc.num_processes
     chosen = batch_indices(len(run.images), run.cfg.seed, position * size, size, run.images.device)
@@ -361,7 +364,8 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
                     vae: Optional[torch.nn.Module] = None) -> dict:
     """Train on uint8 images (N, S, S) with labels (N,) in [0, 46); save to out_dir; return train metrics.
 
-    pen float (N, 2): each image's stroke width (px) and slant (degrees), needed with model.style_conditioning.
+    pen float (N, 2): each image's stroke width (px) and slant (degrees), needed with model.style_conditioning;
+    with model.layout_conditioning the images' layout moments are measured here and ride with it (with_layout).
     judge: the OCR judge (devagen.judges.ocr.Judge), needed with diffusion.perceptual_weight > 0; its features are read
     from a frozen copy. vae: latent diffusion's autoencoder (devagen.diffusion.autoencoder); the UNet then learns its latents,
     and the model folder keeps a copy of it.
@@ -373,6 +377,8 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     if model_cfg.style_conditioning and (pen is None or pen.shape != (len(images), 2)):
         raise DevagenError(f"train: model.style_conditioning needs each image's stroke width and slant (N, 2) = "
                            f"({len(images)}, 2); got {None if pen is None else pen.shape}; re-run `dvc repro prepare`")
+    if model_cfg.layout_conditioning:
+        pen = with_layout(pen, images)
     if diffusion_cfg.needs_judge and (judge is None or images.shape[-1] % judge.image_size):
         got = "none" if judge is None else f"one for {judge.image_size}x{judge.image_size} images"
         raise DevagenError(f"train: diffusion.perceptual_weight needs the OCR judge for {images.shape[-1]}x"
