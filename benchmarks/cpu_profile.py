@@ -40,7 +40,12 @@ from devagen.core.presets import patch_size
 from devagen.data.augment import augment_batch
 from devagen.diffusion.objective import diffusion_loss
 from devagen.diffusion.patches import to_patches
-from devagen.diffusion.unet import build_noise_scheduler, build_unet, condition
+from devagen.diffusion.unet import (
+    build_noise_scheduler,
+    build_unet,
+    condition,
+    style_codes,
+)
 from devagen.judges.ocr import build_judge
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu_profile"
@@ -61,7 +66,7 @@ def _train_step(params, bf16: bool, math_attention: bool) -> tuple[Callable[[], 
     b, s = params.train.batch_size, params.prepare.image_size
     x0 = to_patches(torch.rand(b, 1, s, s) * 2 - 1, patch_size(params.model.preset))  # what the UNet denoises
     labels = torch.randint(0, 46, (b,)) if params.model.conditional else None
-    styles = torch.randn(b, 2) * 0.3 if params.model.style_conditioning else None
+    styles = torch.randn(b, style_codes(unet)) * 0.3 if params.model.style_conditioning else None
 
     def step() -> None:
         with _precision(bf16):
@@ -80,7 +85,7 @@ def _sampler_pass(params, bf16: bool, math_attention: bool) -> tuple[Callable[[]
     b, s = 2 * params.sample.batch_size, params.prepare.image_size
     x, t = to_patches(torch.randn(b, 1, s, s), patch_size(params.model.preset)), torch.randint(0, 1000, (b,))
     labels = torch.randint(0, 47, (b,))
-    cond = condition(labels, torch.randn(b, 2) * 0.3) if params.model.style_conditioning else labels
+    cond = condition(labels, torch.randn(b, style_codes(unet)) * 0.3) if params.model.style_conditioning else labels
     cond = cond if params.model.conditional else None
 
     def step() -> None:

@@ -54,7 +54,7 @@ from devagen.core.params import Params
 from devagen.core.shape import ModelConfig
 from devagen.core.params import params_from_dict  # noqa: E402
 from devagen.data import prepared as data
-from devagen.diffusion.unet import build_unet, condition  # noqa: E402
+from devagen.diffusion.unet import build_unet, condition, style_codes  # noqa: E402
 from devagen.judges import legibility, ocr
 from devagen.judges.evaluation import evaluate_samples, style_evaluation  # noqa: E402
 from devagen.report.figures import save_image  # noqa: E402
@@ -93,7 +93,7 @@ def flop_per_image(model_cfg: ModelConfig, image_size: int, batch: int = 4) -> f
         torch.randint(0, 1000, (batch,))  # a patch preset takes patches
     labels = torch.zeros(batch, dtype=torch.long) if model_cfg.conditional else None
     if model_cfg.style_conditioning:
-        labels = condition(labels, torch.zeros(batch, 2))
+        labels = condition(labels, torch.zeros(batch, style_codes(unet)))
     with FlopCounterMode(display=False) as counter:
         unet(x, t, class_labels=labels).sample.float().pow(2).mean().backward()
     return counter.get_total_flops() / batch

@@ -3,15 +3,19 @@ sets binarized, blurred, averaged to 16x16 or 8x8 blocks), and how varied each s
 mass, ink centroid and spread, height and width of the ink's box), against class-matched real test images.
 
     python benchmarks/layout.py --samples default=samples/samples.npz --views --out benchmarks/results/c2st_scatter/layout.md
+    python benchmarks/layout.py --samples default=samples/samples.npz --seeds 10   # the C2ST's own scatter
 
 Each --samples is NAME=PATH of a sample-stage file (samples.npz). A view that keeps the C2ST where the full image has
 it says the CNN does not need what that view removes. Layout: for each measure, the mean over classes of its
 within-class standard deviation, the set's over real's (1.00 = as varied as DHCD; below 1 = samples more alike).
-The real rows are as many random test images of each class as the set has (seed --seed).
+The real rows are as many random test images of each class as the set has (seed --seed). --seeds N: the evaluate
+stage's C2ST of each set as drawn, over N classifier seeds (c2st.seed onwards) instead of c2st.repeats: how far one
+classifier's verdict scatters around another's on the same images.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -24,6 +28,7 @@ from devagen.core import paths
 from devagen.core.params import load_params
 from devagen.data import prepared as data
 from devagen.judges.c2st import c2st_metrics
+from devagen.pen.conditions import layout_moments
 
 INK = 128  # grey level from which a pixel counts as ink for the box
 MEASURES = ("ink", "centroid y", "centroid x", "spread y", "spread x", "height", "width")
@@ -53,23 +58,18 @@ VIEWS = {"as drawn": lambda x: x, "binarized": binarized, "blurred": blurred,
 
 
 def layout(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Per image (N,): ink mass (grey sum / 255), ink centroid and spread (grey-weighted, px), height and width of
-    the box around the ink (>= INK; 0 without any)."""
-    x = images.astype(np.float64)
-    mass = np.maximum(x.sum(axis=(1, 2)), 1e-9)
-    rows, cols = np.arange(x.shape[1], dtype=float), np.arange(x.shape[2], dtype=float)
-    by_row, by_col = x.sum(axis=2) / mass[:, None], x.sum(axis=1) / mass[:, None]
-    cy, cx = by_row @ rows, by_col @ cols
-    sy = np.sqrt(np.maximum(by_row @ rows ** 2 - cy ** 2, 0))
-    sx = np.sqrt(np.maximum(by_col @ cols ** 2 - cx ** 2, 0))
+    """Per image (N,): ink mass (grey sum / 255), ink centroid and spread (grey-weighted, px: the layout moments a
+    layout-conditioned model reads, devagen.pen.conditions), height and width of the box around the ink (>= INK;
+    0 without any)."""
+    cy, cx, sy, sx = layout_moments(images).astype(np.float64).T
     ink = images >= INK
 
     def extent(any_ink: np.ndarray) -> np.ndarray:
         first, last = any_ink.argmax(axis=1), any_ink.shape[1] - 1 - any_ink[:, ::-1].argmax(axis=1)
         return np.where(any_ink.any(axis=1), last - first + 1, 0)
 
-    return {"ink": x.sum(axis=(1, 2)) / 255, "centroid y": cy, "centroid x": cx, "spread y": sy, "spread x": sx,
-            "height": extent(ink.any(axis=2)), "width": extent(ink.any(axis=1))}
+    return {"ink": images.astype(np.float64).sum(axis=(1, 2)) / 255, "centroid y": cy, "centroid x": cx,
+            "spread y": sy, "spread x": sx, "height": extent(ink.any(axis=2)), "width": extent(ink.any(axis=1))}
 
 
 def within_class_std(values: np.ndarray, labels: np.ndarray) -> float:
@@ -83,6 +83,12 @@ def spread_ratios(images: np.ndarray, labels: np.ndarray, real: np.ndarray, real
     return {k: within_class_std(mine[k], labels) / within_class_std(theirs[k], real_labels) for k in MEASURES}
 
 
+def seed_spread(accuracies: list[float]) -> str:
+    """Cells 'median | mean | sd | min | max' of per-seed C2ST accuracies."""
+    a = np.asarray(accuracies)
+    return " | ".join(f"{v:.3f}" for v in (np.median(a), a.mean(), a.std(), a.min(), a.max()))
+
+
 def matched_real(test: data.Split, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """As many random test images of each class as `labels` holds."""
     rng = np.random.default_rng(seed)
@@ -94,10 +100,11 @@ def matched_real(test: data.Split, labels: np.ndarray, seed: int) -> tuple[np.nd
 @click.command()
 @click.option("--samples", "specs", multiple=True, required=True, help="NAME=PATH of a samples.npz")
 @click.option("--views", is_flag=True, help="also the C2ST of every view (about a minute per view and set on 2 cores)")
+@click.option("--seeds", default=0, show_default=True, help="also the C2ST as drawn over this many classifier seeds")
 @click.option("--seed", default=0, show_default=True, help="draw of the real images")
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write the tables here")
-def main(specs: tuple[str, ...], views: bool, seed: int, params_path: str, out: Path | None) -> None:
+def main(specs: tuple[str, ...], views: bool, seeds: int, seed: int, params_path: str, out: Path | None) -> None:
     """Print (and with --out write) the tables."""
     cfg = load_params(params_path).c2st
     train, test = data.load_split(paths.TRAIN_NPZ), data.load_split(paths.TEST_NPZ)
@@ -110,6 +117,14 @@ def main(specs: tuple[str, ...], views: bool, seed: int, params_path: str, out: 
             cells = [c2st_metrics(view(images), labels, view(train.images), train.labels, view(test.images),
                                   test.labels, cfg, floor=False)["accuracy"] for view in VIEWS.values()]
             lines.append(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+        lines.append("")
+    if seeds:
+        lines += [f"| set (C2ST as drawn, {seeds} classifier seeds) | median | mean | sd | min | max |",
+                  "|---|---|---|---|---|---|"]
+        for name, images, labels in sets:
+            many = c2st_metrics(images, labels, train.images, train.labels, test.images, test.labels,
+                                replace(cfg, repeats=seeds), floor=False)
+            lines.append(f"| {name} | {seed_spread(many['accuracies'])} |")
         lines.append("")
     lines += ["| set | " + " | ".join(MEASURES) + " |", "|---|" + "---|" * len(MEASURES)]
     real, real_labels = matched_real(test, sets[0][2], seed)

@@ -537,3 +537,4 @@ def test_layout_measures_a_known_box_and_the_views_keep_what_they_say(monkeypatc
     assert views["8x8 blocks"].shape == images.shape and views["8x8 blocks"][1].sum() == pytest.approx(
         images[1].astype(float).sum(), rel=0.01)  # block means keep the ink, only its placement blurs
     assert views["blurred"][1, 15, 15] == 255 and 0 < views["blurred"][1, 15, 9] < 255  # edges soften, cores stay
+    assert bench.seed_spread([0.6, 0.7, 0.8]) == "0.700 | 0.700 | 0.082 | 0.600 | 0.800"  # median mean sd min max

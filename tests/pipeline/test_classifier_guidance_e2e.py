@@ -30,7 +30,7 @@ def test_the_stage_then_classifier_guided_samples(tmp_path: Path, monkeypatch: p
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY.items():
         params[section].update(values)
-    params["model"].update(conditional=conditional, style_conditioning=False)
+    params["model"].update(conditional=conditional, style_conditioning=False, layout_conditioning=False)
     params["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     split = data.prepare(tiny_archive, 32)

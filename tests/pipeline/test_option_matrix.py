@@ -55,7 +55,11 @@ NETWORKS = {"pixels": {"model.preset": "tiny"}, "patches": {"model.preset": "tin
 CONDITIONING = {"none": {"model.conditional": False, "model.style_conditioning": False},
                 "class": {"model.conditional": True, "model.style_conditioning": False},
                 "class and pen": {"model.conditional": True, "model.style_conditioning": True},
-                "pen alone": {"model.conditional": False, "model.style_conditioning": True}}
+                "pen alone": {"model.conditional": False, "model.style_conditioning": True},
+                "class, pen and layout": {"model.conditional": True, "model.style_conditioning": True,
+                                          "model.layout_conditioning": True},
+                "layout without the pen": {"model.conditional": True, "model.style_conditioning": False,
+                                           "model.layout_conditioning": True}}
 # guide_step comes with autoguidance, which reads the guide; CFG never does (it is trained and sampled without one).
 # Classifier guidance reads the noisy_classifier stage's network, trained when noisy_classifier.enabled.
 GUIDANCE = {"cfg": {"sample.guidance": "cfg", "train.guide_step": 0},
@@ -243,12 +247,13 @@ def test_every_combination_is_accepted_or_refused_in_one_line_naming_a_key() -> 
     refused = [o for o in outcomes if isinstance(o, str)]
     assert {message.split(":")[1].strip() for message in refused} == {
         "model.style_conditioning",  # pen alone
+        "model.layout_conditioning",  # layout without the pen
         "vae.enabled",  # a patch preset on latents
         "distill.enabled",  # distilling latents, or an unconditional model
         "sample.sampler",  # distilled without distill
         "sample.guidance"}  # autoguidance without a guide, classifier guidance without a classifier or on latents,
     # either with a distilled student
-    assert len(outcomes) == 5 * 4 * 4 * 3 * 5 * 5 * 2 and 0 < len(refused) < len(outcomes)
+    assert len(outcomes) == 5 * 4 * len(CONDITIONING) * 3 * 5 * 5 * 2 and 0 < len(refused) < len(outcomes)
 
 
 # Executed: cosine and sigmoid in the fast tier, linear and scaled_linear in the slow one (see the module docstring).

@@ -56,6 +56,9 @@ def test_style_conditioned_card_says_how_to_ask_for_a_pen(tmp_path: Path) -> Non
     styled = _card(tmp_path, {**flatten(Params()), "model.style_conditioning": True}, METRICS, "styled")[1]
     assert "stroke=1.3" not in plain
     assert "pipeline(labels=[0, 1], stroke=1.3, slant=10.0)" in styled and "--stroke 1.3 --slant 10" in styled
+    laid_out = _card(tmp_path, {**flatten(Params()), "model.style_conditioning": True,
+                                "model.layout_conditioning": True}, METRICS, "layout")[1]
+    assert "Layout-conditioned" not in styled and "Layout-conditioned: four more codes" in laid_out
 
 
 def test_self_conditioned_card_says_plain_ddpm_pipeline_cannot_sample_it(tmp_path: Path) -> None:

@@ -103,6 +103,11 @@ def layout_dim(unet: nn.Module) -> int:
     return int(getattr(unet.config, "layout_dim", 0) or 0) if is_style_conditioned(unet) else 0
 
 
+def style_codes(unet: nn.Module) -> int:
+    """Pen codes the network reads: 2 (stroke, slant), 6 with layout codes, 0 for a network without a pen."""
+    return STYLE_CODES + layout_dim(unet) if is_style_conditioned(unet) else 0
+
+
 def no_augmentation(unet: nn.Module, batch: int, device: torch.device) -> Optional[torch.Tensor]:
     """The "not augmented" labels (batch, augment_dim) of zeros that sampling gives, or None for a model without."""
     dim = augment_dim(unet)

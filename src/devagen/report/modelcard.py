@@ -106,7 +106,11 @@ def _pen_usage(params: Mapping[str, Any]) -> list[Block]:
                  '`devagen generate --text "क ख ग" --stroke 1.3 --slant 10 --out word.png`: stroke is a multiple of '
                  "the training set's median stroke width, slant in degrees from the character's typical slant; the trained ranges are in "
                  "`pen.json` in the model folder, and values outside them are refused. Without them each image "
-                 "(each word, with --text) gets the pen of a random real training image.")]
+                 "(each word, with --text) gets the pen of a random real training image.")] + (
+        [Para("Layout-conditioned: four more codes say where the ink lies (its centroid and spread); each image "
+              "gets those of a random real training image of its class (`pen.json`'s pool), so the characters sit "
+              "and spread in the frame as DHCD's writers placed them.")] if params.get("model.layout_conditioning")
+        else [])
 
 
 def _training(params: Mapping[str, Any], train: Mapping[str, Any]) -> list[Block]:

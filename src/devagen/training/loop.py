@@ -357,6 +357,11 @@ def _run_steps(run: TrainRun, ckpt: Checkpoints, log_fn: Optional[LogFn], progre
     return smoothed, (run.total_steps - start) * run.global_batch / seconds if start < run.total_steps else None
 
 
+def training_pen(model_cfg: ModelConfig, pen: Optional[np.ndarray], images: np.ndarray) -> Optional[np.ndarray]:
+    """The pen (N, 2) a run trains on: with model.layout_conditioning, the images' layout moments appended (N, 6)."""
+    return with_layout(pen, images) if model_cfg.layout_conditioning and pen is not None else pen
+
+
 def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig,
                     augment_cfg: AugmentConfig, images: np.ndarray, labels: np.ndarray, out_dir: Path,
                     checkpoint_dir: Path, log_fn: Optional[LogFn] = None, progress: bool = True,
@@ -377,8 +382,7 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
     if model_cfg.style_conditioning and (pen is None or pen.shape != (len(images), 2)):
         raise DevagenError(f"train: model.style_conditioning needs each image's stroke width and slant (N, 2) = "
                            f"({len(images)}, 2); got {None if pen is None else pen.shape}; re-run `dvc repro prepare`")
-    if model_cfg.layout_conditioning:
-        pen = with_layout(pen, images)
+    pen = training_pen(model_cfg, pen, images)
     if diffusion_cfg.needs_judge and (judge is None or images.shape[-1] % judge.image_size):
         got = "none" if judge is None else f"one for {judge.image_size}x{judge.image_size} images"
         raise DevagenError(f"train: diffusion.perceptual_weight needs the OCR judge for {images.shape[-1]}x"

@@ -19,10 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.config import AugmentConfig, DiffusionConfig, TrainConfig
-
-from ..core.shape import ModelConfig
 from ..core.errors import DevagenError
-from .loop import _check_data, _optimizer_step, _setup, check_compile
+from ..core.shape import ModelConfig
+from .loop import _check_data, _optimizer_step, _setup, check_compile, training_pen
 
 SMOOTHING = 0.9  # EMA factor of the smoothed loss: ~10-step memory, short beside a sweep of a few hundred steps
 DIVERGE = 4.0  # stop once the smoothed loss exceeds this multiple of its lowest value
@@ -44,8 +43,8 @@ def lr_sweep(train_cfg: TrainConfig, model_cfg: ModelConfig, diffusion_cfg: Diff
     check_compile(train_cfg)
     _check_data(images, labels, model_cfg.conditional)
     cfg = dataclasses.replace(train_cfg, lr=start, warmup_steps=0, max_steps=steps, ema_decay=0.0, guide_step=0)
-    run = _setup(cfg, model_cfg, diffusion_cfg, augment_cfg, images, labels, pen, judge, vae,
-                 lr_lambda=lambda step: sweep_factor(step, steps, start, end))
+    run = _setup(cfg, model_cfg, diffusion_cfg, augment_cfg, images, labels, training_pen(model_cfg, pen, images),
+                 judge, vae, lr_lambda=lambda step: sweep_factor(step, steps, start, end))
     rows: list[dict] = []
     average, best = 0.0, math.inf
     with tqdm(range(steps), desc="lr-find", unit="step", disable=not progress) as bar:
