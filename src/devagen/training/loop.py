@@ -221,9 +221,9 @@ def batch_indices(n: int, seed: int, start: int, count: int, device: torch.devic
 
 
 def _seen_codes(run: TrainRun, x0: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Pen codes (b, 2) of augmented images x0 (b, 1, S, S) in [-1, 1], measured as prepare measures the data
-    and relative to the training set's medians: the pen of the image the network sees. The measures run on the
-    host: pen models with train.augment pay one device round trip per micro-batch."""
+    """Pen codes (b, 2; 6 with layout) of augmented images x0 (b, 1, S, S) in [-1, 1], measured as prepare measures
+    the data and relative to the training set's medians: the pen of the image the network sees. The measures run on
+    the host: pen models with train.augment pay one device round trip per micro-batch."""
     pixels = from_model_range(x0).cpu().numpy()
     pen = with_layout(measure_pen(pixels), pixels) if layout_dim(run.model) else measure_pen(pixels)
     return torch.from_numpy(training_codes(pen, labels.cpu().numpy(), run.pen_reference, pixels.shape[-1])).to(x0.device)
