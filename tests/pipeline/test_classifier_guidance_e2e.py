@@ -48,7 +48,8 @@ def test_the_stage_then_classifier_guided_samples(tmp_path: Path, monkeypatch: p
         assert npz["images"].shape == (46, 16, 16) and npz["labels"].tolist() == list(range(46))
     sample = json.loads(Path("reports/details/sample.json").read_text())
     assert sample["guidance"] == "classifier" and sample["classifier_scale"] == 5.0
-    assert sample["guidance_scale"] == (2.0 if conditional else 1.0) and sample["nfe"] == 2 * (1 + conditional)
+    cfg_scale = params["sample"]["guidance_scale"] if conditional else 1.0  # CFG on top of the classifier: params.yaml's
+    assert sample["guidance_scale"] == cfg_scale and sample["nfe"] == 2 * (1 + conditional)
     tone = json.loads(Path("models/diffusion/tone.json").read_text())["tone"]
     assert tone["fitted_with"]["guidance"] == "classifier" and tone["fitted_with"]["classifier_scale"] == 5.0
 
