@@ -65,7 +65,7 @@ def measure(name: str, cfg: SampleConfig, floor: bool, params: Params, sets: dic
     """One setting: its samples (saved), the evaluate stage's measures of them and the minutes they took to draw.
     classifier: the noisy classifier's folder, read when cfg.guidance is classifier."""
     start = time.perf_counter()
-    pipe = load_pipeline(model_dir, cfg.sampler, cfg.use_ema, with_guide=cfg.guidance == "autoguidance",
+    pipe = load_pipeline(model_dir, cfg.sampler, cfg.use_ema, with_guide=cfg.reads_guide,
                          classifier=classifier if cfg.guidance == "classifier" else None)
     meta = read_meta(model_dir)
     pipe.tone = fit_tone(pipe, meta, cfg, sets["train"].images) if cfg.tone_map else None

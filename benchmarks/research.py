@@ -91,7 +91,9 @@ def train_model(params: Params, inputs: dict, steps: int, work: Path, name: str)
 
 
 def seconds_per_step(params: Params, inputs: dict, probe: int, work: Path) -> float:
-    """Step time of this recipe, timed over the second half of a `probe`-step run (the first half warms up)."""
+    """Step time of this recipe, timed over the second half of a `probe`-step run (the first half warms up); without
+    the guide snapshot (train.guide_step), which a run that short never reaches."""
+    params = replace(params, train=replace(params.train, guide_step=0))
     half = train_model(params, inputs, probe // 2, work, "probe")["wall_s"]
     full = train_model(params, inputs, probe, work, "probe")["wall_s"]
     shutil.rmtree(work / "probe", ignore_errors=True)

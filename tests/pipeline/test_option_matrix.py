@@ -2,7 +2,8 @@
 
 The matrix: beta schedule x prediction type x network (pixels, 2x2 patches, latents, patches of latents) x
 conditioning (none, class, class and pen, pen alone) x guidance (CFG; autoguidance with or without the guide
-snapshot, train.guide_step; classifier guidance with or without the noisy classifier, noisy_classifier.enabled) x
+snapshot, train.guide_step; CFG plus autoguidance, sample.autoguidance_scale; classifier guidance with or without
+the noisy classifier, noisy_classifier.enabled) x
 sampler (the four, and the distilled students) x distillation on or off. Each
 combination is first read by params_from_dict, as params.yaml is: a refusal must be one DevagenError line naming a
 key. An accepted one runs what its stages run, through the same library calls (commands/vae, train, distill,
@@ -60,11 +61,13 @@ CONDITIONING = {"none": {"model.conditional": False, "model.style_conditioning":
                                           "model.layout_conditioning": True},
                 "layout without the pen": {"model.conditional": True, "model.style_conditioning": False,
                                            "model.layout_conditioning": True}}
-# guide_step comes with autoguidance, which reads the guide; CFG never does (it is trained and sampled without one).
+# guide_step comes with autoguidance (alone or added to CFG), which reads the guide; plain CFG never does (it is trained and sampled without one).
 # Classifier guidance reads the noisy_classifier stage's network, trained when noisy_classifier.enabled.
 GUIDANCE = {"cfg": {"sample.guidance": "cfg", "train.guide_step": 0},
             "autoguidance": {"sample.guidance": "autoguidance", "train.guide_step": 1},
             "autoguidance, no guide": {"sample.guidance": "autoguidance", "train.guide_step": 0},
+            "cfg and autoguidance": {"sample.guidance": "cfg", "sample.autoguidance_scale": 2.0,
+                                     "train.guide_step": 1},
             "classifier": {"sample.guidance": "classifier", "train.guide_step": 0, "noisy_classifier.enabled": True},
             "classifier, none": {"sample.guidance": "classifier", "train.guide_step": 0,
                                  "noisy_classifier.enabled": False}}
@@ -188,7 +191,7 @@ class Stages:
         if cfg.sampler == "distilled":
             folder = self.distill(params)
             return self.once("load", f"{folder}-{cfg.steps}", lambda _: load_student(folder, cfg.steps, "cpu"))
-        folder, guided = self.train(params), cfg.guidance == "autoguidance"
+        folder, guided = self.train(params), cfg.reads_guide
         classifier = self.classifier(params) if cfg.guidance == "classifier" else None
         loaded = self.once("load", f"{folder}-{guided}-{classifier}", lambda _: load_pipeline(
             folder, cfg.sampler, cfg.use_ema, device="cpu", with_guide=guided, classifier=classifier))
@@ -251,9 +254,10 @@ def test_every_combination_is_accepted_or_refused_in_one_line_naming_a_key() -> 
         "vae.enabled",  # a patch preset on latents
         "distill.enabled",  # distilling latents, or an unconditional model
         "sample.sampler",  # distilled without distill
+        "sample.autoguidance_scale",  # with a distilled student
         "sample.guidance"}  # autoguidance without a guide, classifier guidance without a classifier or on latents,
     # either with a distilled student
-    assert len(outcomes) == 5 * 4 * len(CONDITIONING) * 3 * 5 * 5 * 2 and 0 < len(refused) < len(outcomes)
+    assert len(outcomes) == 5 * 4 * len(CONDITIONING) * 3 * len(GUIDANCE) * 5 * 2 and 0 < len(refused) < len(outcomes)
 
 
 # Executed: cosine and sigmoid in the fast tier, linear and scaled_linear in the slow one (see the module docstring).
@@ -279,8 +283,8 @@ def test_every_accepted_combination_trains_distils_and_samples(schedule: str, ne
     assert stages.counts["train"] == 3 * 2  # per prediction type: with and without the guide
     assert stages.counts["distill"] == (3 * 2 if distils else 0)
     assert stages.counts["classifier"] == int(classified)  # one schedule, one side
-    # 4 samplers under CFG, autoguidance and classifier guidance, the student
-    assert stages.counts["sample"] == 3 * (4 + 4 + 4 * classified + distils)
+    # 4 samplers under CFG, autoguidance, both and classifier guidance, the student
+    assert stages.counts["sample"] == 3 * (4 + 4 + 4 + 4 * classified + distils)
 
 
 @pytest.mark.parametrize("network", ("pixels", "patches", "latents"))

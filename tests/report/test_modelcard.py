@@ -61,6 +61,14 @@ def test_style_conditioned_card_says_how_to_ask_for_a_pen(tmp_path: Path) -> Non
     assert "Layout-conditioned" not in styled and "Layout-conditioned: four more codes" in laid_out
 
 
+def test_card_says_how_to_sample_with_the_guide_when_the_stage_did(tmp_path: Path) -> None:
+    plain = _card(tmp_path, flatten(Params()), METRICS, "plain")[1]
+    guided = _card(tmp_path, {**flatten(Params()), "sample.autoguidance_scale": 2.0, "train.guide_step": 9}, METRICS,
+                   "guided")[1]
+    assert "with_guide=True" not in plain
+    assert "with_guide=True" in guided and "autoguidance_scale=2)" in guided
+
+
 def test_self_conditioned_card_says_plain_ddpm_pipeline_cannot_sample_it(tmp_path: Path) -> None:
     plain = _card(tmp_path, flatten(Params()), METRICS, "plain")[1]
     conditional = _card(tmp_path, {**flatten(Params()), "model.self_conditioning": True}, METRICS, "cond")[1]

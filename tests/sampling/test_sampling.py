@@ -231,6 +231,25 @@ def test_autoguidance_equals_two_network_formula(tiny_model_dir: Path) -> None:
     assert pipe.passes_per_step(g, "autoguidance") == 2 and pipe.passes_per_step(1.0, "autoguidance") == 1
 
 
+def test_autoguidance_scale_adds_the_guide_to_cfg(tiny_model_dir: Path) -> None:
+    pipe = load_pipeline(tiny_model_dir, with_guide=True)
+    x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    t, labels, g, a = torch.tensor(400), torch.tensor([0, 7, 40]), 2.0, 1.5
+    with torch.no_grad():
+        good = pipe.unet(x, t, class_labels=labels).sample
+        weak = pipe.guide(x, t, class_labels=labels).sample
+        cfg = pipe.model_output(x, t, labels, guidance_scale=g)
+        both = pipe.model_output(x, t, labels, guidance_scale=g, autoguidance_scale=a)
+        alone = pipe.model_output(x, t, labels, autoguidance_scale=a)  # outside the CFG interval: g = 1
+    assert (cfg - good).abs().max() > 1e-3 and (good - weak).abs().max() > 1e-3
+    torch.testing.assert_close(both, cfg + (a - 1) * (good - weak), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(alone, good + (a - 1) * (good - weak), rtol=1e-4, atol=1e-5)
+    assert pipe.passes_per_step(g, "cfg", a) == 3 and pipe.passes_per_step(1.0, "cfg", a) == 2
+    assert pipe.passes_per_step(g, "cfg", 1.0) == 2
+    with pytest.raises(DevagenError, match="sample.autoguidance_scale needs.*train.guide_step"):
+        load_pipeline(tiny_model_dir).model_output(x, t, labels, guidance_scale=g, autoguidance_scale=a)
+
+
 def test_autoguidance_is_seeded_and_differs_from_cfg(tiny_model_dir: Path) -> None:
     pipe = load_pipeline(tiny_model_dir, with_guide=True)
     auto = SampleConfig(steps=2, guidance_scale=2.0, guidance="autoguidance")

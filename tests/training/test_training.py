@@ -212,6 +212,17 @@ def test_guide_is_the_ema_snapshot_at_guide_step_and_survives_resume(tmp_path: P
     assert load_pipeline(out, with_guide=True).guide is not None
 
 
+def test_guide_step_below_one_is_a_share_of_the_run(tmp_path: Path) -> None:
+    cfg = _cfg(guide_step=0.4, keep_checkpoints=5)  # 0.4 of the run's 6 steps (max_steps of _cfg): step 2
+    assert cfg.guide_at(6) == 2 and cfg.guide_at(100) == 40 and cfg.guide_at(1) == 1
+    _train(tmp_path, cfg)
+    shadow = torch.load(tmp_path / "ck" / "step_0000002" / "custom_checkpoint_0.pkl", weights_only=False)["shadow_params"]
+    guide = UNet2DModel.from_pretrained(tmp_path / "out", subfolder="guide")
+    assert all(torch.equal(p, s) for p, s in zip(guide.parameters(), shadow))
+    with pytest.raises(DevagenError, match="train.guide_step: a step"):
+        _cfg(guide_step=2.5)
+
+
 def test_guide_step_must_fall_inside_the_run(tmp_path: Path) -> None:
     with pytest.raises(DevagenError, match="train.guide_step"):
         _cfg(max_steps=4, guide_step=4)

@@ -271,7 +271,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 25
     augment: bool = True
-    guide_step: int = 0  # save the (EMA) weights at this step as guide/ for autoguidance; 0 disables
+    guide_step: float = 0  # the (EMA) weights at this step (>= 1) or share of the run (< 1) become guide/; 0 = none
     compile: str = "off"  # torch.compile the UNet on CUDA: off | default | reduce-overhead | max-autotune
     lr_schedule: str = "cosine"  # after warm-up: cosine (decay) | cyclic (triangular) | restarts (warm restarts)
     lr_cycle_steps: int = 500  # cyclic and restarts: optimizer steps per cycle (devagen.core.updates.lr_factor)
@@ -299,8 +299,17 @@ class TrainConfig:
         check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
         check(self.log_every >= 1, "train.log_every", "must be >= 1")
         check(self.guide_step >= 0, "train.guide_step", "must be >= 0 (0 disables)")
+        check(self.guide_step < 1 or self.guide_step == int(self.guide_step), "train.guide_step",
+              "a step (a whole number >= 1) or a share of the run's steps (below 1)")
         check(self.max_steps == 0 or self.guide_step < self.max_steps, "train.guide_step",
                f"must be below train.max_steps ({self.max_steps}): the guide is an early snapshot")
+
+    def guide_at(self, total_steps: int) -> int:
+        """The step whose EMA weights become guide/ in a run of total_steps: guide_step itself, or its share of
+        the run (at least step 1); 0 = no guide."""
+        if self.guide_step >= 1 or self.guide_step == 0:
+            return int(self.guide_step)
+        return max(1, round(self.guide_step * total_steps))
 
 
 @dataclass(frozen=True)
@@ -316,6 +325,7 @@ class SampleConfig:
     guidance_t_min: int = 0  # guide only at timesteps in [t_min, t_max]; the conditional prediction elsewhere
     guidance_t_max: int = 1000
     guidance_parallel: float = 1.0  # weight of the guidance update along the prediction (APG); 1 = plain guidance
+    autoguidance_scale: float = 1.0  # with cfg or classifier: also away from guide/ at every step, by this; 1 = off
     per_class: int = 50  # conditional models
     count: int = 2300  # unconditional models
     batch_size: int = 256
@@ -324,6 +334,11 @@ class SampleConfig:
     black_point: int = 8  # grey level (0-255) mapped to black, the rest stretched back to 0-255 (devagen.sampling.pipeline)
     tone_map: bool = True  # grey levels by the model folder's tone map (devagen.sampling.tone), if any; else black_point
     tone_reference: int = 460  # images drawn (other seeds than the samples') to fit the tone map on
+
+    @property
+    def reads_guide(self) -> bool:
+        """Whether sampling evaluates guide/ (train.guide_step's snapshot): autoguidance, alone or added."""
+        return self.guidance == "autoguidance" or self.autoguidance_scale != 1.0
 
     def __post_init__(self) -> None:
         check(self.sampler in SAMPLERS, "sample.sampler", f"choose one of {', '.join(SAMPLERS)}")
@@ -335,6 +350,10 @@ class SampleConfig:
                f"sample.sampler: distilled needs the steps of a distilled student: one of {', '.join(map(str, DISTILL_STEPS))}")
         check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
         check(self.guidance in GUIDANCE, "sample.guidance", f"choose one of {', '.join(GUIDANCE)}")
+        check(self.autoguidance_scale >= 1.0, "sample.autoguidance_scale", "must be >= 1 (1 = off)")
+        check(self.guidance != "autoguidance" or self.autoguidance_scale == 1.0, "sample.autoguidance_scale",
+              "adds autoguidance to cfg or classifier guidance; with sample.guidance: autoguidance set "
+              "sample.guidance_scale instead and leave this at 1")
         check(self.classifier_scale >= 0, "sample.classifier_scale", "must be >= 0 (0 = no classifier gradient)")
         check(0 <= self.guidance_parallel <= 1, "sample.guidance_parallel", "must be in [0, 1] (1 = plain guidance)")
         check(0 <= self.guidance_t_min <= self.guidance_t_max, "sample.guidance_t_max",

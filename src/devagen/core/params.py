@@ -142,10 +142,8 @@ def check_sampling(params: Params) -> None:
         check(sample.guidance == "cfg", "sample.guidance",
                "the distilled students fold distill.guidance_scale's CFG into their weights and take no other "
                "guidance; use sample.guidance: cfg with sample.sampler: distilled")
-    elif sample.guidance == "autoguidance":
-        check(params.train.guide_step > 0, "sample.guidance",
-               "autoguidance guides by the guide/ network, an early snapshot that train.guide_step > 0 saves; set "
-               "train.guide_step (e.g. a tenth of train.max_steps) or use sample.guidance: cfg")
+        check(sample.autoguidance_scale == 1.0, "sample.autoguidance_scale",
+               "the distilled students take no other guidance; set it to 1 with sample.sampler: distilled")
     elif sample.guidance == "classifier":
         check(params.noisy_classifier.enabled, "sample.guidance",
                "classifier guidance differentiates the noisy_classifier stage's network; set "
@@ -153,6 +151,12 @@ def check_sampling(params: Params) -> None:
         check(not params.vae.enabled, "sample.guidance",
                "the noisy classifier reads pixels and a latent model denoises latents; use sample.guidance: cfg "
                "with vae.enabled: true")
+    if sample.sampler != "distilled" and sample.reads_guide:
+        key = "sample.guidance" if sample.guidance == "autoguidance" else "sample.autoguidance_scale"
+        check(params.train.guide_step > 0, key,
+               "autoguidance guides by the guide/ network, an early snapshot that train.guide_step > 0 saves; set "
+               "train.guide_step (e.g. 0.3: 30 % into the run) or use sample.guidance: cfg with "
+               "sample.autoguidance_scale: 1")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -68,7 +68,8 @@ def _usage(params: Mapping[str, Any]) -> list[Block]:
                 '                  generator=torch.manual_seed(0), output_type="pil")\n```')
         return [Para("Class-conditional: `labels` are DHCD class indices 0–45 (`devagen.json` lists their names "
                      "and glyphs); `pip install devagen` provides the pipeline class."), Para(code),
-                Para('Or with devagen: `devagen generate --text "क ख ग" --out word.png`.')] + _pen_usage(params) + (
+                Para('Or with devagen: `devagen generate --text "क ख ग" --out word.png`.')] + _guide_usage(params) + \
+            _pen_usage(params) + (
             [Para("Self-conditioned: the UNet also reads its previous clean-image estimate (twice the channels it "
                   "writes); the pipeline feeds it at every step, zeros at the first.")]
             if params.get("model.self_conditioning") else [])
@@ -95,6 +96,18 @@ def _tone_usage(params: Mapping[str, Any], sample: Mapping[str, Any]) -> list[Bl
                  f"strokes), fitted by the sample stage on {fmt_num(params.get('sample.tone_reference'))} images "
                  "drawn with its sampler and guidance. devagen's pipeline applies it (plain `DDPMPipeline` does not); "
                  "`pipeline(..., tone_map=False)` gives the network's own levels with the black point instead.")]
+
+
+def _guide_usage(params: Mapping[str, Any]) -> list[Block]:
+    """How to sample as the sample stage did when it also guided by guide/ (sample.autoguidance_scale)."""
+    scale = params.get("sample.autoguidance_scale", 1.0)
+    if scale == 1.0:
+        return []
+    return [Para(f"The sample stage also guides away from `guide/`, this network early in training (autoguidance, "
+                 f"scale {fmt_num(scale)}, on top of CFG {fmt_num(params.get('sample.guidance_scale'))} from "
+                 f"t = {fmt_num(params.get('sample.guidance_t_min'))}): `from_pretrained` does not load `guide/`; "
+                 '`devagen.sampling.pipeline.load_pipeline("models/diffusion", "sde-dpmpp", with_guide=True)` does, '
+                 f"and takes `pipeline(..., autoguidance_scale={fmt_num(scale)})`.")]
 
 
 def _pen_usage(params: Mapping[str, Any]) -> list[Block]:

@@ -46,7 +46,7 @@ def guidance_options(cfg: SampleConfig) -> dict:
     """The pipeline keyword arguments that say how to guide: scale, kind, timestep interval and classifier scale."""
     return {"guidance_scale": cfg.guidance_scale, "guidance": cfg.guidance,
             "guidance_interval": (cfg.guidance_t_min, cfg.guidance_t_max), "guidance_parallel": cfg.guidance_parallel,
-            "classifier_scale": cfg.classifier_scale}
+            "classifier_scale": cfg.classifier_scale, "autoguidance_scale": cfg.autoguidance_scale}
 
 
 def draws_classes(meta: ModelMeta, cfg: SampleConfig) -> bool:
@@ -55,9 +55,10 @@ def draws_classes(meta: ModelMeta, cfg: SampleConfig) -> bool:
 
 
 def classifier_record(cfg: SampleConfig) -> dict:
-    """classifier_scale for the records of a run guided by the classifier; nothing otherwise (records stay as they
-    were without it)."""
-    return {"classifier_scale": cfg.classifier_scale} if cfg.guidance == "classifier" else {}
+    """classifier_scale for the records of a run guided by the classifier, autoguidance_scale for one that adds the
+    guide; nothing otherwise (records stay as they were without them)."""
+    record = {"classifier_scale": cfg.classifier_scale} if cfg.guidance == "classifier" else {}
+    return {**record, "autoguidance_scale": cfg.autoguidance_scale} if cfg.autoguidance_scale != 1.0 else record
 
 
 def generate(pipeline: DevagenPipeline, labels: Optional[np.ndarray], count: int, cfg: SampleConfig,
@@ -124,7 +125,7 @@ def sample_set(pipeline: DevagenPipeline, meta: ModelMeta, cfg: SampleConfig,
     wall = time.perf_counter() - start
     stats = {"sampler": cfg.sampler, "images": len(images), "wall_s": wall, "images_per_s": len(images) / wall,
              "ms_per_image": 1000.0 * wall / len(images),
-             "nfe": cfg.steps * pipeline.passes_per_step(cfg.guidance_scale, cfg.guidance),  # at most, per image
+             "nfe": cfg.steps * pipeline.passes_per_step(cfg.guidance_scale, cfg.guidance, cfg.autoguidance_scale),
              "steps": cfg.steps, "guidance": cfg.guidance, "precision": precision_name(pipeline.device, cfg.precision),
              "guidance_scale": cfg.guidance_scale if meta.conditional or cfg.guidance == "autoguidance" else 1.0,
              "guidance_interval": [cfg.guidance_t_min, cfg.guidance_t_max], "guidance_parallel": cfg.guidance_parallel,

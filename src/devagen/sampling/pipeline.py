@@ -209,15 +209,26 @@ class DevagenPipeline(DiffusionPipeline):
             return True
         return self.conditional
 
-    def passes_per_step(self, guidance_scale: float, guidance: str = "cfg") -> int:
-        """Network evaluations per image per step (at most): 2 when guided, else 1."""
-        return 2 if self.guided(guidance_scale, guidance) else 1
+    def adds_guide(self, autoguidance_scale: float) -> bool:
+        """Whether sampling also guides away from guide/ (autoguidance_scale != 1, on top of cfg or classifier)."""
+        if autoguidance_scale == 1.0:
+            return False
+        if self.guide is None:
+            raise DevagenError("sample.autoguidance_scale needs the model's guide/ network; set train.guide_step > 0 "
+                               "and run `dvc repro train`, or set sample.autoguidance_scale: 1")
+        return True
+
+    def passes_per_step(self, guidance_scale: float, guidance: str = "cfg", autoguidance_scale: float = 1.0) -> int:
+        """Network evaluations per image per step (at most): 2 when guided, else 1; one more for the added guide."""
+        return (2 if self.guided(guidance_scale, guidance) else 1) + int(self.adds_guide(autoguidance_scale))
 
     def model_output(self, x: torch.Tensor, t: torch.Tensor, labels: Optional[torch.Tensor],
                      guidance_scale: float = 1.0, guidance: str = "cfg", parallel: float = 1.0,
-                     estimate: Optional[torch.Tensor] = None) -> torch.Tensor:
+                     estimate: Optional[torch.Tensor] = None, autoguidance_scale: float = 1.0) -> torch.Tensor:
         """Network output (B, C, H, W), guided as worse + g·(model − worse); a learned-variance network's (B, 2C, H, W),
         guided in its prediction half, its variance half the model's (devagen.diffusion.variance).
+        autoguidance_scale a != 1 adds (a − 1)·(model − guide), the guide asked for the same class, on top of that
+        (with g = 1: autoguidance alone); guidance_scale is 1 outside the guidance interval, a is not.
 
         CFG's two predictions come from ONE batched pass. The combination is linear, so it is valid
         for eps, v and x0 predictions alike. parallel != 1 reweights the guidance update's component
@@ -229,19 +240,27 @@ class DevagenPipeline(DiffusionPipeline):
                 x = with_estimate(x, None if estimate is None else estimate.repeat(len(x) // len(estimate), 1, 1, 1))
             return model(x, t, class_labels=labels).sample.to(x.dtype)  # bf16 under autocast: back to x's dtype
 
-        if not self.guided(guidance_scale, guidance):
+        guided, added = self.guided(guidance_scale, guidance), self.adds_guide(autoguidance_scale)
+        if not guided and not added:
             return net(self.unet, x, labels)
-        if guidance == "autoguidance":
+        worse = None
+        if guided and guidance == "autoguidance":
             good, worse = net(self.unet, x, labels), net(self.guide, x, labels)
-        else:
+        elif guided:
             null = with_null_class(labels, self.null_label)
             good, worse = net(self.unet, torch.cat([x, x]), torch.cat([labels, null])).chunk(2)
-        (good, variance), worse = split_output(good, x.shape[1]), mean_half(worse, x.shape[1])  # variance: good's
-        if parallel == 1.0:
-            return join_output(worse + guidance_scale * (good - worse), variance)
-        x0_good, x0_worse = (predicted_x0(self.scheduler, out, x, t) for out in (good, worse))
-        guided = output_from_x0(self.scheduler, project_guidance(x0_good, x0_worse, guidance_scale, parallel), x, t)
-        return join_output(guided, variance)
+        else:
+            good = net(self.unet, x, labels)
+        good, variance = split_output(good, x.shape[1])  # the variance half, if any: good's
+        mean, worse = good, None if worse is None else mean_half(worse, x.shape[1])
+        if worse is not None and parallel == 1.0:
+            mean = worse + guidance_scale * (good - worse)
+        elif worse is not None:
+            x0_good, x0_worse = (predicted_x0(self.scheduler, out, x, t) for out in (good, worse))
+            mean = output_from_x0(self.scheduler, project_guidance(x0_good, x0_worse, guidance_scale, parallel), x, t)
+        if added:
+            mean = mean + (autoguidance_scale - 1.0) * (good - mean_half(net(self.guide, x, labels), x.shape[1]))
+        return join_output(mean, variance)
 
     def _class_labels(self, labels: Labels, batch_size: Optional[int],
                       by_classifier: bool) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], int]:
@@ -305,14 +324,16 @@ class DevagenPipeline(DiffusionPipeline):
                  num_inference_steps: int = 50, generator: Generators = None, output_type: str = "np",
                  callback: Optional[StepCallback] = None, guidance: str = "cfg",
                  guidance_interval: tuple[int, int] = ALL_TIMESTEPS,
-                 guidance_parallel: float = 1.0, classifier_scale: float = 1.0, stroke: PenValues = None,
-                 slant: PenValues = None, slant_shear: bool = True, black_point: int = BLACK_POINT,
+                 guidance_parallel: float = 1.0, classifier_scale: float = 1.0, autoguidance_scale: float = 1.0,
+                 stroke: PenValues = None, slant: PenValues = None, slant_shear: bool = True,
+                 black_point: int = BLACK_POINT,
                  tone_map: bool = True) -> np.ndarray | list[Image.Image]:
         """Sample B images: uint8 numpy (B, H, W) ("np"), B PIL 'L' images ("pil"), or float32 (B, H, W) grey levels
         on the 0-255 scale before any tone map, black point or shear ("levels": what a tone map is fitted on).
 
         labels (B,) in [0, 46), or None: unconditional (a conditional model then gets its null label;
         CFG and the classifier then have nothing to guide by, autoguidance still guides).
+        autoguidance_scale: also guide away from `guide` at every step, on top of `guidance` (model_output).
         stroke, slant (style-conditioned models only): one value for all, one per image, or None (drawn).
         slant_shear: where a slant is asked, shear each drawn image so that its measured slant is the asked one
         (devagen.pen.shear); the network alone follows an asked slant only a little. False: the network's own.
@@ -340,7 +361,8 @@ class DevagenPipeline(DiffusionPipeline):
         for i, t in enumerate(self.scheduler.timesteps):
             scale = guidance_scale if lo <= int(t) <= hi else 1.0
             model_in = self.scheduler.scale_model_input(x, t)
-            out = self.model_output(model_in, t, class_labels, scale, guidance, guidance_parallel, estimate)
+            out = self.model_output(model_in, t, class_labels, scale, guidance, guidance_parallel, estimate,
+                                    autoguidance_scale)
             out = out if reads_variance(self.scheduler) else mean_half(out, x.shape[1])  # a learned variance: DDPM's
             if by_classifier and lo <= int(t) <= hi:
                 mean, variance = split_output(out, x.shape[1])

@@ -327,6 +327,7 @@ def _run_steps(run: TrainRun, ckpt: Checkpoints, log_fn: Optional[LogFn], progre
     bar = tqdm(total=run.total_steps, initial=ckpt.step, desc="train", unit="step",
                disable=not (progress and acc.is_main_process))
     start, smoothed, began = ckpt.step, ckpt.loss, time.perf_counter()
+    guide_step = cfg.guide_at(run.total_steps)
     meter = LossMeter(acc.device, ckpt.loss)
     window = (start, began)  # (step, time) at the last log line
     try:
@@ -334,7 +335,7 @@ def _run_steps(run: TrainRun, ckpt: Checkpoints, log_fn: Optional[LogFn], progre
             meter.add(_optimizer_step(run, step - 1), step)
             bar.update(1)
             logs = step % cfg.log_every == 0 or step == run.total_steps
-            if logs or step == cfg.guide_step or step % cfg.checkpoint_every == 0:
+            if logs or step == guide_step or step % cfg.checkpoint_every == 0:
                 smoothed = _read_loss(run, meter, ckpt)
             if logs:
                 now = time.perf_counter()
@@ -344,7 +345,7 @@ def _run_steps(run: TrainRun, ckpt: Checkpoints, log_fn: Optional[LogFn], progre
                 bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{stats['lr']:.2e}", img_s=f"{stats['img_per_s']:.1f}")
                 if log_fn is not None and acc.is_main_process:
                     log_fn(stats, step)
-            if step == cfg.guide_step:
+            if step == guide_step:
                 save_guide(run, ckpt, step)
             if step % cfg.checkpoint_every == 0:
                 save_checkpoint(run, ckpt, step, smoothed)
@@ -388,8 +389,8 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
         raise DevagenError(f"train: diffusion.perceptual_weight needs the OCR judge for {images.shape[-1]}x"
                            f"{images.shape[-1]} images (or a side dividing it), got {got}; run `dvc repro train_ocr`")
     run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels, pen, judge, vae)
-    if params_train.guide_step >= run.total_steps:
-        raise DevagenError(f"params.yaml: train.guide_step: {params_train.guide_step} is not below the run's "
+    if params_train.guide_at(run.total_steps) >= run.total_steps:
+        raise DevagenError(f"params.yaml: train.guide_step: {params_train.guide_step:g} is not below the run's "
                            f"{run.total_steps} steps; the guide is an early snapshot (0 disables it)")
     ckpt = Checkpoints(Path(checkpoint_dir), *run_fingerprint(run, model_cfg, images, labels))
     resume(run, ckpt)
