@@ -25,7 +25,7 @@ import numpy as np
 from devagen.core import paths
 from devagen.core.config import SampleConfig
 from devagen.core.io import write_text
-from devagen.core.params import Params, load_params
+from devagen.core.params import Params, load_params, reads_guide
 from devagen.data import prepared as data
 from devagen.judges import c2st, legibility, ocr
 from devagen.judges.evaluation import headline_quality
@@ -65,7 +65,7 @@ def measure(name: str, cfg: SampleConfig, floor: bool, params: Params, sets: dic
     """One setting: its samples (saved), the evaluate stage's measures of them and the minutes they took to draw.
     classifier: the noisy classifier's folder, read when cfg.guidance is classifier."""
     start = time.perf_counter()
-    pipe = load_pipeline(model_dir, cfg.sampler, cfg.use_ema, with_guide=cfg.reads_guide,
+    pipe = load_pipeline(model_dir, cfg.sampler, cfg.use_ema, with_guide=reads_guide(cfg),
                          classifier=classifier if cfg.guidance == "classifier" else None)
     meta = read_meta(model_dir)
     pipe.tone = fit_tone(pipe, meta, cfg, sets["train"].images) if cfg.tone_map else None

@@ -23,7 +23,7 @@ from PIL import Image
 from quality_tone import parse_config
 
 from devagen.core import paths
-from devagen.core.params import load_params
+from devagen.core.params import load_params, reads_guide
 from devagen.data import prepared as data
 from devagen.pen.measures import measure
 from devagen.sampling.folder import read_meta
@@ -79,7 +79,7 @@ def main(models: tuple[str, ...], strokes: tuple[float, ...], configs: tuple[str
         model_dir, meta = Path(folder), read_meta(Path(folder))
         name, cfg = parse_config(spec, params.sample)
         cfg = replace(cfg, per_class=per_class)
-        pipe = load_pipeline(model_dir, cfg.sampler, cfg.use_ema, with_guide=cfg.reads_guide)
+        pipe = load_pipeline(model_dir, cfg.sampler, cfg.use_ema, with_guide=reads_guide(cfg))
         if not pipe.style_conditioned:
             raise click.UsageError(f"{model_dir} is not style-conditioned: it cannot be asked for a pen")
         pipe.tone = fit_tone(pipe, meta, cfg, train.images) if cfg.tone_map else None

@@ -33,7 +33,7 @@ from devagen.core.config import PREDICTION_TYPES, SAMPLERS, SampleConfig
 
 from devagen.core.params import Params
 from devagen.core.errors import DevagenError
-from devagen.core.params import params_from_dict
+from devagen.core.params import params_from_dict, reads_guide
 from devagen.diffusion.autoencoder import load_autoencoder, save_autoencoder, train_autoencoder
 from devagen.diffusion.unet import condition
 from devagen.pen.conditions import training_codes
@@ -191,7 +191,7 @@ class Stages:
         if cfg.sampler == "distilled":
             folder = self.distill(params)
             return self.once("load", f"{folder}-{cfg.steps}", lambda _: load_student(folder, cfg.steps, "cpu"))
-        folder, guided = self.train(params), cfg.reads_guide
+        folder, guided = self.train(params), reads_guide(cfg)
         classifier = self.classifier(params) if cfg.guidance == "classifier" else None
         loaded = self.once("load", f"{folder}-{guided}-{classifier}", lambda _: load_pipeline(
             folder, cfg.sampler, cfg.use_ema, device="cpu", with_guide=guided, classifier=classifier))

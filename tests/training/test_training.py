@@ -24,7 +24,7 @@ from devagen.core.errors import DevagenError
 from devagen.diffusion.unet import build_unet
 from devagen.sampling.folder import read_meta
 from devagen.sampling.pipeline import load_pipeline
-from devagen.training.checkpoints import list_checkpoints
+from devagen.training.checkpoints import guide_at, list_checkpoints
 from devagen.core.device import mixed_precision
 from devagen.training.loop import batch_indices, total_steps, train_diffusion
 
@@ -214,7 +214,7 @@ def test_guide_is_the_ema_snapshot_at_guide_step_and_survives_resume(tmp_path: P
 
 def test_guide_step_below_one_is_a_share_of_the_run(tmp_path: Path) -> None:
     cfg = _cfg(guide_step=0.4, keep_checkpoints=5)  # 0.4 of the run's 6 steps (max_steps of _cfg): step 2
-    assert cfg.guide_at(6) == 2 and cfg.guide_at(100) == 40 and cfg.guide_at(1) == 1
+    assert guide_at(cfg, 6) == 2 and guide_at(cfg, 100) == 40 and guide_at(cfg, 1) == 1
     _train(tmp_path, cfg)
     shadow = torch.load(tmp_path / "ck" / "step_0000002" / "custom_checkpoint_0.pkl", weights_only=False)["shadow_params"]
     guide = UNet2DModel.from_pretrained(tmp_path / "out", subfolder="guide")

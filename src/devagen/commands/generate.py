@@ -9,6 +9,7 @@ import click
 
 from ..core import paths
 from ..core.errors import DevagenError
+from ..core.params import reads_guide
 from .common import classifier_folder, load
 from .options import PARAMS_OPTION
 
@@ -58,7 +59,7 @@ def generate(text: str | None, class_name: str | None, count: int, out: str, mod
         pipeline = load_student(paths.DISTILLED_DIR, student)
         cfg = replace(cfg, steps=student, guidance_scale=1.0, guidance="cfg")  # nor the classifier's: not loaded
     else:
-        pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=cfg.reads_guide,
+        pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=reads_guide(cfg),
                                  classifier=classifier_folder(cfg))
     if text is not None:
         image = generate_text(pipeline, text, cfg, stroke=stroke, slant=slant, slant_shear=slant_shear)

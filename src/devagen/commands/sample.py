@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..core import paths
+from ..core.params import reads_guide
 from .common import classifier_folder, finish, load, start_run, write_metrics
 from .failure import StageCommand
 from .options import PARAMS_OPTION
@@ -40,7 +41,7 @@ def sample(params_path: str) -> None:
         cfg = replace(cfg, guidance_scale=1.0)
     else:
         pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema,
-                                 with_guide=cfg.reads_guide, classifier=classifier_folder(cfg))
+                                 with_guide=reads_guide(cfg), classifier=classifier_folder(cfg))
     meta = read_meta(paths.DIFFUSION_DIR)
     asked = sampling.draws_classes(meta, cfg)  # conditional, or guided to classes by the noisy classifier
     real = data.load_split(paths.TEST_NPZ) if asked else None  # read before minutes of sampling

@@ -298,18 +298,10 @@ class TrainConfig:
         check(self.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
         check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
         check(self.log_every >= 1, "train.log_every", "must be >= 1")
-        check(self.guide_step >= 0, "train.guide_step", "must be >= 0 (0 disables)")
-        check(self.guide_step < 1 or self.guide_step == int(self.guide_step), "train.guide_step",
-              "a step (a whole number >= 1) or a share of the run's steps (below 1)")
+        check(self.guide_step >= 0 and (self.guide_step < 1 or self.guide_step == int(self.guide_step)),
+              "train.guide_step", "a step (a whole number >= 1), a share of the run's steps (below 1) or 0 (none)")
         check(self.max_steps == 0 or self.guide_step < self.max_steps, "train.guide_step",
                f"must be below train.max_steps ({self.max_steps}): the guide is an early snapshot")
-
-    def guide_at(self, total_steps: int) -> int:
-        """The step whose EMA weights become guide/ in a run of total_steps: guide_step itself, or its share of
-        the run (at least step 1); 0 = no guide."""
-        if self.guide_step >= 1 or self.guide_step == 0:
-            return int(self.guide_step)
-        return max(1, round(self.guide_step * total_steps))
 
 
 @dataclass(frozen=True)
@@ -335,11 +327,6 @@ class SampleConfig:
     tone_map: bool = True  # grey levels by the model folder's tone map (devagen.sampling.tone), if any; else black_point
     tone_reference: int = 460  # images drawn (other seeds than the samples') to fit the tone map on
 
-    @property
-    def reads_guide(self) -> bool:
-        """Whether sampling evaluates guide/ (train.guide_step's snapshot): autoguidance, alone or added."""
-        return self.guidance == "autoguidance" or self.autoguidance_scale != 1.0
-
     def __post_init__(self) -> None:
         check(self.sampler in SAMPLERS, "sample.sampler", f"choose one of {', '.join(SAMPLERS)}")
         check(0 <= self.black_point <= 128, "sample.black_point", "must be in [0, 128] (0 = off)")
@@ -350,10 +337,9 @@ class SampleConfig:
                f"sample.sampler: distilled needs the steps of a distilled student: one of {', '.join(map(str, DISTILL_STEPS))}")
         check(self.guidance_scale >= 0, "sample.guidance_scale", "must be >= 0")
         check(self.guidance in GUIDANCE, "sample.guidance", f"choose one of {', '.join(GUIDANCE)}")
-        check(self.autoguidance_scale >= 1.0, "sample.autoguidance_scale", "must be >= 1 (1 = off)")
-        check(self.guidance != "autoguidance" or self.autoguidance_scale == 1.0, "sample.autoguidance_scale",
-              "adds autoguidance to cfg or classifier guidance; with sample.guidance: autoguidance set "
-              "sample.guidance_scale instead and leave this at 1")
+        check(self.autoguidance_scale >= 1 and (self.guidance != "autoguidance" or self.autoguidance_scale == 1),
+              "sample.autoguidance_scale", "must be >= 1 (1 = off); it adds autoguidance to cfg or classifier "
+              "guidance, so with sample.guidance: autoguidance leave it at 1 and set sample.guidance_scale")
         check(self.classifier_scale >= 0, "sample.classifier_scale", "must be >= 0 (0 = no classifier gradient)")
         check(0 <= self.guidance_parallel <= 1, "sample.guidance_parallel", "must be in [0, 1] (1 = plain guidance)")
         check(0 <= self.guidance_t_min <= self.guidance_t_max, "sample.guidance_t_max",

@@ -129,6 +129,11 @@ def check_student(params: Params) -> None:
           "images (prepare.image_size); pick a shallower preset")
 
 
+def reads_guide(sample: SampleConfig) -> bool:
+    """Whether sampling evaluates guide/ (train.guide_step's snapshot): autoguidance, alone or added to CFG."""
+    return sample.guidance == "autoguidance" or sample.autoguidance_scale != 1.0
+
+
 def check_sampling(params: Params) -> None:
     """Cross-section checks of what the sample stage reads: the schedule, the guide network, the classifier, the
     students."""
@@ -151,7 +156,7 @@ def check_sampling(params: Params) -> None:
         check(not params.vae.enabled, "sample.guidance",
                "the noisy classifier reads pixels and a latent model denoises latents; use sample.guidance: cfg "
                "with vae.enabled: true")
-    if sample.sampler != "distilled" and sample.reads_guide:
+    if sample.sampler != "distilled" and reads_guide(sample):
         key = "sample.guidance" if sample.guidance == "autoguidance" else "sample.autoguidance_scale"
         check(params.train.guide_step > 0, key,
                "autoguidance guides by the guide/ network, an early snapshot that train.guide_step > 0 saves; set "

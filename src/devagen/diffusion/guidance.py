@@ -42,6 +42,21 @@ def project_guidance(good: torch.Tensor, worse: torch.Tensor, scale: float, para
     return good + (scale - 1.0) * (delta - along + parallel * along)
 
 
+def guided_prediction(scheduler: SchedulerMixin, good: torch.Tensor, worse: torch.Tensor | None, scale: float,
+                      parallel: float, weak: torch.Tensor | None, weak_scale: float, sample: torch.Tensor,
+                      t: torch.Tensor | int) -> torch.Tensor:
+    """The guided model output: worse + scale·(good − worse) (worse None: good; parallel != 1: projected in x0 space,
+    project_guidance), plus (weak_scale − 1)·(good − weak) where a weak network's output is given (autoguidance
+    added on top)."""
+    mean = good
+    if worse is not None and parallel == 1.0:
+        mean = worse + scale * (good - worse)
+    elif worse is not None:
+        x0_good, x0_worse = (predicted_x0(scheduler, out, sample, t) for out in (good, worse))
+        mean = output_from_x0(scheduler, project_guidance(x0_good, x0_worse, scale, parallel), sample, t)
+    return mean if weak is None else mean + (weak_scale - 1.0) * (good - weak)
+
+
 def predicted_x0(scheduler: SchedulerMixin, output: torch.Tensor, sample: torch.Tensor,
                  t: torch.Tensor | int) -> torch.Tensor:
     """Clean image (B, C, H, W) implied by the model output (eps, v or x0 prediction) at integer timestep t,

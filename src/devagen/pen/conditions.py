@@ -83,6 +83,17 @@ def measure_pen(images: np.ndarray, chunk: int = 4096) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def per_image(value: Optional[float | Sequence[float] | np.ndarray], count: int, name: str) -> np.ndarray:
+    """float (count,): one value repeated, one per image, or NaN (= draw one) for None."""
+    if value is None:
+        return np.full(count, np.nan)
+    values = np.asarray(value, dtype=float).reshape(-1)
+    values = np.full(count, values[0]) if values.size == 1 else values
+    if len(values) != count:
+        raise ValueError(f"{name}: {len(values)} values for {count} images")
+    return values
+
+
 @dataclass(frozen=True)
 class PenStyle:
     """What a style-conditioned model saw in training: see the module docstring."""

@@ -32,13 +32,13 @@ from ..core.device import pick_device, use_math_attention
 from ..core.errors import DevagenError
 from ..core.integrity import check_manifest
 from ..data.prepared import from_model_range
-from ..diffusion.guidance import classifier_guided, output_from_x0, predicted_x0, project_guidance
+from ..diffusion.guidance import classifier_guided, guided_prediction, predicted_x0
 from ..diffusion.noisy_classifier import NoisyClassifier, load_classifier_for, log_prob_gradient
 from ..diffusion.patches import from_patches
 from ..diffusion.self_condition import clipped, denoised_channels, is_self_conditioned, with_estimate
 from ..diffusion.unet import condition, is_style_conditioned, layout_dim, no_augmentation, with_null_class
 from ..diffusion.variance import LEARNED_RANGE, join_output, learns_variance, mean_half, split_output
-from ..pen.conditions import PenStyle, codes
+from ..pen.conditions import PenStyle, codes, per_image
 from ..pen.shear import shear_to_slant
 from .folder import (
     GUIDE_FOLDER,
@@ -62,17 +62,6 @@ Labels = Union[Sequence[int], np.ndarray, torch.Tensor, None]
 PenValues = Union[float, Sequence[float], np.ndarray, None]  # one value for the batch, one per image, or None
 # callback(step_index, timestep, x_t (B, C, H, W) before the step, predicted x0 (B, C, H, W)), both in [-1, 1]-ish
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
-
-def _per_image(value: PenValues, count: int, name: str) -> np.ndarray:
-    """float (count,): one value repeated, one per image, or NaN (= draw one) for None."""
-    if value is None:
-        return np.full(count, np.nan)
-    values = np.asarray(value, dtype=float).reshape(-1)
-    values = np.full(count, values[0]) if values.size == 1 else values
-    if len(values) != count:
-        raise ValueError(f"{name}: {len(values)} values for {count} images")
-    return values
-
 
 ALL_TIMESTEPS = (0, 10**9)  # a guidance interval that contains every timestep
 
@@ -202,20 +191,16 @@ class DevagenPipeline(DiffusionPipeline):
             raise DevagenError(f"sample.guidance: unknown {guidance!r}; choose one of {', '.join(GUIDANCE)}")
         if guidance_scale == 1.0:
             return False
-        if guidance == "autoguidance":
-            if self.guide is None:
-                raise DevagenError("sample.guidance: autoguidance needs the model's guide/ network; set "
-                                   "train.guide_step > 0 and run `dvc repro train`, or use sample.guidance: cfg")
-            return True
-        return self.conditional
+        return self._has_guide("sample.guidance: autoguidance") if guidance == "autoguidance" else self.conditional
 
     def adds_guide(self, autoguidance_scale: float) -> bool:
         """Whether sampling also guides away from guide/ (autoguidance_scale != 1, on top of cfg or classifier)."""
-        if autoguidance_scale == 1.0:
-            return False
+        return autoguidance_scale != 1.0 and self._has_guide("sample.autoguidance_scale")
+
+    def _has_guide(self, option: str) -> bool:
         if self.guide is None:
-            raise DevagenError("sample.autoguidance_scale needs the model's guide/ network; set train.guide_step > 0 "
-                               "and run `dvc repro train`, or set sample.autoguidance_scale: 1")
+            raise DevagenError(f"{option} needs the model's guide/ network; set train.guide_step > 0 and run `dvc "
+                               "repro train`, or use sample.guidance: cfg with sample.autoguidance_scale: 1")
         return True
 
     def passes_per_step(self, guidance_scale: float, guidance: str = "cfg", autoguidance_scale: float = 1.0) -> int:
@@ -252,15 +237,10 @@ class DevagenPipeline(DiffusionPipeline):
         else:
             good = net(self.unet, x, labels)
         good, variance = split_output(good, x.shape[1])  # the variance half, if any: good's
-        mean, worse = good, None if worse is None else mean_half(worse, x.shape[1])
-        if worse is not None and parallel == 1.0:
-            mean = worse + guidance_scale * (good - worse)
-        elif worse is not None:
-            x0_good, x0_worse = (predicted_x0(self.scheduler, out, x, t) for out in (good, worse))
-            mean = output_from_x0(self.scheduler, project_guidance(x0_good, x0_worse, guidance_scale, parallel), x, t)
-        if added:
-            mean = mean + (autoguidance_scale - 1.0) * (good - mean_half(net(self.guide, x, labels), x.shape[1]))
-        return join_output(mean, variance)
+        worse, weak = (None if w is None else mean_half(w, x.shape[1])
+                       for w in (worse, net(self.guide, x, labels) if added else None))
+        return join_output(guided_prediction(self.scheduler, good, worse, guidance_scale, parallel, weak,
+                                             autoguidance_scale, x, t), variance)
 
     def _class_labels(self, labels: Labels, batch_size: Optional[int],
                       by_classifier: bool) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], int]:
@@ -287,7 +267,7 @@ class DevagenPipeline(DiffusionPipeline):
         the rest drawn per image from its class's pool with that image's generator (PenStyle.draw_each); and a
         layout-conditioned model's layout moments (B, 4) of each image's drawn pool entry (else None)."""
         b = len(class_labels)
-        asked = [_per_image(stroke, b, "stroke"), _per_image(slant, b, "slant")]
+        asked = [per_image(stroke, b, "stroke"), per_image(slant, b, "slant")]
         for s_value, a_value in zip(*asked):
             self.pen.check(None if np.isnan(s_value) else float(s_value), None if np.isnan(a_value) else float(a_value))
         gens = generator if isinstance(generator, list) else [generator] * b
@@ -308,7 +288,7 @@ class DevagenPipeline(DiffusionPipeline):
         """Moment slants (B,) in degrees that asked relative slants mean for these classes: the class's median
         slant plus the asked value; NaN where no slant was asked or the label is the null class."""
         labels = class_labels.cpu().numpy()
-        asked = _per_image(slant, len(labels), "slant")
+        asked = per_image(slant, len(labels), "slant")
         real = labels != self.null_label
         medians = np.asarray(self.pen.class_slant, dtype=float)[np.where(real, labels, 0)]
         return np.where(real, medians + asked, np.nan)

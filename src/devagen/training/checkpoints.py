@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from ..core.config import TrainConfig
 from ..core.errors import DevagenError, one_line
 from ..core.integrity import file_checksums, find_damage, full_disk_guard, move_aside
 from ..sampling.folder import GUIDE_FOLDER
@@ -210,6 +211,14 @@ def save_guide(run: TrainRun, ckpt: Checkpoints, step: int) -> None:
             (tmp / GUIDE_META).write_text(json.dumps(meta), encoding="utf-8")
         swap_in(tmp, final)
     run.accelerator.wait_for_everyone()
+
+
+def guide_at(cfg: TrainConfig, total_steps: int) -> int:
+    """The step whose EMA weights become guide/ in a run of total_steps: train.guide_step itself, or its share of
+    the run (at least step 1); 0 = no guide."""
+    if cfg.guide_step >= 1 or cfg.guide_step == 0:
+        return int(cfg.guide_step)
+    return max(1, round(cfg.guide_step * total_steps))
 
 
 def guide_for_run(ckpt: Checkpoints, guide_step: int) -> Path:

@@ -58,7 +58,7 @@ from ..diffusion.objective import diffusion_loss
 from ..diffusion.patches import to_patches
 from ..diffusion.unet import augment_dim, build_noise_scheduler, build_unet, built_shape, count_parameters, layout_dim
 from ..pen.conditions import PenReference, measure_pen, pen_style, training_codes, with_layout
-from .checkpoints import resume, save_checkpoint, save_guide, sealed_on_exit
+from .checkpoints import guide_at, resume, save_checkpoint, save_guide, sealed_on_exit
 from .output import save_trained_model
 from .preemption import Preempted, StopRequests
 from .state import Checkpoints, TrainRun
@@ -327,7 +327,7 @@ def _run_steps(run: TrainRun, ckpt: Checkpoints, log_fn: Optional[LogFn], progre
     bar = tqdm(total=run.total_steps, initial=ckpt.step, desc="train", unit="step",
                disable=not (progress and acc.is_main_process))
     start, smoothed, began = ckpt.step, ckpt.loss, time.perf_counter()
-    guide_step = cfg.guide_at(run.total_steps)
+    guide_step = guide_at(cfg, run.total_steps)
     meter = LossMeter(acc.device, ckpt.loss)
     window = (start, began)  # (step, time) at the last log line
     try:
@@ -389,7 +389,7 @@ def train_diffusion(params_train: TrainConfig, model_cfg: ModelConfig, diffusion
         raise DevagenError(f"train: diffusion.perceptual_weight needs the OCR judge for {images.shape[-1]}x"
                            f"{images.shape[-1]} images (or a side dividing it), got {got}; run `dvc repro train_ocr`")
     run = _setup(params_train, model_cfg, diffusion_cfg, augment_cfg, images, labels, pen, judge, vae)
-    if params_train.guide_at(run.total_steps) >= run.total_steps:
+    if guide_at(params_train, run.total_steps) >= run.total_steps:
         raise DevagenError(f"params.yaml: train.guide_step: {params_train.guide_step:g} is not below the run's "
                            f"{run.total_steps} steps; the guide is an early snapshot (0 disables it)")
     ckpt = Checkpoints(Path(checkpoint_dir), *run_fingerprint(run, model_cfg, images, labels))

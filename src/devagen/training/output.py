@@ -21,7 +21,7 @@ from ..sampling.folder import (
     write_meta,
     write_model_index,
 )
-from .checkpoints import GUIDE_META, guide_for_run, state_bytes, swap_in
+from .checkpoints import GUIDE_META, guide_at, guide_for_run, state_bytes, swap_in
 from .state import Checkpoints, TrainRun, network_copy
 
 
@@ -40,7 +40,7 @@ def save_trained_model(run: TrainRun, ckpt: Checkpoints, model_cfg: ModelConfig,
     acc = run.accelerator
     acc.wait_for_everyone()
     if acc.is_main_process:
-        guide = guide_for_run(ckpt, run.cfg.guide_at(run.total_steps)) if run.cfg.guide_step else None
+        guide = guide_for_run(ckpt, guide_at(run.cfg, run.total_steps)) if run.cfg.guide_step else None
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_dir.with_name(f".tmp-{out_dir.name}")
         shutil.rmtree(tmp, ignore_errors=True)
