@@ -46,14 +46,16 @@ SEED = {  # the source document's setup (README: dvc exp run -n seed-gpu ...)
     "train.epochs": 2, "train.max_steps": 0, "train.batch_size": 32, "train.lr": 1e-4, "train.warmup_steps": 500,
     "train.mixed_precision": "fp16", "train.ema_decay": 0.0, "train.augment": False,
     "diffusion.beta_schedule": "linear", "diffusion.prediction_type": "epsilon", "diffusion.min_snr_gamma": 0.0,
-    "sample.sampler": "dpmpp", "sample.steps": 50, "sample.guidance_scale": 1.0, "sample.count": 920,
+    "sample.sampler": "dpmpp", "sample.steps": 50, "sample.guidance_scale": 1.0, "sample.autoguidance_scale": 1.0,
+    "sample.count": 920,
 }
 RECOMMENDED = {  # same network, class-conditional with CFG, v-prediction/cosine/min-SNR, bigger batch, bf16
     "model.preset": "seed", "model.conditional": True, "model.layout_conditioning": False,  # measured before it
     "train.epochs": 2, "train.max_steps": 0, "train.batch_size": 128, "train.lr": 3e-4, "train.warmup_steps": 200,
     "train.mixed_precision": "bf16", "train.ema_decay": 0.998, "train.augment": False,
     "diffusion.beta_schedule": "cosine", "diffusion.prediction_type": "v_prediction", "diffusion.min_snr_gamma": 5.0,
-    "sample.sampler": "dpmpp", "sample.steps": 20, "sample.guidance_scale": 3.0, "sample.per_class": 20,
+    "sample.sampler": "dpmpp", "sample.steps": 20, "sample.guidance_scale": 3.0, "sample.autoguidance_scale": 1.0,
+    "sample.per_class": 20,
 }
 CONFIGS = {"seed": SEED, "recommended": RECOMMENDED}
 COMMON = {"tracking.enabled": False, "train.checkpoint_every": 10**6}  # no MLflow store, no mid-run checkpoints
