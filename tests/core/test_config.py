@@ -49,8 +49,6 @@ def test_dvc_exp_style_strings_are_cast() -> None:
     ({"sample": {"autoguidance_scale": 0.5}}, "sample.autoguidance_scale: must be >= 1"),
     ({"sample": {"guidance": "autoguidance", "autoguidance_scale": 2.0}, "train": {"guide_step": 5}},
      "sample.autoguidance_scale: must be >= 1.*with sample.guidance: autoguidance leave it at 1"),
-    ({"sample": {"sampler": "distilled", "steps": 4, "autoguidance_scale": 2.0}, "distill": {"enabled": True},
-      "train": {"guide_step": 5}}, "sample.autoguidance_scale: the distilled students take no other guidance"),
     ({"sample": {"sampler": "distilled", "steps": 4, "guidance": "autoguidance"}, "distill": {"enabled": True},
       "train": {"guide_step": 5}}, "sample.guidance: the distilled students"),
     ({"sample": {"guidance": "classifier"}}, "sample.guidance: classifier guidance.*noisy_classifier.enabled: true"),

@@ -202,7 +202,8 @@ class Stages:
         its figures show."""
         def work(out: Path) -> None:
             pipeline, meta = self.pipeline(params), read_meta(self.train(params))
-            cfg = params.sample if params.sample.sampler != "distilled" else replace(params.sample, guidance_scale=1.0)
+            cfg = params.sample if params.sample.sampler != "distilled" else replace(params.sample, guidance_scale=1.0,
+                                                                                    autoguidance_scale=1.0)
             asked = draws_classes(meta, cfg)
             labels = np.zeros(1, dtype=np.int64) if asked else None  # sample_set's first image
             images = generate(pipeline, labels, 1, cfg, progress=False)
@@ -254,7 +255,6 @@ def test_every_combination_is_accepted_or_refused_in_one_line_naming_a_key() -> 
         "vae.enabled",  # a patch preset on latents
         "distill.enabled",  # distilling latents, or an unconditional model
         "sample.sampler",  # distilled without distill
-        "sample.autoguidance_scale",  # with a distilled student
         "sample.guidance"}  # autoguidance without a guide, classifier guidance without a classifier or on latents,
     # either with a distilled student
     assert len(outcomes) == 5 * 4 * len(CONDITIONING) * 3 * len(GUIDANCE) * 5 * 2 and 0 < len(refused) < len(outcomes)
@@ -283,8 +283,9 @@ def test_every_accepted_combination_trains_distils_and_samples(schedule: str, ne
     assert stages.counts["train"] == 3 * 2  # per prediction type: with and without the guide
     assert stages.counts["distill"] == (3 * 2 if distils else 0)
     assert stages.counts["classifier"] == int(classified)  # one schedule, one side
-    # 4 samplers under CFG, autoguidance, both and classifier guidance, the student
-    assert stages.counts["sample"] == 3 * (4 + 4 + 4 + 4 * classified + distils)
+    # 4 samplers under CFG, autoguidance, both and classifier guidance, the student (under CFG and under both: the
+    # student ignores autoguidance_scale as it does guidance_scale, but the sample sections differ)
+    assert stages.counts["sample"] == 3 * (4 + 4 + 4 + 4 * classified + 2 * distils)
 
 
 @pytest.mark.parametrize("network", ("pixels", "patches", "latents"))

@@ -120,6 +120,7 @@ def test_tiny_pipeline_with_dvc_repro(tmp_path: Path) -> None:
     _run(["dvc", "repro", "-s", "sample"], tmp_path, env)
     sampled = json.loads((tmp_path / "reports/details/sample.json").read_text())
     assert sampled["sampler"] == "distilled" and sampled["nfe"] == 1 and sampled["images"] == 92
+    assert "autoguidance_scale" not in sampled  # params.yaml's is not the student's: it folds CFG alone
 
     # vae.enabled: the vae stage trains the autoencoder and measures its reconstructions with the judge
     params["vae"].update(enabled=True, downsample=2, channels=2, width=8, steps=2, batch_size=8)

@@ -57,7 +57,8 @@ def generate(text: str | None, class_name: str | None, count: int, out: str, mod
             raise DevagenError("generate: --guidance does not apply to a distilled student (its guidance is in its "
                                "weights); drop --guidance or --distilled")
         pipeline = load_student(paths.DISTILLED_DIR, student)
-        cfg = replace(cfg, steps=student, guidance_scale=1.0, guidance="cfg")  # nor the classifier's: not loaded
+        # its guidance is in its weights: neither guide/ nor the classifier is loaded
+        cfg = replace(cfg, steps=student, guidance_scale=1.0, guidance="cfg", autoguidance_scale=1.0)
     else:
         pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=reads_guide(cfg),
                                  classifier=classifier_folder(cfg))

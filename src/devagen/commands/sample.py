@@ -38,7 +38,7 @@ def sample(params_path: str) -> None:
         from ..sampling.students import load_student
 
         pipeline = load_student(paths.DISTILLED_DIR, cfg.steps)
-        cfg = replace(cfg, guidance_scale=1.0)
+        cfg = replace(cfg, guidance_scale=1.0, autoguidance_scale=1.0)
     else:
         pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema,
                                  with_guide=reads_guide(cfg), classifier=classifier_folder(cfg))

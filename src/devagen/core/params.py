@@ -147,8 +147,6 @@ def check_sampling(params: Params) -> None:
         check(sample.guidance == "cfg", "sample.guidance",
                "the distilled students fold distill.guidance_scale's CFG into their weights and take no other "
                "guidance; use sample.guidance: cfg with sample.sampler: distilled")
-        check(sample.autoguidance_scale == 1.0, "sample.autoguidance_scale",
-               "the distilled students take no other guidance; set it to 1 with sample.sampler: distilled")
     elif sample.guidance == "classifier":
         check(params.noisy_classifier.enabled, "sample.guidance",
                "classifier guidance differentiates the noisy_classifier stage's network; set "
