@@ -21,7 +21,7 @@ REPO = Path(__file__).parents[2]
 TINY = {"prepare": {"image_size": 16},
         "noisy_classifier": {"enabled": True, "steps": 4, "batch_size": 16, "width": 4},
         "sample": {"sampler": "dpmpp", "steps": 2, "per_class": 1, "batch_size": 64, "tone_reference": 46,
-                   "guidance": "classifier", "classifier_scale": 5.0}}
+                   "guidance": "classifier", "classifier_scale": 5.0, "autoguidance_scale": 1.0}}
 
 
 @pytest.mark.parametrize("conditional", (True, False))

@@ -103,7 +103,7 @@ def test_experiments_compare_fail_restore_resume_and_switch(tmp_path: Path) -> N
     run(["dvc", "status"], repo, env)  # the refused experiment leaves a workspace DVC still reads; good runs follow
     _reset(repo, env)
     out = _fails(["dvc", "exp", "run", "-n", "restored-then-fails", "-S", f"train.lr={SWEEP['lr-a']}",
-                  "-S", "sample.guidance=autoguidance"], repo, env)
+                  "-S", "sample.guidance=classifier"], repo, env)  # refused: no noisy classifier
     assert "Stage 'train' is cached - skipping run" in out, out[-3000:]
     _reset(repo, env)
     out = run(["dvc", "exp", "run", "-n", "all-restored", "-S", f"train.lr={SWEEP['lr-a']}"], repo, env)
