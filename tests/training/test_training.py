@@ -125,8 +125,13 @@ def test_trains_saves_and_round_trips(tmp_path: Path) -> None:
     assert np.isfinite(metrics["final_loss"]) and metrics["img_per_s"] > 0 and metrics["epochs"] == pytest.approx(4 * 4 / 24)
     assert [i for i, _ in logged] == [1, 2, 3, 4] and set(logged[0][1]) == {"loss", "lr", "img_per_s"}
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["checksums.json", "devagen.json", "model_index.json", "pen.json",
-                                                      "pipeline_devagen.py", "scheduler", "unet", "unet_raw", "vae"]
+    assert sorted(p.name for p in out.iterdir()) == ["checksums.json", "devagen.json", "guide", "model_index.json",
+                                                      "pen.json", "pipeline_devagen.py", "scheduler", "unet", "unet_raw",
+                                                      "vae"]
+    # guide/ too (a DVC out): without train.guide_step it holds a note, and autoguidance says there is no guide
+    assert json.loads((out / "guide" / "guide.json").read_text()) == {"enabled": False}
+    with pytest.raises(DevagenError, match=r"no guide/ network.*train.guide_step"):
+        load_pipeline(out, with_guide=True)
     # pen.json is always there (a DVC out), null without pen conditioning, and checksummed like every file
     assert json.loads((out / "pen.json").read_text()) == {"pen": None}
     assert "pen.json" in json.loads((out / "checksums.json").read_text())["files"]

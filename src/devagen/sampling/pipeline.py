@@ -419,7 +419,7 @@ def load_pipeline(model_dir: Path, sampler: str = "dpmpp", use_ema: bool = True,
         raise broken(model_dir, f"{META_FILE} null_label {meta.null_label} is not the UNet's last class embedding")
     guide = None
     if with_guide:
-        if not (model_dir / GUIDE_FOLDER).is_dir():
+        if not (model_dir / GUIDE_FOLDER / "config.json").is_file():  # else absent, or train.guide_step 0's note
             raise DevagenError(f"{model_dir}: no {GUIDE_FOLDER}/ network for sample.guidance: autoguidance; set "
                                "train.guide_step > 0 and run `dvc repro train`, or use sample.guidance: cfg")
         guide = load_unet(model_dir, GUIDE_FOLDER).eval()

@@ -9,7 +9,7 @@ from typing import Optional
 from ..core.classes import CLASS_NAMES, glyphs
 from ..core.shape import ModelConfig
 from ..core.integrity import full_disk_guard, write_manifest
-from ..core.off_notes import write_no_autoencoder
+from ..core.off_notes import write_no_autoencoder, write_no_guide
 from ..core.presets import patch_size
 from ..diffusion.autoencoder import save_autoencoder
 from ..diffusion.unet import NULL_LABEL
@@ -50,6 +50,8 @@ def save_trained_model(run: TrainRun, ckpt: Checkpoints, model_cfg: ModelConfig,
             network_copy(run, ema=True).save_pretrained(tmp / "unet")
             if guide is not None:
                 shutil.copytree(guide, tmp / GUIDE_FOLDER, ignore=shutil.ignore_patterns(GUIDE_META))
+            else:  # guide/ holds a note: a stage out, it must exist (and run-cache restores bring a real one back)
+                write_no_guide(tmp / GUIDE_FOLDER)
             if run.vae is not None:
                 save_autoencoder(run.vae, tmp / VAE_FOLDER)
             else:  # a pixel model: vae/ holds a note (the train stage's outs are the folder's parts, all present)
