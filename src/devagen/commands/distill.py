@@ -79,8 +79,7 @@ def distill(params_path: str) -> None:
                              net, paths.DIFFUSION_DIR, students.student_dir(tmp, steps), cfg.student_preset),
                          student=student)
     write_distill_status(tmp, True, cfg.student_steps)
-    sample_cfg = dataclasses.replace(params.sample, sampler=students.SAMPLER, guidance_scale=1.0,
-                                     autoguidance_scale=1.0, per_class=cfg.per_class)  # the students' own guidance
+    sample_cfg = students.student_sampling(params.sample, sampler=students.SAMPLER, per_class=cfg.per_class)
     intended = np.repeat(np.arange(len(meta.class_names), dtype=np.int64), cfg.per_class)
     rows, strips = [], []
     for info in rounds:

@@ -51,14 +51,13 @@ def generate(text: str | None, class_name: str | None, count: int, out: str, mod
         raise DevagenError("generate: give either --text or --class, not both")
     student = int(distilled) if distilled else (cfg.steps if cfg.sampler == "distilled" else None)
     if student is not None:
-        from ..sampling.students import load_student
+        from ..sampling.students import load_student, student_sampling
 
         if guidance is not None:
             raise DevagenError("generate: --guidance does not apply to a distilled student (its guidance is in its "
                                "weights); drop --guidance or --distilled")
         pipeline = load_student(paths.DISTILLED_DIR, student)
-        # its guidance is in its weights: neither guide/ nor the classifier is loaded
-        cfg = replace(cfg, steps=student, guidance_scale=1.0, guidance="cfg", autoguidance_scale=1.0)
+        cfg = student_sampling(cfg, steps=student)
     else:
         pipeline = load_pipeline(Path(model_dir), cfg.sampler, cfg.use_ema, with_guide=reads_guide(cfg),
                                  classifier=classifier_folder(cfg))

@@ -33,12 +33,10 @@ def sample(params_path: str) -> None:
     tracker = start_run(params, "sample")  # first: a failure below is recorded in the run
     cfg = params.sample
     if cfg.sampler == "distilled":  # the distill stage's student: DDIM, its teacher's guidance in its weights
-        from dataclasses import replace
-
-        from ..sampling.students import load_student
+        from ..sampling.students import load_student, student_sampling
 
         pipeline = load_student(paths.DISTILLED_DIR, cfg.steps)
-        cfg = replace(cfg, guidance_scale=1.0, autoguidance_scale=1.0)
+        cfg = student_sampling(cfg)
     else:
         pipeline = load_pipeline(paths.DIFFUSION_DIR, cfg.sampler, cfg.use_ema,
                                  with_guide=reads_guide(cfg), classifier=classifier_folder(cfg))

@@ -14,10 +14,11 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from diffusers import UNet2DModel
 
+from ..core.config import SampleConfig
 from ..core.errors import DevagenError
 from ..core.integrity import write_manifest
 from .folder import META_FILE, read_meta, read_pen, write_meta, write_model_index
@@ -58,3 +59,9 @@ def load_student(root: Path, steps: int, device=None) -> DevagenPipeline:  # typ
         raise DevagenError(f"{folder}: no distilled student with {steps} steps; set distill.enabled: true "
                            f"(distill.min_steps <= {steps} <= distill.start_steps) and run `dvc repro distill`")
     return load_pipeline(folder, SAMPLER, use_ema=True, device=device)
+
+
+def student_sampling(cfg: SampleConfig, **changes: Any) -> SampleConfig:
+    """The sample settings a distilled student is drawn with: its teacher's CFG is in its weights, so no guidance
+    pass, no guide/ and no classifier (cfg's guidance keys are dropped), plus `changes`."""
+    return replace(cfg, guidance_scale=1.0, guidance="cfg", autoguidance_scale=1.0, **changes)
